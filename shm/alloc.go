@@ -1,0 +1,76 @@
+package shm
+
+import (
+	"fmt"
+	"time"
+)
+
+// Alloc takes a free slot for the key (address, check hash) in the initial health, and returns
+// its index. Only the master calls it (it holds the pid-file lock, so there is one). The fence
+// keeps counting from the slot's previous life, so a worker that still holds a fence from it can
+// write nothing into the new one.
+func (t *Table) Alloc(key uint64, addr, label string, interval time.Duration, initial Health) (int, error) {
+	if t.readOnly {
+		return 0, ErrReadOnly
+	}
+	if len(addr) >= addrLen {
+		return 0, fmt.Errorf("shm: address %q longer than %d bytes", addr, addrLen-1)
+	}
+	for i := 0; i < t.slots; i++ {
+		s := t.Slot(i)
+		if s.Used() {
+			continue
+		}
+		fence := s.State().Fence() + 1
+		for _, off := range []int{sOwner, sLease, sNextDue, sHistory, sLastCheckMs, sLastRTT, sLastResult,
+			sChecks, sFailures, sTransitions, sSinceReason, sPassive, sActive, sRequests} {
+			s.m.store(s.off+off, 0)
+		}
+		if q := s.m.load(s.off + sSeq); q&1 == 1 {
+			s.m.store(s.off+sSeq, q+1)
+		}
+		s.m.store(s.off+sKey, key)
+		s.m.store(s.off+sInterval, uint64(interval))
+		s.m.store(s.off+sSinceMs, uint64(NowMs()))
+		s.m.storeString(s.off+sAddr, addrLen, addr)
+		s.m.storeString(s.off+sLabel, labelLen, label)
+		s.m.storeString(s.off+sDetail, detailLen, "")
+		s.m.store(s.off+sState, uint64(makeState(initial, Ready, false, 0, fence)))
+		s.m.store(s.off+sUsed, 1)
+		return i, nil
+	}
+	return 0, fmt.Errorf("%w: all %d slots in use (raise max_servers)", ErrFull, t.slots)
+}
+
+// Find returns the index of the allocated slot with the key (address, check hash).
+func (t *Table) Find(key uint64, addr string) (int, bool) {
+	for i := 0; i < t.slots; i++ {
+		s := t.Slot(i)
+		if s.Used() && s.Key() == key && s.Address() == addr {
+			return i, true
+		}
+	}
+	return 0, false
+}
+
+// UpdateSlot rewrites the master-owned descriptive fields of an allocated slot on reload.
+func (t *Table) UpdateSlot(i int, label string, interval time.Duration) {
+	s := t.Slot(i)
+	s.m.storeString(s.off+sLabel, labelLen, label)
+	s.m.store(s.off+sInterval, uint64(interval))
+}
+
+// Free returns slot i to the free list: ownership dropped, fence bumped so no former owner can
+// write into it again.
+func (t *Table) Free(i int) {
+	s := t.Slot(i)
+	s.m.store(s.off+sUsed, 0)
+	s.m.store(s.off+sOwner, 0)
+	for {
+		st := s.State()
+		nst := st&^(State(0xffffffff)<<32) | State(st.Fence()+1)<<32
+		if s.m.cas(s.off+sState, uint64(st), uint64(nst)) {
+			return
+		}
+	}
+}

@@ -1,0 +1,155 @@
+package shm
+
+import (
+	"encoding/binary"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+func TestOpenMasterCreatesKeepsAndRefuses(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "t.table")
+	tb, err := OpenMaster(path, 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, _ := os.Stat(path)
+	if st.Mode().Perm() != 0o600 {
+		t.Fatalf("table mode %v, want 0600", st.Mode().Perm())
+	}
+	i, _ := tb.Alloc(5, "127.0.0.1:1", "app", time.Second, Down)
+	tb.Close()
+	tb.Close() // idempotent
+
+	// Reopened by a new master: state kept.
+	tb, err = OpenMaster(path, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if j, ok := tb.Find(5, "127.0.0.1:1"); !ok || j != i || tb.Slot(j).State().Health() != Down {
+		t.Fatalf("state not kept across reopen: %v %v", ok, tb.Slot(j).State().Health())
+	}
+	tb.Close()
+
+	if _, err := OpenMaster(path, 16); err == nil {
+		t.Fatal("a table smaller than configured must be refused, not silently resized")
+	}
+
+	// Read-only attach works and sees the slot.
+	ro, err := Open(path, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sn := ro.Snapshot(); len(sn.Slots) != 1 || sn.Slots[0].Address != "127.0.0.1:1" {
+		t.Fatalf("snapshot %+v", sn)
+	}
+	ro.Close()
+}
+
+func TestOpenRefusesSymlink(t *testing.T) {
+	dir := t.TempDir()
+	target := filepath.Join(dir, "real")
+	os.WriteFile(target, nil, 0o600)
+	link := filepath.Join(dir, "link")
+	os.Symlink(target, link)
+	if _, err := OpenMaster(link, 1); err == nil {
+		t.Fatal("OpenMaster followed a symlink")
+	}
+	if _, err := Open(link, true); err == nil {
+		t.Fatal("Open followed a symlink")
+	}
+}
+
+func TestOpenMasterRefusesForeignFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "notes.txt")
+	os.WriteFile(path, []byte("precious data, not a table"), 0o600)
+	if _, err := OpenMaster(path, 1); !errors.Is(err, ErrNotTable) {
+		t.Fatalf("foreign file: %v", err)
+	}
+	if b, _ := os.ReadFile(path); string(b) != "precious data, not a table" {
+		t.Fatal("a foreign file was overwritten")
+	}
+}
+
+func TestOpenCorrupt(t *testing.T) {
+	fresh := func() []byte {
+		path := filepath.Join(t.TempDir(), "t")
+		tb, err := OpenMaster(path, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tb.Close()
+		b, _ := os.ReadFile(path)
+		return b
+	}
+	put := func(b []byte, off int, v uint64) []byte { binary.LittleEndian.PutUint64(b[off:], v); return b }
+	cases := []struct {
+		name string
+		data []byte
+		want error
+	}{
+		{"empty", nil, ErrTruncated},
+		{"short header", fresh()[:100], ErrTruncated},
+		{"bad magic", put(fresh(), hMagic, 42), ErrNotTable},
+		{"other version", put(fresh(), hVersion, 99), ErrVersion},
+		{"slot size", put(fresh(), hSlotSize, 64), ErrCorrupt},
+		{"capacity huge", put(fresh(), hSlotCap, 1<<40), ErrCorrupt},
+		{"checksum", put(fresh(), hFileSize, uint64(Size(2))+0) /* unchanged */, nil},
+		{"checksum tampered", put(fresh(), hChecksum, 1), ErrCorrupt},
+		{"truncated slots", fresh()[:Size(2)-1], ErrTruncated},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "t")
+			os.WriteFile(path, c.data, 0o600)
+			tb, err := Open(path, true)
+			if c.want == nil {
+				if err != nil {
+					t.Fatal(err)
+				}
+				tb.Close()
+				return
+			}
+			if !errors.Is(err, c.want) {
+				t.Fatalf("got %v, want %v", err, c.want)
+			}
+		})
+	}
+}
+
+// FuzzOpen feeds arbitrary files to the read-only opener: it must return a table or an error,
+// never panic or read out of bounds, and a table it accepts must be readable in full.
+func FuzzOpen(f *testing.F) {
+	path := filepath.Join(f.TempDir(), "seed")
+	tb, err := OpenMaster(path, 1)
+	if err != nil {
+		f.Fatal(err)
+	}
+	tb.Alloc(1, "127.0.0.1:80", "app", time.Second, Up)
+	tb.Close()
+	good, _ := os.ReadFile(path)
+	f.Add(good)               // a valid one-slot table
+	f.Add(good[:HeaderSize])  // header only
+	f.Add([]byte("HCPTBL01")) // magic only
+	f.Add(make([]byte, 9000)) // zeros
+	f.Fuzz(func(t *testing.T, data []byte) {
+		p := filepath.Join(t.TempDir(), "t")
+		if err := os.WriteFile(p, data, 0o600); err != nil {
+			t.Skip()
+		}
+		tb, err := Open(p, true)
+		if err != nil {
+			return
+		}
+		defer tb.Close()
+		sn := tb.Snapshot()
+		for _, s := range sn.Slots {
+			if len(s.Address) >= addrLen || len(s.Detail) >= detailLen {
+				t.Fatalf("field longer than its slot: %q", s.Address)
+			}
+		}
+	})
+}

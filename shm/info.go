@@ -1,0 +1,98 @@
+package shm
+
+import (
+	"runtime"
+	"time"
+)
+
+// SlotInfo is a consistent copy of one slot, for hcctl, the status page and tests.
+type SlotInfo struct {
+	Index       int
+	Key         uint64
+	Address     string
+	Label       string
+	Owner       Token
+	LeaseNs     int64
+	State       State
+	NextDueNs   int64
+	History     uint64
+	Interval    time.Duration
+	LastCheckMs int64
+	LastRTT     time.Duration
+	LastReason  uint8
+	LastStatus  int
+	Detail      string
+	SinceMs     int64
+	SinceReason uint8
+	Checks      uint64
+	Failures    uint64
+	Transitions uint64
+	Passive     uint64
+	Active      int64
+	Requests    uint64
+}
+
+// Info reads the slot. The diagnostic record is read under its seqlock (retried while a write is
+// in progress, and taken as it is after a bounded number of tries, so a dead writer cannot hang a
+// reader).
+func (s Slot) Info() SlotInfo {
+	in := SlotInfo{
+		Index:       s.i,
+		Key:         s.Key(),
+		Address:     s.Address(),
+		Label:       s.Label(),
+		Owner:       s.Owner(),
+		LeaseNs:     s.Lease(),
+		State:       s.State(),
+		NextDueNs:   s.NextDue(),
+		History:     s.m.load(s.off + sHistory),
+		Interval:    s.Interval(),
+		Checks:      s.m.load(s.off + sChecks),
+		Failures:    s.m.load(s.off + sFailures),
+		Transitions: s.m.load(s.off + sTransitions),
+		Passive:     s.m.load(s.off + sPassive),
+		Active:      int64(s.m.load(s.off + sActive)),
+		Requests:    s.m.load(s.off + sRequests),
+	}
+	const tries = 10000
+	for try := 0; try < tries; try++ {
+		if try > 0 {
+			runtime.Gosched()
+		}
+		q := s.m.load(s.off + sSeq)
+		if q&1 == 1 && try < tries-1 {
+			continue
+		}
+		in.LastCheckMs = int64(s.m.load(s.off + sLastCheckMs))
+		in.LastRTT = time.Duration(s.m.load(s.off+sLastRTT)) * time.Microsecond
+		res := s.m.load(s.off + sLastResult)
+		in.LastReason, in.LastStatus = uint8(res), int(uint16(res>>8))
+		in.Detail = s.m.loadString(s.off+sDetail, detailLen)
+		in.SinceMs = int64(s.m.load(s.off + sSinceMs))
+		in.SinceReason = uint8(s.m.load(s.off + sSinceReason))
+		if s.m.load(s.off+sSeq) == q {
+			break
+		}
+	}
+	return in
+}
+
+// Snapshot is a copy of the whole table.
+type Snapshot struct {
+	Generation uint64
+	MasterPid  int
+	Capacity   int
+	Workers    []WorkerInfo
+	Slots      []SlotInfo // allocated slots, in index order
+}
+
+// Snapshot copies the header, the worker table and every allocated slot.
+func (t *Table) Snapshot() Snapshot {
+	sn := Snapshot{Generation: t.Generation(), MasterPid: t.MasterPid(), Capacity: t.slots, Workers: t.Workers()}
+	for i := 0; i < t.slots; i++ {
+		if s := t.Slot(i); s.Used() {
+			sn.Slots = append(sn.Slots, s.Info())
+		}
+	}
+	return sn
+}

@@ -1,0 +1,82 @@
+package shm
+
+// The table's layout. Version bumps whenever any offset or meaning below changes; Attach refuses a
+// table of another version (the operator removes the file, or a new master recreates it).
+const (
+	Magic   = 0x3130_4c42_5450_4348 // "HCPTBL01" in little-endian byte order
+	Version = 1
+
+	HeaderSize      = 8192
+	SlotSize        = 512
+	WorkerCap       = 64
+	workerEntrySize = 64
+
+	// MaxSlots bounds a table's capacity, so a tampered header cannot ask for a huge mapping.
+	MaxSlots = 1 << 20
+
+	addrLen   = 64
+	labelLen  = 64
+	detailLen = 96
+)
+
+// Header word offsets. Words hVersion..hFileSize are fixed at creation and covered by hChecksum.
+const (
+	hMagic      = 0
+	hVersion    = 8
+	hHeaderSize = 16
+	hSlotSize   = 24
+	hSlotCap    = 32
+	hWorkerCap  = 40
+	hFileSize   = 48
+	hChecksum   = 56
+
+	hGeneration = 64 // current (newest ready) generation, published by the master
+	hMasterPid  = 72
+	hSerial     = 80 // token serial counter, never reused
+	hMasterMs   = 88 // when the current master attached (Unix ms)
+	hWorkers    = 128
+)
+
+// Worker entry offsets, relative to the entry.
+const (
+	wToken     = 0
+	wGen       = 8
+	wState     = 16
+	wHeartbeat = 24 // Unix ms, written by the worker
+	wStarted   = 32 // Unix ms, written by the master
+	wOwned     = 40 // slots owned, written by the worker
+)
+
+// Slot offsets, relative to the slot.
+const (
+	sKey         = 0  // check definition hash
+	sUsed        = 8  // 0 free, 1 allocated
+	sOwner       = 16 // owner token, 0 = none
+	sLease       = 24 // monotonic ns after which the owner's claim lapses
+	sState       = 32 // the routing word, see state.go
+	sNextDue     = 40 // monotonic ns when the next check is due
+	sHistory     = 48 // last 64 results, bit 0 newest, 1 = pass
+	sSeq         = 56 // seqlock of the diagnostic record
+	sLastCheckMs = 64 // [diag] Unix ms of the last check
+	sLastRTT     = 72 // [diag] round trip of the last check, µs
+	sLastResult  = 80 // [diag] reason code | HTTP status << 8
+	sChecks      = 88
+	sFailures    = 96
+	sTransitions = 104
+	sSinceMs     = 112               // [diag] Unix ms of the last transition (or allocation)
+	sSinceReason = 120               // [diag] reason code of the result that caused it
+	sPassive     = 128               // passive failures (data plane)
+	sActive      = 136               // active requests (data plane, all workers)
+	sRequests    = 144               // requests proxied (data plane, all workers)
+	sInterval    = 152               // configured check interval, ns (written by the master)
+	sAddr        = 160               // server address, length-prefixed (written by the master before publishing)
+	sLabel       = sAddr + addrLen   // upstream names, comma separated
+	sDetail      = sLabel + labelLen // [diag] last failure detail
+	slotEnd      = sDetail + detailLen
+)
+
+// Size is the file size of a table with capacity slots.
+func Size(capacity int) int { return HeaderSize + capacity*SlotSize }
+
+func slotOff(i int) int   { return HeaderSize + i*SlotSize }
+func workerOff(i int) int { return hWorkers + i*workerEntrySize }

@@ -1,0 +1,266 @@
+package shm
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"os"
+
+	"golang.org/x/sys/unix"
+)
+
+// Table is an attached health table.
+type Table struct {
+	m        mem
+	f        *os.File
+	readOnly bool
+	slots    int
+}
+
+// OpenMaster opens the table file at path for a master, creating and initialising it (mode 0600,
+// never through a symlink) when it does not exist, is empty, or was left half-initialised (magic
+// zero). An existing table is kept, with its state, if it is valid and holds at least capacity
+// slots; a file that is something else is refused, never overwritten.
+func OpenMaster(path string, capacity int) (*Table, error) {
+	if capacity < 1 || capacity > MaxSlots {
+		return nil, fmt.Errorf("shm: capacity %d out of range 1..%d", capacity, MaxSlots)
+	}
+	fd, err := unix.Open(path, unix.O_RDWR|unix.O_CREAT|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("shm: open %s: %w", path, err)
+	}
+	f := os.NewFile(uintptr(fd), path)
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("shm: stat %s: %w", path, err)
+	}
+	if !st.Mode().IsRegular() {
+		f.Close()
+		return nil, fmt.Errorf("shm: %s: not a regular file", path)
+	}
+	if st.Size() >= 8 {
+		var magic [8]byte
+		if _, err := f.ReadAt(magic[:], 0); err == nil && magic != [8]byte{} {
+			t, err := attach(f, false)
+			if err != nil {
+				f.Close()
+				return nil, fmt.Errorf("%w (remove %s to start with a fresh table)", err, path)
+			}
+			if t.slots < capacity {
+				t.Close()
+				return nil, fmt.Errorf("shm: %s holds %d slots, fewer than the %d configured; remove it to recreate (health state is lost)", path, t.slots, capacity)
+			}
+			return t, nil
+		}
+	}
+	if err := initialise(f, capacity); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("shm: initialise %s: %w", path, err)
+	}
+	t, err := attach(f, false)
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return t, nil
+}
+
+// Open attaches an existing table file, read-only (hcctl dump) or read-write (hcctl set).
+func Open(path string, readOnly bool) (*Table, error) {
+	flags := unix.O_RDWR
+	if readOnly {
+		flags = unix.O_RDONLY
+	}
+	fd, err := unix.Open(path, flags|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("shm: open %s: %w", path, err)
+	}
+	f := os.NewFile(uintptr(fd), path)
+	t, err := attach(f, readOnly)
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return t, nil
+}
+
+// AttachFile attaches a table from an open file (a worker's inherited descriptor). The table takes
+// ownership of f.
+func AttachFile(f *os.File, readOnly bool) (*Table, error) { return attach(f, readOnly) }
+
+func initialise(f *os.File, capacity int) error {
+	size := Size(capacity)
+	if err := f.Truncate(0); err != nil {
+		return err
+	}
+	if err := f.Truncate(int64(size)); err != nil {
+		return err
+	}
+	m, err := unix.Mmap(int(f.Fd()), 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	if err != nil {
+		return fmt.Errorf("mmap: %w", err)
+	}
+	defer unix.Munmap(m)
+	formatHeader(mem(m), capacity)
+	return unix.Msync(m, unix.MS_SYNC)
+}
+
+// formatHeader writes a fresh header into m (already zeroed), the magic last.
+func formatHeader(m mem, capacity int) {
+	m.store(hVersion, Version)
+	m.store(hHeaderSize, HeaderSize)
+	m.store(hSlotSize, SlotSize)
+	m.store(hSlotCap, uint64(capacity))
+	m.store(hWorkerCap, WorkerCap)
+	m.store(hFileSize, uint64(Size(capacity)))
+	m.store(hChecksum, headerChecksum(m))
+	m.store(hMagic, Magic)
+}
+
+func headerChecksum(m mem) uint64 {
+	h := fnv.New64a()
+	var b [8]byte
+	for off := hVersion; off <= hFileSize; off += 8 {
+		v := m.load(off)
+		for i := range b {
+			b[i] = byte(v >> (8 * i))
+		}
+		h.Write(b[:])
+	}
+	return h.Sum64()
+}
+
+func attach(f *os.File, readOnly bool) (*Table, error) {
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("%w: not a regular file", ErrNotTable)
+	}
+	size := st.Size()
+	if size >= 8 {
+		var b [8]byte
+		if _, err := f.ReadAt(b[:], 0); err != nil {
+			return nil, fmt.Errorf("shm: read header: %w", err)
+		}
+		if magic := binary.LittleEndian.Uint64(b[:]); magic != Magic {
+			return nil, fmt.Errorf("%w: %#x", ErrNotTable, magic)
+		}
+	}
+	if size < HeaderSize {
+		return nil, fmt.Errorf("%w: %d bytes, a header alone is %d", ErrTruncated, size, HeaderSize)
+	}
+	prot := unix.PROT_READ
+	if !readOnly {
+		prot |= unix.PROT_WRITE
+	}
+	// Map the header alone first, and the whole file only once its sizes are known to be sane.
+	hm, err := mapFile(f, HeaderSize, prot)
+	if err != nil {
+		return nil, err
+	}
+	slots, err := validateHeader(hm, size)
+	unix.Munmap(hm)
+	if err != nil {
+		return nil, err
+	}
+	m, err := mapFile(f, Size(slots), prot)
+	if err != nil {
+		return nil, err
+	}
+	return &Table{m: m, f: f, readOnly: readOnly, slots: slots}, nil
+}
+
+func mapFile(f *os.File, size, prot int) (mem, error) {
+	var m []byte
+	var err error
+	cerr := withFd(f, func(fd int) { m, err = unix.Mmap(fd, 0, size, prot, unix.MAP_SHARED) })
+	if cerr != nil {
+		return nil, cerr
+	}
+	if err != nil {
+		return nil, fmt.Errorf("shm: mmap: %w", err)
+	}
+	return mem(m), nil
+}
+
+func withFd(f *os.File, fn func(fd int)) error {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	return rc.Control(func(fd uintptr) { fn(int(fd)) })
+}
+
+// validateHeader checks the header in a fixed order (magic, version, sizes, checksum, file size)
+// and returns the slot capacity.
+func validateHeader(m mem, fileSize int64) (int, error) {
+	if magic := m.load(hMagic); magic != Magic {
+		return 0, fmt.Errorf("%w: %#x", ErrNotTable, magic)
+	}
+	if v := m.load(hVersion); v != Version {
+		return 0, fmt.Errorf("%w: %d (this build reads %d)", ErrVersion, v, Version)
+	}
+	if hs, ss, wc := m.load(hHeaderSize), m.load(hSlotSize), m.load(hWorkerCap); hs != HeaderSize || ss != SlotSize || wc != WorkerCap {
+		return 0, fmt.Errorf("%w: header %d slot %d workers %d, want %d %d %d", ErrCorrupt, hs, ss, wc, HeaderSize, SlotSize, WorkerCap)
+	}
+	c := m.load(hSlotCap)
+	if c < 1 || c > MaxSlots {
+		return 0, fmt.Errorf("%w: slot capacity %d out of range", ErrCorrupt, c)
+	}
+	if fs := m.load(hFileSize); fs != uint64(Size(int(c))) {
+		return 0, fmt.Errorf("%w: recorded size %d, capacity %d needs %d", ErrCorrupt, fs, c, Size(int(c)))
+	}
+	if sum := headerChecksum(m); sum != m.load(hChecksum) {
+		return 0, fmt.Errorf("%w: checksum mismatch", ErrCorrupt)
+	}
+	if fileSize < int64(Size(int(c))) {
+		return 0, fmt.Errorf("%w: %d bytes, capacity %d needs %d", ErrTruncated, fileSize, c, Size(int(c)))
+	}
+	return int(c), nil
+}
+
+// Close unmaps the table and closes its file. It is idempotent.
+func (t *Table) Close() error {
+	if t == nil || t.m == nil {
+		return nil
+	}
+	err := unix.Munmap(t.m)
+	t.m = nil
+	if t.f != nil {
+		err = errors.Join(err, t.f.Close())
+		t.f = nil
+	}
+	return err
+}
+
+// File returns the table's open file, to pass to worker processes.
+func (t *Table) File() *os.File { return t.f }
+
+// Capacity returns the number of slots.
+func (t *Table) Capacity() int { return t.slots }
+
+// Generation returns the current generation, published by the master once its workers are ready.
+func (t *Table) Generation() uint64 { return t.m.load(hGeneration) }
+
+// SetGeneration publishes g as the current generation.
+func (t *Table) SetGeneration(g uint64) { t.m.store(hGeneration, g) }
+
+// MasterPid returns the pid of the master that last attached.
+func (t *Table) MasterPid() int { return int(t.m.load(hMasterPid)) }
+
+// SetMaster records the attaching master's pid and start time.
+func (t *Table) SetMaster(pid int) {
+	t.m.store(hMasterPid, uint64(pid))
+	t.m.store(hMasterMs, uint64(NowMs()))
+}
+
+// NewToken returns a token for a new worker with the given pid: a serial never used before in this
+// table and the pid, so a reused pid can never fake an earlier worker's ownership.
+func (t *Table) NewToken(pid int) Token {
+	serial := t.m.add(hSerial, 1)
+	return Token(serial<<32 | uint64(uint32(pid)))
+}
