@@ -1,0 +1,502 @@
+package master
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/gofrs/flock"
+
+	"hcproxy/config"
+	"hcproxy/shm"
+	"hcproxy/version"
+	"hcproxy/worker"
+)
+
+// readyTimeout bounds how long a new generation may take to report ready.
+const readyTimeout = 30 * time.Second
+
+// generation is one config's set of workers.
+type generation struct {
+	gen     uint64
+	cfg     *config.Config
+	cfgJSON []byte
+	slots   []worker.SlotRef
+	used    map[int]bool // slot indices this generation uses
+}
+
+// Master is the master process.
+type Master struct {
+	path      string
+	cfg       *config.Config
+	log       *slog.Logger
+	logFile   *worker.LogFile
+	lock      *flock.Flock
+	table     *shm.Table
+	listeners map[string]*os.File
+	lifelineR *os.File
+	lifelineW *os.File
+	events    chan event
+	sigs      chan os.Signal
+
+	cur      *generation
+	procs    map[*proc]bool
+	pending  []int // slots to free once no worker of an older generation is left
+	backoff  time.Duration
+	respawn  <-chan time.Time
+	missing  int // workers of the current generation to respawn
+	stopping bool
+}
+
+// Run loads the config at path and runs the master in the foreground until it is stopped. It
+// returns nil after a clean stop.
+func Run(path string) error {
+	cfg, err := config.Load(path)
+	if err != nil {
+		return err
+	}
+	m := &Master{path: path, cfg: cfg, listeners: map[string]*os.File{}, events: make(chan event, 64), procs: map[*proc]bool{}}
+	if m.logFile, err = worker.OpenLog(cfg.ErrorLog); err != nil {
+		return fmt.Errorf("error_log: %w", err)
+	}
+	m.log = worker.NewLogger(cfg.LogFormat, m.logFile, slog.LevelInfo).With("pid", os.Getpid(), "role", "master")
+	if m.lock, err = lockPidFile(cfg.PidFile); err != nil {
+		return err
+	}
+	defer unlockPidFile(m.lock)
+	// Signals first, so none that arrives during start-up is lost or kills us.
+	m.sigs = make(chan os.Signal, 8)
+	signal.Notify(m.sigs, syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGTERM, syscall.SIGINT, syscall.SIGUSR1)
+	defer signal.Stop(m.sigs)
+	if m.table, err = shm.OpenMaster(cfg.Table, tableCapacity(cfg)); err != nil {
+		return err
+	}
+	defer m.table.Close()
+	m.table.SetMaster(os.Getpid())
+	m.retireStrangers()
+	if m.lifelineR, m.lifelineW, err = pipe(); err != nil {
+		return err
+	}
+	defer m.lifelineW.Close()
+	if err := m.openListeners(cfg); err != nil {
+		m.closeListeners(nil)
+		return err
+	}
+	defer m.closeListeners(nil)
+	g, err := m.prepare(cfg, m.table.Generation()+1)
+	if err != nil {
+		return err
+	}
+	m.freeUnused(g) // at start no worker of ours uses any other slot
+	if err := m.startGeneration(g); err != nil {
+		return fmt.Errorf("start workers: %w", err)
+	}
+	m.log.Info("hcproxy started", "version", version.Version, "config", cfg.Path, "workers", cfg.Workers, "generation", g.gen, "table", cfg.Table)
+	return m.loop()
+}
+
+// tableCapacity leaves room for a reload that replaces every server at once.
+func tableCapacity(cfg *config.Config) int { return 2 * cfg.MaxServers }
+
+// retireStrangers marks the worker entries left by a previous master as draining, so the new
+// generation takes their checks over; entries whose process is gone are freed.
+func (m *Master) retireStrangers() {
+	for _, w := range m.table.Workers() {
+		if w.Token == 0 || !alive(w.Token.Pid()) {
+			m.table.FreeWorker(w.Index)
+			continue
+		}
+		m.table.SetWorkerState(w.Index, shm.WorkerDraining)
+	}
+}
+
+func alive(pid int) bool {
+	return pid > 0 && syscall.Kill(pid, 0) == nil
+}
+
+func (m *Master) openListeners(cfg *config.Config) error {
+	addrs := []string{}
+	for _, s := range cfg.Servers {
+		addrs = append(addrs, s.Listen)
+	}
+	if cfg.Status != nil {
+		addrs = append(addrs, cfg.Status.Listen)
+	}
+	for _, a := range addrs {
+		if m.listeners[a] != nil {
+			continue
+		}
+		f, err := listen(a)
+		if err != nil {
+			return fmt.Errorf("listen %s: %w", a, err)
+		}
+		m.listeners[a] = f
+	}
+	return nil
+}
+
+// closeListeners closes the sockets that keep does not configure (all, when keep is nil).
+func (m *Master) closeListeners(keep *config.Config) {
+	want := map[string]bool{}
+	if keep != nil {
+		for _, s := range keep.Servers {
+			want[s.Listen] = true
+		}
+		if keep.Status != nil {
+			want[keep.Status.Listen] = true
+		}
+	}
+	for a, f := range m.listeners {
+		if !want[a] {
+			f.Close()
+			delete(m.listeners, a)
+		}
+	}
+}
+
+// prepare maps every server of cfg to its slot, allocating slots for new (address, check) keys
+// in the configured initial state; existing keys keep their slot and state.
+func (m *Master) prepare(cfg *config.Config, gen uint64) (*generation, error) {
+	type key struct {
+		check uint64
+		addr  string
+	}
+	labels := map[key][]string{}
+	checks := map[key]*config.Check{}
+	var order []key
+	for _, name := range cfg.UpstreamNames() {
+		u := cfg.Upstreams[name]
+		for _, s := range u.Servers {
+			k := key{u.Check.Key(), s.Address}
+			if _, seen := labels[k]; !seen {
+				order = append(order, k)
+				checks[k] = &u.Check
+			}
+			labels[k] = append(labels[k], name)
+		}
+	}
+	idx := map[key]int{}
+	g := &generation{gen: gen, cfg: cfg, used: map[int]bool{}}
+	for _, k := range order {
+		label := strings.Join(labels[k], ",")
+		c := checks[k]
+		i, ok := m.table.Find(k.check, k.addr)
+		if ok {
+			m.table.UpdateSlot(i, label, c.Interval)
+		} else {
+			h, _ := shm.ParseHealth(c.Initial)
+			var err error
+			if i, err = m.table.Alloc(k.check, k.addr, label, c.Interval, h); err != nil {
+				return nil, err
+			}
+		}
+		idx[k] = i
+		g.used[i] = true
+	}
+	for _, name := range cfg.UpstreamNames() {
+		u := cfg.Upstreams[name]
+		for _, s := range u.Servers {
+			g.slots = append(g.slots, worker.SlotRef{Upstream: name, Address: s.Address, Slot: idx[key{u.Check.Key(), s.Address}]})
+		}
+	}
+	var err error
+	g.cfgJSON, err = cfg.Marshal()
+	return g, err
+}
+
+// freeUnused frees every allocated slot that g does not use.
+func (m *Master) freeUnused(g *generation) {
+	for i := 0; i < m.table.Capacity(); i++ {
+		if s := m.table.Slot(i); s.Used() && !g.used[i] {
+			m.table.Free(i)
+		}
+	}
+}
+
+// startGeneration starts g's workers and waits until all are ready; on failure it kills them.
+// On success g becomes current and is published in the table.
+func (m *Master) startGeneration(g *generation) error {
+	fresh := map[*proc]bool{}
+	for i := 0; i < g.cfg.Workers; i++ {
+		p, err := m.spawn(g)
+		if err != nil {
+			m.abort(fresh)
+			return err
+		}
+		fresh[p] = true
+		m.procs[p] = true
+	}
+	deadline := time.After(readyTimeout)
+	for n := 0; n < len(fresh); {
+		select {
+		case ev := <-m.events:
+			if fresh[ev.p] && ev.kind == evExit {
+				m.handle(ev)
+				m.abort(fresh)
+				return fmt.Errorf("worker %d exited before it was ready: %v", ev.p.pid, ev.err)
+			}
+			if fresh[ev.p] && ev.kind == evReady {
+				ev.p.ready = true
+				n++
+				continue
+			}
+			m.handle(ev)
+		case <-deadline:
+			m.abort(fresh)
+			return fmt.Errorf("workers not ready after %v", readyTimeout)
+		}
+	}
+	old := m.cur
+	m.cur = g
+	m.cfg = g.cfg
+	m.table.SetGeneration(g.gen)
+	m.backoff, m.missing = 0, 0
+	if old != nil {
+		for p := range m.procs {
+			if p.gen < g.gen && !p.expected {
+				m.drain(p)
+			}
+		}
+	}
+	return nil
+}
+
+// abort kills the processes of a generation that failed to start and waits for their exits.
+func (m *Master) abort(ps map[*proc]bool) {
+	for p := range ps {
+		p.expected = true
+		if p.cmd != nil && p.cmd.Process != nil {
+			p.cmd.Process.Kill()
+		}
+	}
+	for m.count(ps) > 0 {
+		m.handle(<-m.events)
+	}
+}
+
+func (m *Master) count(ps map[*proc]bool) int {
+	n := 0
+	for p := range ps {
+		if m.procs[p] {
+			n++
+		}
+	}
+	return n
+}
+
+// drain tells p to drain: the table marks it draining first, so the other workers may take its
+// checks even before it releases them.
+func (m *Master) drain(p *proc) {
+	p.expected = true
+	m.table.SetWorkerState(p.index, shm.WorkerDraining)
+	p.send("drain")
+}
+
+// handle processes an event outside a generation start.
+func (m *Master) handle(ev event) {
+	p := ev.p
+	switch ev.kind {
+	case evReady:
+		p.ready = true
+		if m.cur != nil && p.gen == m.cur.gen {
+			m.log.Info("worker respawned", "worker_pid", p.pid)
+		}
+	case evExit:
+		delete(m.procs, p)
+		if p.control != nil {
+			p.control.Close()
+		}
+		m.table.FreeWorker(p.index) // its checks are takeable from now on
+		if p.expected || m.stopping {
+			m.log.Info("worker exited", "worker_pid", p.pid, "generation", p.gen, "status", exitStatus(ev.err))
+			m.freePending()
+			return
+		}
+		m.log.Error("worker exited unexpectedly", "worker_pid", p.pid, "generation", p.gen, "status", exitStatus(ev.err), "lived", time.Since(p.started).Round(time.Millisecond))
+		for q := range m.procs {
+			q.send("nudge")
+		}
+		if m.cur != nil && p.gen == m.cur.gen {
+			m.scheduleRespawn(time.Since(p.started))
+		}
+	}
+}
+
+func exitStatus(err error) string {
+	if err == nil {
+		return "exit 0"
+	}
+	var ee interface{ ExitCode() int }
+	if errors.As(err, &ee) && ee.ExitCode() >= 0 {
+		return fmt.Sprintf("exit %d", ee.ExitCode())
+	}
+	return err.Error()
+}
+
+// scheduleRespawn replaces a crashed worker, at once the first time and with a doubling delay
+// (up to 10s) while workers keep dying young, so a crash loop cannot spin the CPU.
+func (m *Master) scheduleRespawn(lived time.Duration) {
+	m.missing++
+	switch {
+	case lived > 10*time.Second:
+		m.backoff = 0
+	case m.backoff == 0:
+		m.backoff = 100 * time.Millisecond
+	default:
+		m.backoff = min(2*m.backoff, 10*time.Second)
+	}
+	if m.respawn == nil {
+		m.respawn = time.After(m.backoff)
+	}
+}
+
+func (m *Master) doRespawn() {
+	m.respawn = nil
+	for ; m.missing > 0; m.missing-- {
+		p, err := m.spawn(m.cur)
+		if err != nil {
+			m.log.Error("respawn worker", "err", err)
+			m.respawn = time.After(max(m.backoff, time.Second))
+			return
+		}
+		m.procs[p] = true
+	}
+}
+
+// freePending frees the slots of removed servers once no worker older than the current
+// generation is left.
+func (m *Master) freePending() {
+	if len(m.pending) == 0 || m.cur == nil {
+		return
+	}
+	for p := range m.procs {
+		if p.gen < m.cur.gen {
+			return
+		}
+	}
+	for _, i := range m.pending {
+		if !m.cur.used[i] {
+			m.table.Free(i)
+		}
+	}
+	m.pending = nil
+	m.closeListeners(m.cur.cfg)
+}
+
+func (m *Master) loop() error {
+	housekeeping := time.NewTicker(time.Second)
+	defer housekeeping.Stop()
+	for {
+		select {
+		case sig := <-m.sigs:
+			switch sig {
+			case syscall.SIGHUP:
+				m.reload()
+			case syscall.SIGUSR1:
+				if err := m.logFile.Reopen(); err != nil {
+					m.log.Error("reopen error_log", "err", err)
+				}
+				for p := range m.procs {
+					p.send("reopen")
+				}
+			case syscall.SIGQUIT:
+				return m.shutdown(true)
+			case syscall.SIGTERM, syscall.SIGINT:
+				return m.shutdown(false)
+			}
+		case ev := <-m.events:
+			m.handle(ev)
+		case <-m.respawn:
+			m.doRespawn()
+		case <-housekeeping.C:
+			m.retireGone()
+		}
+	}
+}
+
+// retireGone frees the entries of a previous master's workers once their processes are gone.
+func (m *Master) retireGone() {
+	mine := map[int]bool{}
+	for p := range m.procs {
+		mine[p.index] = true
+	}
+	for _, w := range m.table.Workers() {
+		if !mine[w.Index] && !alive(w.Token.Pid()) {
+			m.table.FreeWorker(w.Index)
+		}
+	}
+}
+
+// reload re-reads the config and replaces the workers with a new generation; on any error the
+// running generation is left as it is.
+func (m *Master) reload() {
+	start := time.Now()
+	cfg, err := config.Load(m.path)
+	if err != nil {
+		m.log.Error("reload failed: config rejected, keeping the running configuration", "err", err)
+		return
+	}
+	if cfg.Table != m.cfg.Table || cfg.PidFile != m.cfg.PidFile || tableCapacity(cfg) > m.table.Capacity() {
+		m.log.Error("reload failed: table, pid_file and a larger max_servers need a restart, keeping the running configuration")
+		return
+	}
+	if err := m.openListeners(cfg); err != nil {
+		m.log.Error("reload failed, keeping the running configuration", "err", err)
+		m.closeListeners(m.cfg)
+		return
+	}
+	g, err := m.prepare(cfg, m.cur.gen+1)
+	if err != nil {
+		m.log.Error("reload failed, keeping the running configuration", "err", err)
+		return
+	}
+	for i := 0; i < m.table.Capacity(); i++ {
+		if s := m.table.Slot(i); s.Used() && !g.used[i] {
+			m.pending = append(m.pending, i)
+		}
+	}
+	if err := m.startGeneration(g); err != nil {
+		m.log.Error("reload failed: new workers did not start, keeping the running configuration", "err", err)
+		return
+	}
+	m.log.Info("reloaded", "generation", g.gen, "workers", cfg.Workers, "took", time.Since(start).Round(time.Millisecond))
+	m.freePending()
+}
+
+// shutdown drains (graceful) or stops (fast) every worker and waits for them: up to
+// shutdown_timeout plus a margin for a graceful stop, then SIGKILL.
+func (m *Master) shutdown(graceful bool) error {
+	m.stopping = true
+	wait := 5 * time.Second
+	cmd := "stop"
+	if graceful {
+		cmd = "drain"
+		wait += m.cfg.ShutdownTimeout
+	}
+	m.log.Info("shutting down", "graceful", graceful, "workers", len(m.procs))
+	for p := range m.procs {
+		p.expected = true
+		m.table.SetWorkerState(p.index, shm.WorkerDraining)
+		p.send(cmd)
+	}
+	deadline := time.After(wait)
+	for len(m.procs) > 0 {
+		select {
+		case ev := <-m.events:
+			m.handle(ev)
+		case <-deadline:
+			for p := range m.procs {
+				m.log.Warn("worker did not exit in time, killing it", "worker_pid", p.pid)
+				p.cmd.Process.Kill()
+			}
+			deadline = time.After(5 * time.Second)
+		}
+	}
+	m.log.Info("hcproxy stopped")
+	return nil
+}

@@ -1,0 +1,120 @@
+package master
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"runtime"
+	"strconv"
+	"time"
+
+	"hcproxy/worker"
+)
+
+// proc is one worker process as the master sees it.
+type proc struct {
+	index    int // entry in the table's worker list
+	gen      uint64
+	cmd      *exec.Cmd
+	pid      int
+	control  net.Conn
+	started  time.Time
+	ready    bool
+	expected bool // told to drain or stop: its exit is not a crash
+}
+
+type eventKind int
+
+const (
+	evReady eventKind = iota
+	evExit
+)
+
+type event struct {
+	kind eventKind
+	p    *proc
+	err  error
+}
+
+func (p *proc) send(cmd string) {
+	if p.control != nil {
+		p.control.SetWriteDeadline(time.Now().Add(time.Second))
+		io.WriteString(p.control, cmd+"\n")
+	}
+}
+
+// spawn starts one worker of generation g by re-executing this binary (/proc/self/exe, so a
+// worker always runs the master's code even if the file on disk was replaced).
+func (m *Master) spawn(g *generation) (*proc, error) {
+	idx, err := m.table.ReserveWorker(g.gen)
+	if err != nil {
+		return nil, err
+	}
+	p := &proc{index: idx, gen: g.gen}
+	fail := func(err error) (*proc, error) {
+		m.table.FreeWorker(idx)
+		return nil, err
+	}
+	payload, err := json.Marshal(worker.Payload{Config: g.cfgJSON, Generation: g.gen, Index: idx, Slots: g.slots})
+	if err != nil {
+		return fail(err)
+	}
+	pf, err := memfile("hcproxy-payload", payload)
+	if err != nil {
+		return fail(fmt.Errorf("payload: %w", err))
+	}
+	defer pf.Close()
+	mine, theirs, err := socketpair()
+	if err != nil {
+		return fail(fmt.Errorf("control socket: %w", err))
+	}
+	defer theirs.Close()
+	names := []string{worker.FdTable, worker.FdControl, worker.FdLifeline, worker.FdPayload}
+	files := []*os.File{m.table.File(), theirs, m.lifelineR, pf}
+	for _, s := range g.cfg.Servers {
+		names = append(names, worker.FdListen(s.Listen))
+		files = append(files, m.listeners[s.Listen])
+	}
+	if g.cfg.Status != nil {
+		names = append(names, worker.FdStatus)
+		files = append(files, m.listeners[g.cfg.Status.Listen])
+	}
+	procs := runtime.NumCPU() / max(1, g.cfg.Workers)
+	cmd := &exec.Cmd{
+		Path:       "/proc/self/exe",
+		Args:       []string{"hcproxy: worker process"},
+		Env:        append(os.Environ(), worker.EnvRole+"=worker", worker.EnvFds+"="+worker.EncodeFds(names), "GOMAXPROCS="+strconv.Itoa(max(1, procs))),
+		Stdout:     os.Stdout,
+		Stderr:     os.Stderr,
+		ExtraFiles: files,
+	}
+	if err := cmd.Start(); err != nil {
+		mine.Close()
+		return fail(fmt.Errorf("start worker: %w", err))
+	}
+	p.cmd, p.pid, p.started = cmd, cmd.Process.Pid, time.Now()
+	conn, err := net.FileConn(mine)
+	mine.Close()
+	if err != nil {
+		cmd.Process.Kill()
+	} else {
+		p.control = conn
+	}
+	go func() {
+		if conn != nil {
+			sc := bufio.NewScanner(conn)
+			for sc.Scan() {
+				if sc.Text() == "ready" {
+					m.events <- event{kind: evReady, p: p}
+				}
+			}
+		}
+		err := cmd.Wait()
+		m.events <- event{kind: evExit, p: p, err: err}
+	}()
+	return p, nil
+}

@@ -1,0 +1,36 @@
+// Package probe does one active health check of one target and returns a
+// typed Result.
+//
+// # Model
+//
+// A Prober is a small, stateless value built once from a check's options
+// (NewHTTP, NewTCP). Probe(ctx, addr) dials addr, exchanges at most one
+// request and one response, closes the connection and returns. The deadline
+// of ctx is the whole check's timeout: it bounds the dial, the write and every
+// read, because the connection's deadline is set from it. Cancelling ctx
+// aborts the check. Nothing survives the call: no goroutines (other than
+// those inside package net), no timers, no pooled connections.
+//
+// Scheduling, hysteresis (rise/fall) and writing state to the shared table
+// live once, in worker/. probe/ only knows how to do one check.
+//
+// # Results
+//
+// Every check reports a Reason from one fixed set shared by all check types.
+// Reasons are stored as numbers in the shared-memory table, so their values
+// never change; new ones are only appended. Errors are classified with
+// errors.Is/As and net.Error.Timeout, never by matching error text, and in a
+// fixed order: transport errors first (connect, send, timeout, early close),
+// then framing (bad_response, too_large), then the status code (bad_status),
+// then the body (body_mismatch). The first failure wins.
+//
+// Result.Detail is a short human string for logs and the status page (at
+// most 120 bytes); Result.Bytes is the number of bytes read from the peer.
+//
+// # Bounded reads
+//
+// Responses come from untrusted peers. ParseResponse is a hand-written,
+// strict HTTP/1.x response parser that reads at most max+1 bytes from the
+// connection and buffers no more than that, so a peer that streams forever
+// costs a bounded amount of memory and time. It is fuzzed (FuzzParseResponse).
+package probe

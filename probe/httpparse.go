@@ -1,0 +1,473 @@
+package probe
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+)
+
+// Sentinel errors of ParseResponse. Every error it returns wraps exactly one
+// of them.
+var (
+	ErrTooLarge   = errors.New("probe: response too large")
+	ErrMalformed  = errors.New("probe: malformed response")
+	ErrEarlyClose = errors.New("probe: connection closed before the response was complete")
+)
+
+// DefaultMaxResponse is the response size limit, in bytes, used when a limit
+// of zero or less is given.
+const DefaultMaxResponse = 16384
+
+const (
+	// readBufSize is the most ParseResponse asks of the reader in one Read.
+	readBufSize = 4096
+	// maxLimit caps max so that max+1 and friends cannot overflow.
+	maxLimit = 1 << 40
+	// maxLength is the largest Content-Length or chunk size that parses;
+	// bigger values are malformed (they could never fit max anyway).
+	maxLength = 1 << 60
+)
+
+// malformedError is a framing error; Unwrap gives ErrMalformed and what is the
+// short human detail.
+type malformedError struct{ what string }
+
+func (e *malformedError) Error() string { return ErrMalformed.Error() + ": " + e.what }
+func (e *malformedError) Unwrap() error { return ErrMalformed }
+
+func malformed(format string, args ...any) error {
+	return &malformedError{what: fmt.Sprintf(format, args...)}
+}
+
+// ParseResponse reads one HTTP/1.x response from r, reading at most max bytes
+// in total (status line + headers + body); max <= 0 means DefaultMaxResponse.
+// It handles Content-Length, chunked transfer coding (with trailers),
+// responses delimited by connection close, 1xx interim responses (skipped)
+// and bodiless statuses (204, 304).
+//
+// It returns the final status code (or the last one parsed, 0 if none, when
+// err != nil), the decoded body (nil when err != nil), the number of bytes
+// read from r and an error wrapping ErrTooLarge, ErrMalformed or
+// ErrEarlyClose. A read error other than io.EOF is wrapped together with
+// ErrEarlyClose, so callers can still find it with errors.Is/As (a timeout is
+// a net.Error with Timeout() true).
+//
+// ParseResponse never reads more than max+1 bytes from r (it must see one byte
+// beyond max to tell a response of exactly max bytes from a longer one) and
+// never buffers more than that. Bytes read beyond the end of the response are
+// counted in n but otherwise ignored.
+func ParseResponse(r io.Reader, max int64) (status int, body []byte, n int64, err error) {
+	return parseResponse(r, max, false)
+}
+
+// parseResponse is ParseResponse; head reports that the request was HEAD, so
+// the response has no body whatever its headers say.
+func parseResponse(r io.Reader, max int64, head bool) (status int, body []byte, n int64, err error) {
+	if max <= 0 {
+		max = DefaultMaxResponse
+	}
+	max = min(max, maxLimit)
+	p := &parser{rd: reader{r: r, max: max}}
+	status, body, err = p.response(head)
+	if err == nil && p.rd.consumed() > max {
+		err = ErrTooLarge
+	}
+	if err != nil {
+		body = nil
+		err = wrapReadError(err)
+	}
+	return status, body, p.rd.n, err
+}
+
+// wrapReadError makes sure err wraps one of the sentinels.
+func wrapReadError(err error) error {
+	switch {
+	case errors.Is(err, ErrTooLarge), errors.Is(err, ErrMalformed), errors.Is(err, ErrEarlyClose):
+		return err
+	default: // io.EOF, io.ErrUnexpectedEOF, a reset, a timeout...
+		return fmt.Errorf("%w: %w", ErrEarlyClose, err)
+	}
+}
+
+// framing is what the headers say about the body.
+type framing struct {
+	contentLength int64 // -1 when absent
+	chunked       bool
+	hasTE         bool
+}
+
+type parser struct {
+	rd   reader
+	body []byte
+}
+
+// response parses interim responses and then the final one.
+func (p *parser) response(head bool) (int, []byte, error) {
+	for {
+		line, err := p.rd.readLine()
+		if err != nil {
+			return 0, nil, err
+		}
+		status, err := parseStatusLine(line)
+		if err != nil {
+			return 0, nil, err
+		}
+		fr, err := p.headers(false)
+		if err != nil {
+			return status, nil, err
+		}
+		if status < 200 && status != 101 {
+			continue // 100 Continue, 102, 103 Early Hints: the real one follows
+		}
+		if head || status < 200 || status == 204 || status == 304 {
+			return status, nil, nil
+		}
+		err = p.readBody(fr)
+		return status, p.body, err
+	}
+}
+
+// parseStatusLine parses `HTTP/1.x NNN reason` (the reason may be empty and
+// its leading space absent) and returns the status code.
+func parseStatusLine(line []byte) (int, error) {
+	if len(line) < 12 || !bytes.HasPrefix(line, []byte("HTTP/1.")) || !isDigit(line[7]) ||
+		line[8] != ' ' || !isDigit(line[9]) || !isDigit(line[10]) || !isDigit(line[11]) ||
+		len(line) > 12 && line[12] != ' ' || !validText(line[12:]) {
+		return 0, malformed("bad status line %q", clip(line, 40))
+	}
+	code := int(line[9]-'0')*100 + int(line[10]-'0')*10 + int(line[11]-'0')
+	if code < 100 || code > 599 {
+		return 0, malformed("bad status code %d", code)
+	}
+	return code, nil
+}
+
+// headers reads header (or, if trailer, trailer) lines up to and including
+// the empty line that ends them.
+func (p *parser) headers(trailer bool) (framing, error) {
+	fr := framing{contentLength: -1}
+	for {
+		line, err := p.rd.readLine()
+		if err != nil {
+			return fr, err
+		}
+		if len(line) == 0 {
+			break
+		}
+		if line[0] == ' ' || line[0] == '\t' {
+			return fr, malformed("obsolete line folding")
+		}
+		i := bytes.IndexByte(line, ':')
+		if i <= 0 || !isToken(line[:i]) {
+			return fr, malformed("bad header line %q", clip(line, 40))
+		}
+		name, value := line[:i], trimOWS(line[i+1:])
+		if !validText(value) {
+			return fr, malformed("bad header value for %s", clip(name, 40))
+		}
+		if trailer {
+			continue // trailers are checked for syntax only
+		}
+		switch {
+		case bytes.EqualFold(name, []byte("Content-Length")):
+			if err := fr.addContentLength(value); err != nil {
+				return fr, err
+			}
+		case bytes.EqualFold(name, []byte("Transfer-Encoding")):
+			if err := fr.addTransferEncoding(value); err != nil {
+				return fr, err
+			}
+		}
+	}
+	if fr.hasTE && fr.contentLength >= 0 {
+		return fr, malformed("both Transfer-Encoding and Content-Length")
+	}
+	return fr, nil
+}
+
+// addContentLength merges one Content-Length field value, which may be a
+// list of identical values ("5, 5").
+func (fr *framing) addContentLength(value []byte) error {
+	for elem := range bytes.SplitSeq(value, []byte(",")) {
+		n, ok := parseDecimal(trimOWS(elem))
+		if !ok {
+			return malformed("bad Content-Length %q", clip(value, 40))
+		}
+		if fr.contentLength >= 0 && fr.contentLength != n {
+			return malformed("conflicting Content-Length values")
+		}
+		fr.contentLength = n
+	}
+	return nil
+}
+
+// addTransferEncoding merges one Transfer-Encoding field value. Only
+// "chunked" is supported, and it must be the last and only coding.
+func (fr *framing) addTransferEncoding(value []byte) error {
+	fr.hasTE = true
+	for elem := range bytes.SplitSeq(value, []byte(",")) {
+		elem = trimOWS(elem)
+		if len(elem) == 0 {
+			continue
+		}
+		if fr.chunked {
+			return malformed("transfer coding after chunked")
+		}
+		if !bytes.EqualFold(elem, []byte("chunked")) {
+			return malformed("unsupported transfer coding %q", clip(elem, 40))
+		}
+		fr.chunked = true
+	}
+	if !fr.chunked {
+		return malformed("empty Transfer-Encoding")
+	}
+	return nil
+}
+
+// readBody reads the body framed as fr says into p.body.
+func (p *parser) readBody(fr framing) error {
+	switch {
+	case fr.chunked:
+		return p.readChunked()
+	case fr.contentLength >= 0:
+		if p.rd.consumed()+fr.contentLength > p.rd.max {
+			return ErrTooLarge
+		}
+		return p.readN(fr.contentLength)
+	default: // delimited by connection close
+		for {
+			p.appendBody(p.rd.take(p.rd.buffered()))
+			if err := p.rd.fill(); err != nil {
+				if errors.Is(err, io.EOF) {
+					return nil
+				}
+				return err
+			}
+		}
+	}
+}
+
+// readChunked decodes a chunked body and its trailers.
+func (p *parser) readChunked() error {
+	for {
+		line, err := p.rd.readLine()
+		if err != nil {
+			return err
+		}
+		size, err := parseChunkSize(line)
+		if err != nil {
+			return err
+		}
+		if size == 0 {
+			_, err := p.headers(true)
+			return err
+		}
+		if p.rd.consumed()+size > p.rd.max {
+			return ErrTooLarge
+		}
+		if err := p.readN(size); err != nil {
+			return err
+		}
+		line, err = p.rd.readLine()
+		if err != nil {
+			return err
+		}
+		if len(line) != 0 {
+			return malformed("chunk data longer than its size")
+		}
+	}
+}
+
+// parseChunkSize parses `HEX [BWS ; extensions]`; extensions are ignored.
+func parseChunkSize(line []byte) (int64, error) {
+	var size int64
+	i := 0
+	for ; i < len(line); i++ {
+		d, ok := hexValue(line[i])
+		if !ok {
+			break
+		}
+		if size > maxLength>>4 {
+			return 0, malformed("chunk size overflows")
+		}
+		size = size<<4 | int64(d)
+	}
+	if i == 0 {
+		return 0, malformed("bad chunk size %q", clip(line, 40))
+	}
+	rest := trimOWS(line[i:])
+	if len(rest) > 0 && rest[0] != ';' || !validText(rest) {
+		return 0, malformed("bad chunk size %q", clip(line, 40))
+	}
+	return size, nil
+}
+
+// readN appends exactly k more bytes of the response to the body.
+func (p *parser) readN(k int64) error {
+	for k > 0 {
+		if p.rd.buffered() == 0 {
+			if err := p.rd.fill(); err != nil {
+				return err
+			}
+		}
+		m := int(min(int64(p.rd.buffered()), k))
+		p.appendBody(p.rd.take(m))
+		k -= int64(m)
+	}
+	return nil
+}
+
+// appendBody appends b to the body, growing it no further than max+1 bytes.
+func (p *parser) appendBody(b []byte) {
+	need := len(p.body) + len(b)
+	if need > cap(p.body) {
+		c := max(2*cap(p.body), need, 512)
+		c = max(min(c, int(p.rd.max)+1), need)
+		nb := make([]byte, len(p.body), c)
+		copy(nb, p.body)
+		p.body = nb
+	}
+	p.body = append(p.body, b...)
+}
+
+// reader is a small bounded buffered reader: it reads at most max+1 bytes from
+// r and buffers at most that.
+type reader struct {
+	r          io.Reader
+	max        int64
+	buf        []byte
+	start, end int   // buf[start:end] is read but not consumed
+	n          int64 // bytes read from r
+	err        error // sticky error from r
+}
+
+func (b *reader) buffered() int     { return b.end - b.start }
+func (b *reader) consumed() int64   { return b.n - int64(b.buffered()) }
+func (b *reader) take(k int) []byte { s := b.buf[b.start : b.start+k]; b.start += k; return s }
+
+// fill reads more bytes from r. It returns ErrTooLarge if the caller needs
+// more bytes than max allows, r's error once r has no more bytes to give
+// (io.EOF at the end), or nil if at least one byte was added.
+func (b *reader) fill() error {
+	if b.err != nil {
+		return b.err
+	}
+	if b.n > b.max {
+		// The caller needs more than the n > max bytes read so far.
+		return ErrTooLarge
+	}
+	if b.start > 0 {
+		copy(b.buf, b.buf[b.start:b.end])
+		b.end -= b.start
+		b.start = 0
+	}
+	if b.end == len(b.buf) {
+		// A line longer than the buffer: grow, within max+1 (end <= n <= max).
+		size := min(max(2*len(b.buf), readBufSize), int(b.max)+1)
+		nb := make([]byte, size)
+		copy(nb, b.buf[:b.end])
+		b.buf = nb
+	}
+	want := min(int64(len(b.buf)-b.end), int64(readBufSize), b.max+1-b.n)
+	for range 100 {
+		m, err := b.r.Read(b.buf[b.end : b.end+int(want)])
+		if m < 0 || int64(m) > want {
+			b.err = fmt.Errorf("%w: reader returned an invalid count %d", ErrEarlyClose, m)
+			return b.err
+		}
+		b.end += m
+		b.n += int64(m)
+		if err != nil {
+			b.err = err
+		}
+		if m > 0 {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+	b.err = io.ErrNoProgress
+	return b.err
+}
+
+// readLine returns the next line without its CRLF (or bare LF). The slice is
+// valid until the next read.
+func (b *reader) readLine() ([]byte, error) {
+	scanned := 0 // bytes after start already known to hold no '\n'
+	for {
+		if i := bytes.IndexByte(b.buf[b.start+scanned:b.end], '\n'); i >= 0 {
+			line := b.take(scanned + i + 1)
+			line = line[:len(line)-1]
+			if len(line) > 0 && line[len(line)-1] == '\r' {
+				line = line[:len(line)-1]
+			}
+			return line, nil
+		}
+		scanned = b.buffered()
+		if err := b.fill(); err != nil {
+			return nil, err
+		}
+	}
+}
+
+func isDigit(c byte) bool { return '0' <= c && c <= '9' }
+
+func hexValue(c byte) (byte, bool) {
+	switch {
+	case '0' <= c && c <= '9':
+		return c - '0', true
+	case 'a' <= c && c <= 'f':
+		return c - 'a' + 10, true
+	case 'A' <= c && c <= 'F':
+		return c - 'A' + 10, true
+	}
+	return 0, false
+}
+
+// parseDecimal parses a non-empty run of digits no larger than maxLength.
+func parseDecimal(s []byte) (int64, bool) {
+	if len(s) == 0 {
+		return 0, false
+	}
+	var n int64
+	for _, c := range s {
+		if !isDigit(c) || n > (maxLength-9)/10 {
+			return 0, false
+		}
+		n = n*10 + int64(c-'0')
+	}
+	return n, true
+}
+
+// isToken reports whether s is an RFC 9110 token (a header name).
+func isToken(s []byte) bool {
+	for _, c := range s {
+		if c <= ' ' || c >= 0x7f || bytes.IndexByte([]byte(`"(),/:;<=>?@[\]{}`), c) >= 0 {
+			return false
+		}
+	}
+	return len(s) > 0
+}
+
+// validText reports whether s holds only HTAB, SP, visible ASCII and
+// obs-text (no control characters, in particular no bare CR).
+func validText(s []byte) bool {
+	for _, c := range s {
+		if c < ' ' && c != '\t' || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+func trimOWS(s []byte) []byte { return bytes.Trim(s, " \t") }
+
+// clip shortens s for an error message.
+func clip(s []byte, n int) string {
+	if len(s) > n {
+		return string(s[:n]) + "..."
+	}
+	return string(s)
+}

@@ -1,0 +1,69 @@
+package probe
+
+import (
+	"strconv"
+	"strings"
+)
+
+// Reason is why a check failed. It is a small fixed set shared by every check
+// type. Values are stored in the shared-memory table, so they are stable
+// numbers: never renumber, only append.
+type Reason uint8
+
+// The reasons, in wire order. OK is the zero value.
+const (
+	OK             Reason = 0  // "ok": the check passed
+	ConnectRefused Reason = 1  // "connect_refused": the peer refused the connection
+	ConnectTimeout Reason = 2  // "connect_timeout": the dial did not finish in time
+	ConnectError   Reason = 3  // "connect_error": other dial failure (unreachable, bad address...)
+	Timeout        Reason = 4  // "timeout": connected, but no complete response in time
+	EarlyClose     Reason = 5  // "early_close": peer closed or reset before a complete response
+	BadResponse    Reason = 6  // "bad_response": not HTTP (bad status line, bad headers, bad chunk framing)
+	BadStatus      Reason = 7  // "bad_status": status not in expect_status
+	BodyMismatch   Reason = 8  // "body_mismatch": expect_body / expect_body_regex not found
+	TooLarge       Reason = 9  // "too_large": response exceeded max_response
+	SendError      Reason = 10 // "send_error": writing the request failed
+	Internal       Reason = 11 // "internal": a bug or a panic in a probe
+)
+
+// reasonNames is indexed by Reason; append only.
+var reasonNames = [...]string{
+	OK:             "ok",
+	ConnectRefused: "connect_refused",
+	ConnectTimeout: "connect_timeout",
+	ConnectError:   "connect_error",
+	Timeout:        "timeout",
+	EarlyClose:     "early_close",
+	BadResponse:    "bad_response",
+	BadStatus:      "bad_status",
+	BodyMismatch:   "body_mismatch",
+	TooLarge:       "too_large",
+	SendError:      "send_error",
+	Internal:       "internal",
+}
+
+// String returns the snake_case name of r, or "reason_N" for a value this
+// build does not know (for example one written by a newer binary).
+func (r Reason) String() string {
+	if int(r) < len(reasonNames) {
+		return reasonNames[r]
+	}
+	return "reason_" + strconv.Itoa(int(r))
+}
+
+// ParseReason is the inverse of Reason.String. It accepts the snake_case
+// names and the "reason_N" form for any N in 0..255.
+func ParseReason(s string) (Reason, bool) {
+	for i, name := range reasonNames {
+		if s == name {
+			return Reason(i), true
+		}
+	}
+	if num, ok := strings.CutPrefix(s, "reason_"); ok && num != "" && (len(num) == 1 || num[0] != '0') {
+		n, err := strconv.ParseUint(num, 10, 8)
+		if err == nil {
+			return Reason(n), true
+		}
+	}
+	return 0, false
+}

@@ -1,0 +1,38 @@
+package probe
+
+import "testing"
+
+// TestReasonValuesStable pins the numbers stored in the shared table.
+func TestReasonValuesStable(t *testing.T) {
+	want := map[Reason]string{
+		0: "ok", 1: "connect_refused", 2: "connect_timeout", 3: "connect_error",
+		4: "timeout", 5: "early_close", 6: "bad_response", 7: "bad_status",
+		8: "body_mismatch", 9: "too_large", 10: "send_error", 11: "internal",
+	}
+	for r, name := range want {
+		if r.String() != name {
+			t.Errorf("Reason(%d).String() = %q, want %q", r, r.String(), name)
+		}
+	}
+	if len(reasonNames) != len(want) {
+		t.Errorf("%d reason names, want %d: append to the test when adding one", len(reasonNames), len(want))
+	}
+}
+
+func TestReasonRoundTrip(t *testing.T) {
+	for i := range 256 {
+		r := Reason(i)
+		got, ok := ParseReason(r.String())
+		if !ok || got != r {
+			t.Errorf("ParseReason(%q) = %v, %v", r.String(), got, ok)
+		}
+	}
+	if Reason(200).String() != "reason_200" {
+		t.Errorf("unknown reason: %q", Reason(200).String())
+	}
+	for _, bad := range []string{"", "OK", "Timeout", "reason_", "reason_256", "reason_-1", "reason_01", "reason_+1", "nope"} {
+		if r, ok := ParseReason(bad); ok {
+			t.Errorf("ParseReason(%q) = %v, true", bad, r)
+		}
+	}
+}

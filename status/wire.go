@@ -1,0 +1,149 @@
+package status
+
+import (
+	"sort"
+	"time"
+
+	"hcproxy/probe"
+	"hcproxy/shm"
+)
+
+// Document is the whole status view: the table header, the workers and every backend. Its JSON
+// form is the status page's ?format=json and hcctl dump --json.
+type Document struct {
+	Generation      uint64    `json:"generation"`        // generation the master last published
+	MasterPid       int       `json:"master_pid"`        // pid of the master that last attached
+	Capacity        int       `json:"capacity"`          // slots in the table
+	GeneratedUnixMs int64     `json:"generated_unix_ms"` // when the snapshot was taken
+	Workers         []Worker  `json:"workers"`           // non-free entries of the worker table, by index
+	Backends        []Backend `json:"backends"`          // allocated slots, by upstream then address
+}
+
+// Worker is one entry of the worker table.
+type Worker struct {
+	Index           int    `json:"index"`
+	Pid             int    `json:"pid"`    // 0 until the worker registered
+	Serial          uint32 `json:"serial"` // never reused; with the pid it is the ownership token
+	Generation      uint64 `json:"generation"`
+	State           string `json:"state"` // starting, ready, draining, dead
+	HeartbeatUnixMs int64  `json:"heartbeat_unix_ms"`
+	StartedUnixMs   int64  `json:"started_unix_ms"`
+	ChecksOwned     int    `json:"checks_owned"` // slots owned at the last heartbeat
+}
+
+// Backend is one checked server (one slot of the table).
+type Backend struct {
+	Slot            int    `json:"slot"`
+	Upstream        string `json:"upstream"` // names of the upstreams using it, comma separated
+	Address         string `json:"address"`
+	State           string `json:"state"` // up, down, checking
+	Admin           string `json:"admin"` // ready, drain, maint
+	Available       bool   `json:"available"`
+	OwnerPid        int    `json:"owner_pid"`    // 0 when no worker owns the check
+	OwnerSerial     uint32 `json:"owner_serial"` // 0 when no worker owns the check
+	Consecutive     int    `json:"consecutive"`  // results in a row equal to the last one
+	LastOK          bool   `json:"last_ok"`
+	Checks          uint64 `json:"checks"`
+	Failures        uint64 `json:"failures"`
+	Transitions     uint64 `json:"transitions"`
+	LastResult      string `json:"last_result"` // reason name, "ok" when passing, "" before any check
+	LastStatus      int    `json:"last_status"` // HTTP status of the last check, 0 if none
+	LastDetail      string `json:"last_detail"` // detail of the last failure (kept after a pass)
+	LastRTTUs       int64  `json:"last_rtt_us"`
+	LastCheckUnixMs int64  `json:"last_check_unix_ms"` // 0 before any check
+	SinceUnixMs     int64  `json:"since_unix_ms"`      // last transition, or when the slot was allocated
+	SinceReason     string `json:"since_reason"`       // reason of the last transition, "" if none
+	History         string `json:"history"`            // last min(64, checks) results, oldest first: + pass, - fail
+	IntervalMs      int64  `json:"interval_ms"`
+	ActiveRequests  int64  `json:"active_requests"` // in flight, all workers
+	Requests        uint64 `json:"requests"`        // proxied, all workers
+}
+
+// Build turns a snapshot of the table into a Document; now is its generation time. It never drops
+// a slot: a backend whose owner is gone is shown with that owner.
+func Build(sn shm.Snapshot, now time.Time) Document {
+	d := Document{
+		Generation:      sn.Generation,
+		MasterPid:       sn.MasterPid,
+		Capacity:        sn.Capacity,
+		GeneratedUnixMs: now.UnixMilli(),
+		Workers:         make([]Worker, 0, len(sn.Workers)),
+		Backends:        make([]Backend, 0, len(sn.Slots)),
+	}
+	for _, w := range sn.Workers {
+		d.Workers = append(d.Workers, Worker{
+			Index:           w.Index,
+			Pid:             w.Token.Pid(),
+			Serial:          w.Token.Serial(),
+			Generation:      w.Generation,
+			State:           w.State.String(),
+			HeartbeatUnixMs: w.HeartbeatMs,
+			StartedUnixMs:   w.StartedMs,
+			ChecksOwned:     w.Owned,
+		})
+	}
+	for _, in := range sn.Slots {
+		d.Backends = append(d.Backends, backend(in))
+	}
+	sort.SliceStable(d.Backends, func(i, j int) bool {
+		a, b := d.Backends[i], d.Backends[j]
+		if a.Upstream != b.Upstream {
+			return a.Upstream < b.Upstream
+		}
+		if a.Address != b.Address {
+			return a.Address < b.Address
+		}
+		return a.Slot < b.Slot
+	})
+	return d
+}
+
+func backend(in shm.SlotInfo) Backend {
+	b := Backend{
+		Slot:            in.Index,
+		Upstream:        in.Label,
+		Address:         in.Address,
+		State:           in.State.Health().String(),
+		Admin:           in.State.Admin().String(),
+		Available:       in.State.Available(),
+		Consecutive:     in.State.Streak(),
+		LastOK:          in.State.LastOK(),
+		Checks:          in.Checks,
+		Failures:        in.Failures,
+		Transitions:     in.Transitions,
+		LastStatus:      in.LastStatus,
+		LastDetail:      in.Detail,
+		LastRTTUs:       in.LastRTT.Microseconds(),
+		LastCheckUnixMs: in.LastCheckMs,
+		SinceUnixMs:     in.SinceMs,
+		History:         history(in.History, in.Checks),
+		IntervalMs:      in.Interval.Milliseconds(),
+		ActiveRequests:  in.Active,
+		Requests:        in.Requests,
+	}
+	if in.Owner != 0 {
+		b.OwnerPid, b.OwnerSerial = in.Owner.Pid(), in.Owner.Serial()
+	}
+	if in.Checks > 0 {
+		b.LastResult = probe.Reason(in.LastReason).String()
+	}
+	if in.Transitions > 0 {
+		b.SinceReason = probe.Reason(in.SinceReason).String()
+	}
+	return b
+}
+
+// history renders the newest min(64, checks) bits of the history bitmap (newest in bit 0) as a
+// string, oldest first: '+' for a pass, '-' for a failure.
+func history(bits, checks uint64) string {
+	n := min(checks, 64)
+	out := make([]byte, n)
+	for i := range n {
+		if bits>>(n-1-i)&1 == 1 {
+			out[i] = '+'
+		} else {
+			out[i] = '-'
+		}
+	}
+	return string(out)
+}

@@ -1,0 +1,5 @@
+package worker
+
+import "golang.org/x/sys/unix"
+
+func setCloexec(fd int) { unix.CloseOnExec(fd) }

@@ -1,0 +1,297 @@
+package worker
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"encoding/json"
+
+	"hcproxy/config"
+	"hcproxy/probe"
+	"hcproxy/shm"
+	"hcproxy/status"
+	"hcproxy/upstream"
+)
+
+// idleGrace is how long a draining worker leaves a connection that waits for a request open: long
+// enough for a client that is about to send one to do so, short enough to finish the drain.
+const idleGrace = time.Second
+
+// Main runs a worker process and returns its exit code.
+func Main() int {
+	w, err := start()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "hcproxy worker %d: %v\n", os.Getpid(), err)
+		return 1
+	}
+	return w.serve()
+}
+
+type worker struct {
+	cfg      *config.Config
+	payload  Payload
+	table    *shm.Table
+	tok      shm.Token
+	log      *slog.Logger
+	logFile  *LogFile
+	control  net.Conn
+	lifeline *os.File
+	checker  *checker
+	servers  []*http.Server
+	lns      []net.Listener
+	conns    *conns
+	draining atomic.Bool
+}
+
+func start() (*worker, error) {
+	signal.Ignore(syscall.SIGHUP, syscall.SIGINT, syscall.SIGPIPE)
+	files, err := inherited()
+	if err != nil {
+		return nil, err
+	}
+	w := &worker{conns: newConns(), lifeline: files[FdLifeline]}
+	raw, err := io.ReadAll(io.LimitReader(files[FdPayload], 64<<20))
+	files[FdPayload].Close()
+	if err != nil {
+		return nil, fmt.Errorf("read payload: %w", err)
+	}
+	if err := json.Unmarshal(raw, &w.payload); err != nil {
+		return nil, fmt.Errorf("decode payload: %w", err)
+	}
+	if w.cfg, err = config.Unmarshal(w.payload.Config); err != nil {
+		return nil, fmt.Errorf("config from master: %w", err)
+	}
+	if w.logFile, err = OpenLog(w.cfg.ErrorLog); err != nil {
+		return nil, fmt.Errorf("error_log: %w", err)
+	}
+	w.log = NewLogger(w.cfg.LogFormat, w.logFile, slog.LevelInfo).With("pid", os.Getpid(), "gen", w.payload.Generation)
+	if w.table, err = shm.AttachFile(files[FdTable], false); err != nil {
+		return nil, fmt.Errorf("health table: %w", err)
+	}
+	if w.control, err = net.FileConn(files[FdControl]); err != nil {
+		return nil, fmt.Errorf("control socket: %w", err)
+	}
+	files[FdControl].Close()
+	if w.payload.Index < 0 || w.payload.Index >= shm.WorkerCap {
+		return nil, fmt.Errorf("worker index %d out of range", w.payload.Index)
+	}
+	w.tok = w.table.Register(w.payload.Index, os.Getpid())
+
+	proxies, targets, err := w.build()
+	if err != nil {
+		return nil, err
+	}
+	for _, s := range w.cfg.Servers {
+		f := files[FdListen(s.Listen)]
+		if f == nil {
+			return nil, fmt.Errorf("listener for %s not passed", s.Listen)
+		}
+		ln, err := net.FileListener(f)
+		f.Close()
+		if err != nil {
+			return nil, fmt.Errorf("listener %s: %w", s.Listen, err)
+		}
+		srv := &http.Server{
+			Handler:           drainHandler{next: proxies[s.Upstream], draining: &w.draining},
+			ConnState:         w.conns.track,
+			ReadHeaderTimeout: 60 * time.Second,
+			IdleTimeout:       75 * time.Second, // nginx's keepalive_timeout
+			ErrorLog:          slog.NewLogLogger(w.log.Handler(), slog.LevelDebug),
+		}
+		w.servers = append(w.servers, srv)
+		w.lns = append(w.lns, ln)
+	}
+	if w.cfg.Status != nil {
+		f := files[FdStatus]
+		if f == nil {
+			return nil, errors.New("status listener not passed")
+		}
+		ln, err := net.FileListener(f)
+		f.Close()
+		if err != nil {
+			return nil, fmt.Errorf("status listener: %w", err)
+		}
+		w.servers = append(w.servers, &http.Server{
+			Handler:           status.Handler(w.table),
+			ConnState:         w.conns.track,
+			ReadHeaderTimeout: 10 * time.Second,
+			IdleTimeout:       30 * time.Second,
+			ErrorLog:          slog.NewLogLogger(w.log.Handler(), slog.LevelDebug),
+		})
+		w.lns = append(w.lns, ln)
+	}
+	w.checker = newChecker(w.table, w.tok, w.payload.Index, w.payload.Generation, targets, w.log)
+	return w, nil
+}
+
+// build makes the proxies and the check targets from the config and the slot map, checking that
+// every slot the master named holds the server it claims to.
+func (w *worker) build() (map[string]http.Handler, []*target, error) {
+	slots := map[[2]string]int{}
+	for _, r := range w.payload.Slots {
+		if r.Slot < 0 || r.Slot >= w.table.Capacity() {
+			return nil, nil, fmt.Errorf("slot %d for %s/%s out of range", r.Slot, r.Upstream, r.Address)
+		}
+		slots[[2]string{r.Upstream, r.Address}] = r.Slot
+	}
+	proxies := map[string]http.Handler{}
+	bySlot := map[int]*target{}
+	var targets []*target
+	for _, name := range w.cfg.UpstreamNames() {
+		u := w.cfg.Upstreams[name]
+		var servers []*upstream.Server
+		for _, us := range u.Servers {
+			i, ok := slots[[2]string{name, us.Address}]
+			if !ok {
+				return nil, nil, fmt.Errorf("no slot for server %s of upstream %s", us.Address, name)
+			}
+			slot := w.table.Slot(i)
+			if !slot.Used() || slot.Address() != us.Address || slot.Key() != u.Check.Key() {
+				return nil, nil, fmt.Errorf("slot %d does not hold server %s of upstream %s", i, us.Address, name)
+			}
+			servers = append(servers, &upstream.Server{Address: us.Address, Weight: us.Weight, Slot: slot})
+			if bySlot[i] == nil {
+				t, err := newTarget(slot, us.Address, &u.Check)
+				if err != nil {
+					return nil, nil, fmt.Errorf("upstream %s server %s: %w", name, us.Address, err)
+				}
+				bySlot[i] = t
+				targets = append(targets, t)
+			}
+		}
+		proxies[name] = upstream.NewProxy(name, servers, upstream.Options{
+			ConnectTimeout: u.ConnectTimeout, ReadTimeout: u.ReadTimeout, Log: w.log,
+		})
+	}
+	return proxies, targets, nil
+}
+
+func newTarget(slot shm.Slot, server string, c *config.Check) (*target, error) {
+	addr := server
+	if c.Port != 0 {
+		host, _, err := net.SplitHostPort(server)
+		if err != nil {
+			return nil, err
+		}
+		addr = net.JoinHostPort(host, strconv.Itoa(c.Port))
+	}
+	var p probe.Prober
+	switch c.Type {
+	case "http":
+		p = probe.NewHTTP(probe.HTTPOptions{
+			Send: c.Send, URI: c.URI, Host: c.Host, StatusOK: c.StatusOK,
+			ExpectBody: c.ExpectBody, BodyRegexp: c.BodyRegexp(), MaxResponse: c.MaxResponse,
+		})
+	case "tcp":
+		p = probe.NewTCP()
+	default:
+		return nil, fmt.Errorf("check type %q not supported", c.Type)
+	}
+	return &target{
+		slot: slot, addr: addr, server: server, label: slot.Label(), prober: p,
+		interval: c.Interval, timeout: c.Timeout, rise: c.Rise, fall: c.Fall,
+		seed: seedOf(slot.Key(), server),
+	}, nil
+}
+
+// serve runs the worker until it is told to stop or drain, or its master dies.
+func (w *worker) serve() int {
+	var wg sync.WaitGroup
+	for i, srv := range w.servers {
+		wg.Add(1)
+		go func(srv *http.Server, ln net.Listener) {
+			defer wg.Done()
+			srv.Serve(ln) // returns when the listener is closed
+		}(srv, w.lns[i])
+	}
+	w.checker.Start(context.Background())
+	w.table.SetWorkerState(w.payload.Index, shm.WorkerReady)
+	if _, err := io.WriteString(w.control, "ready\n"); err != nil {
+		w.log.Error("cannot report ready to the master", "err", err)
+		return 1
+	}
+	w.log.Info("worker ready", "checks", len(w.checker.targets), "listeners", len(w.lns))
+
+	cmds := make(chan string, 8)
+	go w.readControl(cmds)
+	go w.watchLifeline(cmds)
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGQUIT)
+	for {
+		var cmd string
+		select {
+		case cmd = <-cmds:
+		case sig := <-sigs:
+			cmd = map[os.Signal]string{syscall.SIGTERM: "stop", syscall.SIGQUIT: "drain"}[sig]
+		}
+		switch cmd {
+		case "nudge":
+			w.checker.Nudge()
+		case "reopen":
+			if err := w.logFile.Reopen(); err != nil {
+				w.log.Error("reopen error_log", "err", err)
+			}
+		case "drain", "master-gone":
+			w.drain(cmd)
+			wg.Wait()
+			return 0
+		case "stop":
+			w.checker.Stop()
+			for _, ln := range w.lns {
+				ln.Close()
+			}
+			w.conns.closeAll()
+			w.log.Info("worker stopped")
+			return 0
+		}
+	}
+}
+
+// drain stops checks and accepting, lets requests in flight finish (each answered with
+// Connection: close), closes idle connections after a grace, and returns when none is left or
+// shutdown_timeout has passed.
+func (w *worker) drain(why string) {
+	w.draining.Store(true)
+	w.checker.Stop() // releases every slot at once: the new owners take over on schedule
+	for _, ln := range w.lns {
+		ln.Close()
+	}
+	w.log.Info("worker draining", "why", why, "timeout", w.cfg.ShutdownTimeout)
+	deadline := time.Now().Add(w.cfg.ShutdownTimeout)
+	for w.conns.closeIdle(idleGrace) > 0 {
+		if time.Now().After(deadline) {
+			w.log.Warn("shutdown_timeout reached, closing connections with requests in flight")
+			w.conns.closeAll()
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	w.log.Info("worker drained")
+}
+
+func (w *worker) readControl(cmds chan<- string) {
+	sc := bufio.NewScanner(w.control)
+	for sc.Scan() {
+		cmds <- sc.Text()
+	}
+	cmds <- "master-gone"
+}
+
+func (w *worker) watchLifeline(cmds chan<- string) {
+	var b [1]byte
+	w.lifeline.Read(b[:]) // blocks until the master's end closes
+	cmds <- "master-gone"
+}
