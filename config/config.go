@@ -1,0 +1,291 @@
+package config
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"time"
+
+	"github.com/BurntSushi/toml"
+)
+
+// Config is one validated configuration. Load, Parse and Unmarshal return
+// it with every default applied and every path absolute; the other packages
+// treat it as read-only.
+type Config struct {
+	// Path is the absolute path of the config file ("" when Parse was given
+	// no path).
+	Path string
+	// Workers is the number of worker processes, 1..256. Key workers: an
+	// integer or "auto" (the default), which resolves to runtime.NumCPU()
+	// capped at 256 when the config is loaded.
+	Workers int
+	// PidFile is the absolute path of the master's pid file, which also
+	// serves as its lock. Key pid_file, default "/run/hcproxy.pid"; a
+	// relative path is resolved against the config file's directory.
+	PidFile string
+	// Table is the absolute path of the shared health table. Key table,
+	// default "/dev/shm/hcproxy.table"; relative as for PidFile.
+	Table string
+	// MaxServers is the capacity of the health table in distinct checked
+	// servers (address plus probe, see Check.Key). Key max_servers, default
+	// 1024, 1..100000; a config that checks more servers is rejected.
+	MaxServers int
+	// ShutdownTimeout is how long a stopping or draining worker waits for
+	// in-flight requests before it closes them. Key shutdown_timeout,
+	// a duration string, default 30s, 0..1h.
+	ShutdownTimeout time.Duration
+	// LogFormat is the format of log lines: "text" (the default) or "json".
+	// Key log_format.
+	LogFormat string
+	// ErrorLog is the absolute path of the error log, or "" (the default)
+	// for stderr. Key error_log; relative as for PidFile.
+	ErrorLog string
+	// Status is the status listener, nil when the config has no [status]
+	// table.
+	Status *Status
+	// Servers are the proxy listeners, one per [[server]] table, in file
+	// order; there is at least one.
+	Servers []Server
+	// Upstreams are the [upstream.NAME] tables by name.
+	Upstreams map[string]*Upstream
+}
+
+// Status is the [status] table: the listener for the status page, JSON,
+// CSV, metrics and event stream.
+type Status struct {
+	// Listen is the host:port the status page listens on. Key listen,
+	// default "127.0.0.1:8081"; it must differ from every [[server]] listen.
+	Listen string
+}
+
+// Server is one [[server]] table: a listener whose requests go to one
+// upstream.
+type Server struct {
+	// Listen is the host:port to listen on; required, and unique across all
+	// [[server]] tables and [status]. An empty host means all addresses.
+	Listen string
+	// Upstream names the [upstream.NAME] table that gets the requests;
+	// required.
+	Upstream string
+}
+
+// Upstream is one [upstream.NAME] table: a group of servers behind one
+// balancer, with one active health check.
+type Upstream struct {
+	// Name is the NAME of [upstream.NAME]: letters, digits, '_' and '-'.
+	Name string
+	// Servers are the upstream's servers in file order, at least one. Key
+	// servers: an array whose items are "host:port" strings or inline
+	// tables {address = "host:port", weight = 2}.
+	Servers []UpstreamServer
+	// ConnectTimeout bounds connecting to a server. Key connect_timeout,
+	// default 5s, 1ms..1h.
+	ConnectTimeout time.Duration
+	// ReadTimeout bounds the wait for a server's response header after the
+	// request was sent. Key read_timeout, default 60s, 1ms..24h.
+	ReadTimeout time.Duration
+	// Check is the active health check of every server in Servers. Table
+	// [upstream.NAME.check]; when it is absent, every default applies.
+	Check Check
+}
+
+// UpstreamServer is one item of an upstream's servers array.
+type UpstreamServer struct {
+	// Address is host:port in canonical form (an IP literal as net/netip
+	// prints it, a DNS name in lower case, the port in decimal, 1..65535).
+	// Key address in the inline-table form. Unique within one upstream.
+	Address string
+	// Weight is the server's share of requests relative to the others,
+	// 1..1000. Key weight, default 1.
+	Weight int
+}
+
+// Check is an upstream's [upstream.NAME.check] table. Key returns the hash
+// of the fields that define the probe; the others (Interval, Rise, Fall,
+// Initial) only schedule it and judge its streaks.
+type Check struct {
+	// Type is the kind of probe: "http" (the default) sends a request and
+	// judges the response; "tcp" only connects.
+	Type string
+	// Interval is the time from the start of one probe of a server to the
+	// start of the next. Default 1s, 100ms..1h.
+	Interval time.Duration
+	// Timeout bounds one probe, connect included. Default 1s, 10ms..1h, at
+	// most Interval.
+	Timeout time.Duration
+	// Rise is how many probes in a row must pass to mark a server up.
+	// Default 2, 1..100.
+	Rise int
+	// Fall is how many probes in a row must fail to mark a server down.
+	// Default 3, 1..100.
+	Fall int
+	// Initial is the state of a server that has no state in the table yet:
+	// "up" (the default, as the nginx module), "down" or "checking" (takes
+	// no traffic until Rise probes have passed).
+	Initial string
+	// Port is the port to probe; 0 (the default) probes the server's own
+	// port, else 1..65535.
+	Port int
+	// URI is the request target of the http probe; it must start with "/".
+	// Default "/" for http when Send is not set; "" for tcp.
+	URI string
+	// Host is the Host header of the http probe; "" (the default) sends
+	// the server's address. http only.
+	Host string
+	// Send is a raw request sent instead of the one built from URI and Host
+	// (as the nginx module's check_http_send), at most 64KiB; when it is
+	// set, URI and Host must not be. http only. Default "".
+	Send string
+	// ExpectStatus lists the status codes that pass, each a code ("200",
+	// 100..599) or a class ("2xx".."5xx"). Key expect_status, default
+	// ["2xx", "3xx"] for http; nil for tcp.
+	ExpectStatus []string
+	// ExpectBody is a substring the response body must contain; "" (the
+	// default) does not look at the body. Key expect_body; http only;
+	// excludes ExpectBodyRegex.
+	ExpectBody string
+	// ExpectBodyRegex is an RE2 regular expression the response body must
+	// match; "" (the default) does not look at the body. Key
+	// expect_body_regex; http only; compiled when the config is loaded.
+	ExpectBodyRegex string
+	// MaxResponse is the most bytes of a response the probe reads, in
+	// bytes. Key max_response: a size string ("512B", "16KiB", "1MB") or an
+	// integer number of bytes; default 16KiB, 64B..16MiB.
+	MaxResponse int64
+
+	re *regexp.Regexp // ExpectBodyRegex compiled; set by validation
+}
+
+// UpstreamNames returns the names of c's upstreams, sorted.
+func (c *Config) UpstreamNames() []string {
+	names := make([]string, 0, len(c.Upstreams))
+	for n := range c.Upstreams {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// Load reads, parses and validates the TOML config file at path. Relative
+// paths inside it are resolved against the file's directory.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	return Parse(data, path)
+}
+
+// Parse parses and validates a TOML config. path names the config in error
+// messages and anchors relative paths (its directory; the working directory
+// when path is ""). An invalid config gives an Errors listing every problem
+// found, each wrapping ErrInvalid.
+func Parse(data []byte, path string) (*Config, error) {
+	abs, dir := "", ""
+	if path != "" {
+		p, err := filepath.Abs(path)
+		if err != nil {
+			return nil, fmt.Errorf("config: %s: %w", path, err)
+		}
+		abs, dir = p, filepath.Dir(p)
+	} else {
+		wd, err := os.Getwd()
+		if err != nil {
+			return nil, fmt.Errorf("config: %w", err)
+		}
+		dir = wd
+	}
+
+	var raw map[string]any
+	if _, err := toml.NewDecoder(bytes.NewReader(data)).Decode(&raw); err != nil {
+		return nil, syntaxError(path, err)
+	}
+	lines := indexLines(string(data))
+	r := &reporter{file: path, loc: lines.line}
+	c, set := decode(raw, r)
+	if err := r.err(); err != nil {
+		return nil, err
+	}
+	c.Path = abs
+	applyDefaults(c, set)
+	resolvePaths(c, dir)
+	if err := validate(c, r); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// syntaxError turns a TOML parse error into an *Error.
+func syntaxError(path string, err error) error {
+	e := &Error{File: path, Msg: "syntax error: " + err.Error()}
+	var pe toml.ParseError
+	if errors.As(err, &pe) {
+		e.Line = pe.Position.Line
+		e.Msg = "syntax error: " + pe.Message
+	}
+	return Errors{e}
+}
+
+// resolvePaths makes the file paths in c absolute, relative ones against
+// dir.
+func resolvePaths(c *Config, dir string) {
+	abs := func(p string) string {
+		if p == "" {
+			return ""
+		}
+		if !filepath.IsAbs(p) {
+			p = filepath.Join(dir, p)
+		}
+		return filepath.Clean(p)
+	}
+	c.PidFile = abs(c.PidFile)
+	c.Table = abs(c.Table)
+	c.ErrorLog = abs(c.ErrorLog)
+}
+
+// Marshal encodes the validated config as JSON, for the master to pass to
+// its workers.
+func (c *Config) Marshal() ([]byte, error) {
+	b, err := json.Marshal(c)
+	if err != nil {
+		return nil, fmt.Errorf("config: marshal: %w", err)
+	}
+	return b, nil
+}
+
+// Unmarshal decodes a config that Marshal encoded, re-derives its unexported
+// fields (compiled regexps) and validates it again; no defaults are applied
+// and no paths resolved.
+func Unmarshal(b []byte) (*Config, error) {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	var c Config
+	if err := dec.Decode(&c); err != nil {
+		return nil, fmt.Errorf("config: unmarshal: %w", err)
+	}
+	if dec.More() {
+		return nil, fmt.Errorf("config: unmarshal: trailing data after the config")
+	}
+	r := &reporter{file: c.Path}
+	for name, u := range c.Upstreams {
+		switch {
+		case u == nil:
+			r.addf(keyJoin("upstream", name), "is null")
+		case u.Name != name:
+			r.addf(keyJoin("upstream", name), "has name %q", u.Name)
+		}
+	}
+	if err := r.err(); err != nil {
+		return nil, err
+	}
+	if err := validate(&c, r); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}

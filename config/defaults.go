@@ -1,0 +1,81 @@
+package config
+
+import (
+	"runtime"
+	"time"
+)
+
+// Defaults of the settings that have one. applyDefaults is the only place
+// that uses them.
+const (
+	DefaultPidFile         = "/run/hcproxy.pid"
+	DefaultTable           = "/dev/shm/hcproxy.table"
+	DefaultMaxServers      = 1024
+	DefaultShutdownTimeout = 30 * time.Second
+	DefaultLogFormat       = "text"
+	DefaultStatusListen    = "127.0.0.1:8081"
+	DefaultWeight          = 1
+	DefaultConnectTimeout  = 5 * time.Second
+	DefaultReadTimeout     = 60 * time.Second
+	DefaultCheckType       = "http"
+	DefaultInterval        = time.Second
+	DefaultTimeout         = time.Second
+	DefaultRise            = 2
+	DefaultFall            = 3
+	DefaultInitial         = "up"
+	DefaultURI             = "/"
+	DefaultMaxResponse     = 16 << 10
+	maxAutoWorkers         = 256
+)
+
+// DefaultExpectStatus is the default of Check.ExpectStatus for http checks.
+func DefaultExpectStatus() []string { return []string{"2xx", "3xx"} }
+
+// applyDefaults gives every setting that the TOML source did not set (per
+// set) its default. It is the one place where defaults are applied.
+func applyDefaults(c *Config, set keySet) {
+	if !set["workers"] {
+		c.Workers = min(max(runtime.NumCPU(), 1), maxAutoWorkers)
+	}
+	def(set, "pid_file", &c.PidFile, DefaultPidFile)
+	def(set, "table", &c.Table, DefaultTable)
+	def(set, "max_servers", &c.MaxServers, DefaultMaxServers)
+	def(set, "shutdown_timeout", &c.ShutdownTimeout, DefaultShutdownTimeout)
+	def(set, "log_format", &c.LogFormat, DefaultLogFormat)
+	if c.Status != nil {
+		def(set, "status.listen", &c.Status.Listen, DefaultStatusListen)
+	}
+	for name, u := range c.Upstreams {
+		k := keyJoin("upstream", name)
+		for i := range u.Servers {
+			def(set, keyIndex(k+".servers", i)+".weight", &u.Servers[i].Weight, DefaultWeight)
+		}
+		def(set, k+".connect_timeout", &u.ConnectTimeout, DefaultConnectTimeout)
+		def(set, k+".read_timeout", &u.ReadTimeout, DefaultReadTimeout)
+
+		k += ".check"
+		ch := &u.Check
+		def(set, k+".type", &ch.Type, DefaultCheckType)
+		def(set, k+".interval", &ch.Interval, DefaultInterval)
+		def(set, k+".timeout", &ch.Timeout, DefaultTimeout)
+		def(set, k+".rise", &ch.Rise, DefaultRise)
+		def(set, k+".fall", &ch.Fall, DefaultFall)
+		def(set, k+".initial", &ch.Initial, DefaultInitial)
+		def(set, k+".max_response", &ch.MaxResponse, DefaultMaxResponse)
+		// The http-only settings have defaults only for http checks, and
+		// uri only when no raw request (send) replaces it.
+		if ch.Type == "http" {
+			if !set[k+".send"] {
+				def(set, k+".uri", &ch.URI, DefaultURI)
+			}
+			def(set, k+".expect_status", &ch.ExpectStatus, DefaultExpectStatus())
+		}
+	}
+}
+
+// def sets *dst to v unless key is in set.
+func def[T any](set keySet, key string, dst *T, v T) {
+	if !set[key] {
+		*dst = v
+	}
+}

@@ -1,0 +1,77 @@
+// Package backend is a real HTTP backend for tests and the demo: it listens on loopback, answers
+// traffic with its name, answers health checks (GET /health) with 200 "ok" or, when told to
+// fail, 503, and records the time of every health check it receives so tests can count them.
+package backend
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Backend is one running backend.
+type Backend struct {
+	Name string
+	Addr string // host:port it listens on
+
+	srv     *http.Server
+	ln      net.Listener
+	failing atomic.Bool
+	hits    atomic.Int64
+
+	mu     sync.Mutex
+	probes []time.Time
+}
+
+// Start starts a backend on addr ("127.0.0.1:0" for any free port).
+func Start(name, addr string) (*Backend, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	b := &Backend{Name: name, Addr: ln.Addr().String(), ln: ln}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/health", b.health)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		b.hits.Add(1)
+		fmt.Fprintf(w, "hello from %s\n", b.Name)
+	})
+	b.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go b.srv.Serve(ln)
+	return b, nil
+}
+
+func (b *Backend) health(w http.ResponseWriter, r *http.Request) {
+	b.mu.Lock()
+	b.probes = append(b.probes, time.Now())
+	b.mu.Unlock()
+	if b.failing.Load() {
+		http.Error(w, "failing on purpose", http.StatusServiceUnavailable)
+		return
+	}
+	fmt.Fprintln(w, "ok")
+}
+
+// SetFailing makes health checks fail (503) or pass.
+func (b *Backend) SetFailing(v bool) { b.failing.Store(v) }
+
+// Hits returns how many traffic (non-health) requests it served.
+func (b *Backend) Hits() int64 { return b.hits.Load() }
+
+// Probes returns the times of the health checks it received.
+func (b *Backend) Probes() []time.Time {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return append([]time.Time(nil), b.probes...)
+}
+
+// Close stops the backend.
+func (b *Backend) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	return b.srv.Shutdown(ctx)
+}
