@@ -311,7 +311,11 @@ func (m *Master) handle(ev event) {
 		if p.control != nil {
 			p.control.Close()
 		}
-		m.table.FreeWorker(p.index) // its checks are takeable from now on
+		// Its checks are free from now on: released explicitly, and its token leaves the table.
+		if w := m.table.Worker(p.index); w.Token != 0 {
+			m.table.ReleaseAll(w.Token)
+		}
+		m.table.FreeWorker(p.index)
 		if p.expected || m.stopping {
 			m.log.Info("worker exited", "worker_pid", p.pid, "generation", p.gen, "status", exitStatus(ev.err))
 			m.freePending()

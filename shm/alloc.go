@@ -74,3 +74,15 @@ func (t *Table) Free(i int) {
 		}
 	}
 }
+
+// ReleaseAll drops tok's ownership of every slot it owns (the master, after reaping the worker
+// whose token it is), and returns how many it released.
+func (t *Table) ReleaseAll(tok Token) int {
+	n := 0
+	for i := 0; i < t.slots; i++ {
+		if t.Slot(i).Release(tok) {
+			n++
+		}
+	}
+	return n
+}

@@ -294,3 +294,22 @@ func TestWorkers(t *testing.T) {
 		t.Fatalf("reserve in a full worker table: %v", err)
 	}
 }
+
+func TestReleaseAll(t *testing.T) {
+	tb := heapTable(t, 4)
+	a, b := tb.NewToken(1), tb.NewToken(2)
+	for k := 0; k < 4; k++ {
+		i, _ := tb.Alloc(uint64(k), "a:1", "u", time.Second, Up)
+		owner := a
+		if k == 3 {
+			owner = b
+		}
+		tb.Slot(i).Claim(0, owner, 0)
+	}
+	if n := tb.ReleaseAll(a); n != 3 {
+		t.Fatalf("released %d, want 3", n)
+	}
+	if tb.Slot(3).Owner() != b || tb.Slot(0).Owner() != 0 {
+		t.Fatal("ReleaseAll touched another owner's slot or missed one")
+	}
+}

@@ -110,19 +110,20 @@ func (c *checker) Stop() {
 
 func (c *checker) run(ctx context.Context) {
 	defer close(c.done)
-	ticker := time.NewTicker(c.tick)
-	defer ticker.Stop()
-	c.scan()
+	timer := time.NewTimer(0)
+	defer timer.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-ticker.C:
+		case <-timer.C:
 		case <-c.wake:
 		case o := <-c.results:
 			c.finish(ctx, o)
 		}
-		c.scan()
+		// Sleep until the next owned check is due, or one tick to look for claims.
+		wait := time.Duration(c.scan() - shm.Now())
+		timer.Reset(max(0, min(wait, c.tick)))
 	}
 }
 
@@ -200,8 +201,11 @@ func (c *checker) leaseFor(t *target, now int64) int64 {
 	return now + int64(t.interval+t.timeout+2*time.Second)
 }
 
-func (c *checker) scan() {
+// scan walks every target once (see the package comment) and returns the monotonic time of the
+// earliest check due among the slots this worker owns and is not probing.
+func (c *checker) scan() int64 {
 	now := shm.Now()
+	next := now + int64(c.tick)
 	v := c.view()
 	c.table.Heartbeat(c.index, len(c.owned))
 	for _, t := range c.targets {
@@ -218,8 +222,13 @@ func (c *checker) scan() {
 				c.owned[t] = o
 			}
 			s.Renew(c.tok, c.leaseFor(t, now))
-			if !o.running && now >= s.NextDue() {
-				c.start(t, o, now)
+			if !o.running {
+				if now >= s.NextDue() {
+					c.start(t, o, now)
+				}
+				if due := s.NextDue(); !o.running && due > now {
+					next = min(next, due)
+				}
 			}
 			continue
 		}
@@ -248,7 +257,9 @@ func (c *checker) scan() {
 		if owner != 0 {
 			c.log.Debug("check taken over", "upstream", t.label, "server", t.server, "from_pid", owner.Pid())
 		}
+		next = min(next, s.NextDue())
 	}
+	return next
 }
 
 // nextDue continues the schedule from due: the first due time after now, in whole intervals.

@@ -47,9 +47,9 @@ var commands = []struct {
 // env is what every command shares: output streams and the table location from -c or --table
 // (given before or after the command name).
 type env struct {
-	stdout, stderr io.Writer
-	configPath     string
-	tablePath      string
+	stdout     io.Writer
+	configPath string
+	tablePath  string
 }
 
 // tableFlags registers -c and --table on fs.

@@ -133,8 +133,11 @@ func TestFailingBackendGoesDownAndComesBack(t *testing.T) {
 		b, _ := backendState(d, bad.Addr)
 		return b.State == "up"
 	})
-	if b, _ := backendState(d, bad.Addr); b.Consecutive < 2 || !strings.HasSuffix(b.History, "---++") && !strings.HasSuffix(b.History, "-++") {
-		t.Errorf("up again after %d passes, history %q", b.Consecutive, b.History)
+	if b, _ := backendState(d, bad.Addr); b.Consecutive < 2 || !strings.Contains(b.History, "---++") || b.Transitions != 2 {
+		t.Errorf("up again: consecutive %d, transitions %d, history %q", b.Consecutive, b.Transitions, b.History)
+	}
+	if !strings.Contains(p.log.String(), "server up") || !strings.Contains(p.log.String(), "after=2") {
+		t.Errorf("no 'server up ... after=2' log line:\n%s", p.log.String())
 	}
 	// And takes traffic again.
 	deadline := time.Now().Add(5 * time.Second)

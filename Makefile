@@ -1,0 +1,43 @@
+# hcproxy: make run (demo), make test (everything CI runs), make lint, make bench.
+GO      ?= go
+GOFLAGS ?=
+BIN     := bin
+VERSION := $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X hcproxy/version.Version=$(VERSION)
+FUZZTIME ?= 10s
+
+.PHONY: all build test unit integration fuzz lint run bench clean
+
+all: build
+
+build:
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/hcproxy ./cmd/hcproxy
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/hcctl ./cmd/hcctl
+	$(GO) build -o $(BIN)/hcdemo ./scripts/demo
+
+# test: vet, unit tests under the race detector, the integration tests (real binaries, built
+# with -race, on 127.0.0.1), then each fuzz target for a bounded time.
+test: build
+	$(GO) vet ./...
+	HCPROXY_RACE=1 $(GO) test -race -count=1 -timeout 15m ./...
+	$(MAKE) fuzz
+
+fuzz:
+	$(GO) test -run='^$$' -fuzz='^FuzzParse$$' -fuzztime=$(FUZZTIME) ./config
+	$(GO) test -run='^$$' -fuzz='^FuzzParseResponse$$' -fuzztime=$(FUZZTIME) ./probe
+	$(GO) test -run='^$$' -fuzz='^FuzzOpen$$' -fuzztime=$(FUZZTIME) ./shm
+
+lint:
+	gofmt -l . | tee /dev/stderr | (! read)
+	$(GO) vet ./...
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
+
+# run: the demo: three local backends (one flapping), hcproxy with 2 workers, Ctrl-C stops all.
+run: build
+	$(BIN)/hcdemo -hcproxy $(BIN)/hcproxy
+
+bench: build
+	bash scripts/bench.sh
+
+clean:
+	rm -rf $(BIN)
