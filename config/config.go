@@ -127,7 +127,8 @@ type Check struct {
 	Fall int
 	// Initial is the state of a server that has no state in the table yet:
 	// "up" (the default, as the nginx module), "down" or "checking" (takes
-	// no traffic until Rise probes have passed).
+	// no traffic until its first passing probe; a first failing probe marks
+	// it down).
 	Initial string
 	// Port is the port to probe; 0 (the default) probes the server's own
 	// port, else 1..65535.

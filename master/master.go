@@ -36,6 +36,8 @@ type Master struct {
 	cfg       *config.Config
 	log       *slog.Logger
 	logFile   *worker.LogFile
+	logPath   string
+	logFormat string
 	lock      *flock.Flock
 	table     *shm.Table
 	listeners map[string]*os.File
@@ -61,10 +63,9 @@ func Run(path string) error {
 		return err
 	}
 	m := &Master{path: path, cfg: cfg, listeners: map[string]*os.File{}, events: make(chan event, 64), procs: map[*proc]bool{}}
-	if m.logFile, err = worker.OpenLog(cfg.ErrorLog); err != nil {
-		return fmt.Errorf("error_log: %w", err)
+	if err := m.openLog(cfg); err != nil {
+		return err
 	}
-	m.log = worker.NewLogger(cfg.LogFormat, m.logFile, slog.LevelInfo).With("pid", os.Getpid(), "role", "master")
 	if m.lock, err = lockPidFile(cfg.PidFile); err != nil {
 		return err
 	}
@@ -98,6 +99,25 @@ func Run(path string) error {
 	}
 	m.log.Info("hcproxy started", "version", version.Version, "config", cfg.Path, "workers", cfg.Workers, "generation", g.gen, "table", cfg.Table)
 	return m.loop()
+}
+
+// openLog opens cfg's error_log (stderr when unset) and makes it the master's log; on error the
+// log in use stays.
+func (m *Master) openLog(cfg *config.Config) error {
+	lf, err := worker.OpenLog(cfg.ErrorLog)
+	if err != nil {
+		if m.log != nil {
+			m.log.Error("open error_log, keeping the current log", "path", cfg.ErrorLog, "err", err)
+		}
+		return fmt.Errorf("error_log: %w", err)
+	}
+	old := m.logFile
+	m.logFile, m.logPath, m.logFormat = lf, cfg.ErrorLog, cfg.LogFormat
+	m.log = worker.NewLogger(cfg.LogFormat, lf, slog.LevelInfo).With("pid", os.Getpid(), "role", "master")
+	if old != nil {
+		old.Close()
+	}
+	return nil
 }
 
 // tableCapacity leaves room for a reload that replaces every server at once.
@@ -467,6 +487,9 @@ func (m *Master) reload() {
 	if err := m.startGeneration(g); err != nil {
 		m.log.Error("reload failed: new workers did not start, keeping the running configuration", "err", err)
 		return
+	}
+	if cfg.ErrorLog != m.logPath || cfg.LogFormat != m.logFormat {
+		m.openLog(cfg)
 	}
 	m.log.Info("reloaded", "generation", g.gen, "workers", cfg.Workers, "took", time.Since(start).Round(time.Millisecond))
 	m.freePending()

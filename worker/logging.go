@@ -61,3 +61,15 @@ func NewLogger(format string, w io.Writer, level slog.Level) *slog.Logger {
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
 }
+
+// Close closes the file (never stderr).
+func (l *LogFile) Close() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.f == nil || l.f == os.Stderr {
+		return nil
+	}
+	err := l.f.Close()
+	l.f = os.Stderr
+	return err
+}
