@@ -23,9 +23,9 @@ test: build
 	$(MAKE) fuzz
 
 fuzz:
-	$(GO) test -run='^$$' -fuzz='^FuzzParse$$' -fuzztime=$(FUZZTIME) ./config
-	$(GO) test -run='^$$' -fuzz='^FuzzParseResponse$$' -fuzztime=$(FUZZTIME) ./probe
-	$(GO) test -run='^$$' -fuzz='^FuzzOpen$$' -fuzztime=$(FUZZTIME) ./shm
+	$(GO) test -run='^$$' -fuzz='^FuzzParse$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=50x ./config
+	$(GO) test -run='^$$' -fuzz='^FuzzParseResponse$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=50x ./probe
+	$(GO) test -run='^$$' -fuzz='^FuzzAttach$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=50x ./shm
 
 lint:
 	gofmt -l . | tee /dev/stderr | (! read)

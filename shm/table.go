@@ -140,38 +140,39 @@ func attach(f *os.File, readOnly bool) (*Table, error) {
 	if !st.Mode().IsRegular() {
 		return nil, fmt.Errorf("%w: not a regular file", ErrNotTable)
 	}
-	size := st.Size()
-	if size >= 8 {
-		var b [8]byte
-		if _, err := f.ReadAt(b[:], 0); err != nil {
-			return nil, fmt.Errorf("shm: read header: %w", err)
-		}
-		if magic := binary.LittleEndian.Uint64(b[:]); magic != Magic {
-			return nil, fmt.Errorf("%w: %#x", ErrNotTable, magic)
-		}
+	hdr := make([]byte, min(st.Size(), HeaderSize))
+	if _, err := f.ReadAt(hdr, 0); err != nil {
+		return nil, fmt.Errorf("shm: read header: %w", err)
 	}
-	if size < HeaderSize {
-		return nil, fmt.Errorf("%w: %d bytes, a header alone is %d", ErrTruncated, size, HeaderSize)
+	slots, err := checkHeader(hdr, st.Size())
+	if err != nil {
+		return nil, err
 	}
 	prot := unix.PROT_READ
 	if !readOnly {
 		prot |= unix.PROT_WRITE
-	}
-	// Map the header alone first, and the whole file only once its sizes are known to be sane.
-	hm, err := mapFile(f, HeaderSize, prot)
-	if err != nil {
-		return nil, err
-	}
-	slots, err := validateHeader(hm, size)
-	unix.Munmap(hm)
-	if err != nil {
-		return nil, err
 	}
 	m, err := mapFile(f, Size(slots), prot)
 	if err != nil {
 		return nil, err
 	}
 	return &Table{m: m, f: f, readOnly: readOnly, slots: slots}, nil
+}
+
+// checkHeader validates a table's header bytes (the first min(fileSize, HeaderSize) bytes of
+// the file) before anything is mapped, and returns the slot capacity.
+func checkHeader(hdr []byte, fileSize int64) (int, error) {
+	if len(hdr) >= 8 {
+		if magic := binary.LittleEndian.Uint64(hdr); magic != Magic {
+			return 0, fmt.Errorf("%w: %#x", ErrNotTable, magic)
+		}
+	}
+	if fileSize < HeaderSize || len(hdr) < HeaderSize {
+		return 0, fmt.Errorf("%w: %d bytes, a header alone is %d", ErrTruncated, fileSize, HeaderSize)
+	}
+	m := heapMem(HeaderSize)
+	copy(m, hdr)
+	return validateHeader(m, fileSize)
 }
 
 func mapFile(f *os.File, size, prot int) (mem, error) {
