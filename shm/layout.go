@@ -45,6 +45,7 @@ const (
 	wHeartbeat = 24 // Unix ms, written by the worker
 	wStarted   = 32 // Unix ms, written by the master
 	wOwned     = 40 // slots owned, written by the worker
+	wBeatNs    = 48 // monotonic ns of the last heartbeat, for liveness
 )
 
 // Slot offsets, relative to the slot.

@@ -47,7 +47,8 @@ type WorkerInfo struct {
 	Token       Token
 	Generation  uint64
 	State       WorkerState
-	HeartbeatMs int64
+	HeartbeatMs int64 // Unix ms, for display
+	BeatNs      int64 // monotonic ns, for liveness
 	StartedMs   int64
 	Owned       int
 }
@@ -63,6 +64,7 @@ func (t *Table) ReserveWorker(gen uint64) (int, error) {
 		t.m.store(off+wToken, 0)
 		t.m.store(off+wGen, gen)
 		t.m.store(off+wHeartbeat, 0)
+		t.m.store(off+wBeatNs, 0)
 		t.m.store(off+wOwned, 0)
 		t.m.store(off+wStarted, uint64(NowMs()))
 		t.m.store(off+wState, uint64(WorkerStarting))
@@ -77,6 +79,7 @@ func (t *Table) Register(i, pid int) Token {
 	tok := t.NewToken(pid)
 	t.m.store(workerOff(i)+wToken, uint64(tok))
 	t.m.store(workerOff(i)+wHeartbeat, uint64(NowMs()))
+	t.m.store(workerOff(i)+wBeatNs, uint64(Now()))
 	return tok
 }
 
@@ -88,6 +91,7 @@ func (t *Table) SetWorkerState(i int, s WorkerState) {
 // Heartbeat records that the worker at i is alive and how many slots it owns.
 func (t *Table) Heartbeat(i, owned int) {
 	t.m.store(workerOff(i)+wHeartbeat, uint64(NowMs()))
+	t.m.store(workerOff(i)+wBeatNs, uint64(Now()))
 	t.m.store(workerOff(i)+wOwned, uint64(owned))
 }
 
@@ -109,6 +113,7 @@ func (t *Table) Worker(i int) WorkerInfo {
 		Generation:  t.m.load(off + wGen),
 		State:       WorkerState(t.m.load(off + wState)),
 		HeartbeatMs: int64(t.m.load(off + wHeartbeat)),
+		BeatNs:      int64(t.m.load(off + wBeatNs)),
 		StartedMs:   int64(t.m.load(off + wStarted)),
 		Owned:       int(t.m.load(off + wOwned)),
 	}

@@ -131,17 +131,23 @@ func (c *checker) run(ctx context.Context) {
 type view struct {
 	gen     uint64
 	workers map[shm.Token]shm.WorkerInfo
-	live    []shm.Token // ready workers of the current generation
+	live    []shm.Token // ready workers of the current generation with a fresh heartbeat
 }
+
+// staleBeat is how old a worker's heartbeat may be before the others stop counting it as live
+// (a hung worker): well under a lease, so a slot taken from a hung owner by lease is not handed
+// back to it. A worker beats on every scan, at least every tick.
+const staleBeat = time.Second
 
 func (c *checker) view() view {
 	v := view{gen: c.table.Generation(), workers: map[shm.Token]shm.WorkerInfo{}}
+	now := shm.Now()
 	for _, w := range c.table.Workers() {
 		if w.Token == 0 {
 			continue
 		}
 		v.workers[w.Token] = w
-		if w.State == shm.WorkerReady && w.Generation == v.gen {
+		if w.State == shm.WorkerReady && w.Generation == v.gen && (w.Token == c.tok || now-w.BeatNs < int64(staleBeat)) {
 			v.live = append(v.live, w.Token)
 		}
 	}
