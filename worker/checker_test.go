@@ -1,0 +1,87 @@
+package worker
+
+import (
+	"testing"
+	"time"
+
+	"hcproxy/shm"
+)
+
+func TestNextDueContinuesTheSchedule(t *testing.T) {
+	iv := 200 * time.Millisecond
+	ms := int64(time.Millisecond)
+	cases := []struct {
+		name           string
+		due, now, want int64
+	}{
+		{"on time", 1000 * ms, 1000 * ms, 1200 * ms},
+		{"a little late keeps the phase", 1000 * ms, 1030 * ms, 1200 * ms},
+		{"a missed interval is skipped, not made up", 1000 * ms, 1250 * ms, 1400 * ms},
+		{"exactly one interval late", 1000 * ms, 1200 * ms, 1400 * ms},
+		{"never scheduled", 0, 5000 * ms, 5200 * ms},
+		{"far behind (another boot) restarts from now", 1000 * ms, 9000 * ms, 9200 * ms},
+	}
+	for _, c := range cases {
+		if got := nextDue(c.due, c.now, iv); got != c.want {
+			t.Errorf("%s: nextDue(%d, %d) = %dms, want %dms", c.name, c.due/ms, c.now/ms, got/ms, c.want/ms)
+		}
+		if got := nextDue(c.due, c.now, iv); got <= c.now {
+			t.Errorf("%s: next due %d not after now %d", c.name, got, c.now)
+		}
+	}
+}
+
+// Rendezvous hashing spreads slots evenly, and a worker leaving moves only its own slots.
+func TestPreferredSpreadsAndMovesLittle(t *testing.T) {
+	toks := []shm.Token{1<<32 | 100, 2<<32 | 101, 3<<32 | 102, 4<<32 | 103}
+	v := view{live: toks}
+	before := map[uint64]shm.Token{}
+	count := map[shm.Token]int{}
+	const n = 4000
+	for i := 0; i < n; i++ {
+		seed := seedOf(uint64(i), "127.0.0.1:80")
+		p := v.preferred(seed)
+		before[seed] = p
+		count[p]++
+	}
+	for _, tok := range toks {
+		if c := count[tok]; c < n/4*8/10 || c > n/4*12/10 {
+			t.Errorf("worker %x prefers %d of %d slots, want about %d", tok, c, n, n/4)
+		}
+	}
+	v3 := view{live: toks[:3]}
+	for seed, p := range before {
+		q := v3.preferred(seed)
+		if p != toks[3] && q != p {
+			t.Fatalf("slot moved from %x to %x though its worker stayed", p, q)
+		}
+	}
+}
+
+func TestTakeable(t *testing.T) {
+	ready, draining, old := shm.Token(1<<32|10), shm.Token(2<<32|11), shm.Token(3<<32|12)
+	v := view{gen: 5, workers: map[shm.Token]shm.WorkerInfo{
+		ready:    {Token: ready, Generation: 5, State: shm.WorkerReady},
+		draining: {Token: draining, Generation: 5, State: shm.WorkerDraining},
+		old:      {Token: old, Generation: 4, State: shm.WorkerReady},
+	}}
+	now := int64(1e12)
+	cases := []struct {
+		name  string
+		owner shm.Token
+		lease int64
+		want  bool
+	}{
+		{"free", 0, 0, true},
+		{"ready owner with a lease", ready, now + 1, false},
+		{"ready owner whose lease lapsed (hung)", ready, now - 1, true},
+		{"draining owner", draining, now + 1, true},
+		{"owner of an older generation", old, now + 1, true},
+		{"owner no longer in the table (reaped)", 9<<32 | 99, now + 1, true},
+	}
+	for _, c := range cases {
+		if got := v.takeable(c.owner, c.lease, now); got != c.want {
+			t.Errorf("%s: takeable = %v, want %v", c.name, got, c.want)
+		}
+	}
+}
