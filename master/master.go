@@ -341,13 +341,14 @@ func (m *Master) handle(ev event) {
 			m.freePending()
 			return
 		}
-		m.log.Error("worker exited unexpectedly", "worker_pid", p.pid, "generation", p.gen, "status", exitStatus(ev.err), "lived", time.Since(p.started).Round(time.Millisecond))
 		for q := range m.procs {
 			q.send("nudge")
 		}
+		attrs := []any{"worker_pid", p.pid, "generation", p.gen, "status", exitStatus(ev.err), "lived", time.Since(p.started).Round(time.Millisecond)}
 		if m.cur != nil && p.gen == m.cur.gen {
-			m.scheduleRespawn(time.Since(p.started))
+			attrs = append(attrs, "respawn_in", m.scheduleRespawn(time.Since(p.started)))
 		}
+		m.log.Error("worker exited unexpectedly", attrs...)
 	}
 }
 
@@ -363,8 +364,9 @@ func exitStatus(err error) string {
 }
 
 // scheduleRespawn replaces a crashed worker, at once the first time and with a doubling delay
-// (up to 10s) while workers keep dying young, so a crash loop cannot spin the CPU.
-func (m *Master) scheduleRespawn(lived time.Duration) {
+// (up to 10s) while workers keep dying young, so a crash loop cannot spin the CPU. It returns
+// the delay.
+func (m *Master) scheduleRespawn(lived time.Duration) time.Duration {
 	m.missing++
 	switch {
 	case lived > 10*time.Second:
@@ -377,6 +379,7 @@ func (m *Master) scheduleRespawn(lived time.Duration) {
 	if m.respawn == nil {
 		m.respawn = time.After(m.backoff)
 	}
+	return m.backoff
 }
 
 func (m *Master) doRespawn() {

@@ -322,3 +322,30 @@ func TestHcctlCorruptTable(t *testing.T) {
 		t.Fatalf("hcctl error: %q", out)
 	}
 }
+
+// A worker that keeps dying young is respawned with a doubling delay, so a crash loop cannot spin
+// the CPU.
+func TestCrashLoopBacksOff(t *testing.T) {
+	bs := startBackends(t, 1)
+	p := startProxy(t, proxyOpts{workers: 1}, bs)
+	for i := 0; i < 4; i++ {
+		d := p.waitWorkers(1)
+		for _, w := range d.Workers {
+			if w.State == "ready" {
+				syscall.Kill(w.Pid, syscall.SIGKILL)
+			}
+		}
+		waitFor(t, "crash logged", func() bool { return strings.Count(p.log.String(), "worker exited unexpectedly") > i })
+	}
+	var delays []string
+	for _, line := range strings.Split(p.log.String(), "\n") {
+		if i := strings.Index(line, "respawn_in="); i >= 0 {
+			delays = append(delays, strings.Fields(line[i+len("respawn_in="):])[0])
+		}
+	}
+	want := []string{"100ms", "200ms", "400ms", "800ms"}
+	if strings.Join(delays, " ") != strings.Join(want, " ") {
+		t.Fatalf("respawn delays %v, want %v", delays, want)
+	}
+	p.waitWorkers(1)
+}
