@@ -14,12 +14,16 @@ const (
 	// MaxSlots bounds a table's capacity, so a tampered header cannot ask for a huge mapping.
 	MaxSlots = 1 << 20
 
+	// EventCap events of EventSize bytes follow the header, before the slots.
+	EventCap  = 4096
+	EventSize = 128
+
 	addrLen   = 64
 	labelLen  = 64
 	detailLen = 96
 )
 
-// Header word offsets. Words hVersion..hFileSize are fixed at creation and covered by hChecksum.
+// Header word offsets. Words hVersion..hEventSize are fixed at creation and covered by hChecksum.
 const (
 	hMagic      = 0
 	hVersion    = 8
@@ -28,12 +32,15 @@ const (
 	hSlotCap    = 32
 	hWorkerCap  = 40
 	hFileSize   = 48
-	hChecksum   = 56
+	hEventCap   = 56
+	hEventSize  = 64
+	hChecksum   = 72
 
-	hGeneration = 64 // current (newest ready) generation, published by the master
-	hMasterPid  = 72
-	hSerial     = 80 // token serial counter, never reused
-	hMasterMs   = 88 // when the current master attached (Unix ms)
+	hGeneration = 80  // current (newest ready) generation, published by the master
+	hMasterPid  = 88  //
+	hSerial     = 96  // token serial counter, never reused
+	hMasterMs   = 104 // when the current master attached (Unix ms)
+	hEventHead  = 112 // sequence number of the next event to append
 	hWorkers    = 128
 )
 
@@ -77,7 +84,13 @@ const (
 )
 
 // Size is the file size of a table with capacity slots.
-func Size(capacity int) int { return HeaderSize + capacity*SlotSize }
+func Size(capacity int) int { return slotsOff + capacity*SlotSize }
 
-func slotOff(i int) int   { return HeaderSize + i*SlotSize }
+const (
+	eventsOff = HeaderSize
+	slotsOff  = eventsOff + EventCap*EventSize
+)
+
+func slotOff(i int) int   { return slotsOff + i*SlotSize }
+func eventOff(i int) int  { return eventsOff + i*EventSize }
 func workerOff(i int) int { return hWorkers + i*workerEntrySize }

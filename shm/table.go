@@ -115,6 +115,8 @@ func formatHeader(m mem, capacity int) {
 	m.store(hSlotCap, uint64(capacity))
 	m.store(hWorkerCap, WorkerCap)
 	m.store(hFileSize, uint64(Size(capacity)))
+	m.store(hEventCap, EventCap)
+	m.store(hEventSize, EventSize)
 	m.store(hChecksum, headerChecksum(m))
 	m.store(hMagic, Magic)
 }
@@ -122,7 +124,7 @@ func formatHeader(m mem, capacity int) {
 func headerChecksum(m mem) uint64 {
 	h := fnv.New64a()
 	var b [8]byte
-	for off := hVersion; off <= hFileSize; off += 8 {
+	for off := hVersion; off <= hEventSize; off += 8 {
 		v := m.load(off)
 		for i := range b {
 			b[i] = byte(v >> (8 * i))
@@ -207,6 +209,9 @@ func validateHeader(m mem, fileSize int64) (int, error) {
 	}
 	if hs, ss, wc := m.load(hHeaderSize), m.load(hSlotSize), m.load(hWorkerCap); hs != HeaderSize || ss != SlotSize || wc != WorkerCap {
 		return 0, fmt.Errorf("%w: header %d slot %d workers %d, want %d %d %d", ErrCorrupt, hs, ss, wc, HeaderSize, SlotSize, WorkerCap)
+	}
+	if ec, es := m.load(hEventCap), m.load(hEventSize); ec != EventCap || es != EventSize {
+		return 0, fmt.Errorf("%w: event ring %d x %d, want %d x %d", ErrCorrupt, ec, es, EventCap, EventSize)
 	}
 	c := m.load(hSlotCap)
 	if c < 1 || c > MaxSlots {

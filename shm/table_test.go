@@ -36,7 +36,7 @@ func TestLayoutPinned(t *testing.T) {
 	// Pinned offsets: changing any of these changes the file format and needs a Version bump.
 	pins := map[string][2]int{
 		"sState": {sState, 32}, "sOwner": {sOwner, 16}, "sAddr": {sAddr, 160}, "sDetail": {sDetail, 288},
-		"hGeneration": {hGeneration, 64}, "hWorkers": {hWorkers, 128},
+		"hGeneration": {hGeneration, 80}, "slotsOff": {slotsOff, 8192 + 4096*128}, "hWorkers": {hWorkers, 128},
 	}
 	for name, p := range pins {
 		if p[0] != p[1] {

@@ -255,6 +255,7 @@ func (c *checker) scan() int64 {
 			continue
 		}
 		c.owned[t] = &ownership{fence: fence}
+		c.table.AppendEvent(shm.Event{Kind: shm.EventOwner, Slot: s.Index(), Address: t.server, Label: t.label, Pid: c.tok.Pid(), Extra: uint64(owner.Pid())})
 		if due == 0 || due > now+2*int64(t.interval) {
 			// Never scheduled, or a schedule from another boot: start at a deterministic
 			// offset within one interval, so checks do not march in step.
@@ -335,6 +336,8 @@ func (c *checker) finish(ctx context.Context, o outcome) {
 		return
 	}
 	if tr.Changed() {
+		c.table.AppendEvent(shm.Event{Kind: shm.EventHealth, Slot: s.Index(), Address: o.t.server, Label: o.t.label,
+			Old: uint8(tr.From), New: uint8(tr.To), Reason: uint8(o.res.Reason), Pid: c.tok.Pid(), Extra: uint64(tr.Streak)})
 		c.logTransition(o.t, tr, o.res)
 	}
 	now := shm.Now()

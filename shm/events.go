@@ -1,0 +1,136 @@
+package shm
+
+import "fmt"
+
+// EventKind says what an event records.
+type EventKind uint8
+
+// Event kinds. Values are stored in the table: never renumber, only append.
+const (
+	EventHealth  EventKind = 1 // a health transition: Old and New are Health values
+	EventAdmin   EventKind = 2 // an operator's admin change: Old and New are Admin values
+	EventOwner   EventKind = 3 // a check changed owner: Pid is the new owner, Extra the old owner's pid (0 if none)
+	EventPassive EventKind = 4 // a passive ejection by the data plane: Old and New are Health values
+)
+
+func (k EventKind) String() string {
+	switch k {
+	case EventHealth:
+		return "health"
+	case EventAdmin:
+		return "admin"
+	case EventOwner:
+		return "owner"
+	case EventPassive:
+		return "passive"
+	}
+	return fmt.Sprintf("kind_%d", uint8(k))
+}
+
+// Event is one entry of the event ring.
+type Event struct {
+	Seq     uint64 // sequence number, from 0, never reused
+	TimeMs  int64  // Unix ms
+	Kind    EventKind
+	Slot    int
+	Address string
+	Label   string // the slot's upstream names
+	Old     uint8
+	New     uint8
+	Reason  uint8 // probe reason code of the result that caused it
+	Pid     int   // the process that appended it
+	Extra   uint64
+}
+
+// Event entry offsets, relative to the entry.
+const (
+	eSeq   = 0 // Seq+1 once the entry is complete, 0 while it is written
+	eTime  = 8
+	eInfo  = 16 // kind | old<<8 | new<<16 | reason<<24 | slot<<32
+	ePid   = 24
+	eExtra = 32
+	eAddr  = 40
+	eLabel = eAddr + 48
+	eEnd   = eLabel + 40
+)
+
+// AppendEvent adds ev to the ring (any process may, concurrently): it takes the next sequence
+// number, marks the entry incomplete, writes it, and marks it complete. It returns the sequence
+// number. Seq and TimeMs (when zero) are filled in.
+func (t *Table) AppendEvent(ev Event) uint64 {
+	if t.readOnly {
+		return 0
+	}
+	seq := t.m.add(hEventHead, 1) - 1
+	off := eventOff(int(seq % EventCap))
+	t.m.store(off+eSeq, 0)
+	if ev.TimeMs == 0 {
+		ev.TimeMs = NowMs()
+	}
+	t.m.store(off+eTime, uint64(ev.TimeMs))
+	t.m.store(off+eInfo, uint64(ev.Kind)|uint64(ev.Old)<<8|uint64(ev.New)<<16|uint64(ev.Reason)<<24|uint64(uint32(ev.Slot))<<32)
+	t.m.store(off+ePid, uint64(ev.Pid))
+	t.m.store(off+eExtra, ev.Extra)
+	t.m.storeString(off+eAddr, 48, ev.Address)
+	t.m.storeString(off+eLabel, 40, ev.Label)
+	t.m.store(off+eSeq, seq+1)
+	return seq
+}
+
+// EventHead returns the sequence number the next event will get: a reader that wants only new
+// events starts there.
+func (t *Table) EventHead() uint64 { return t.m.load(hEventHead) }
+
+// ReadEvents returns up to max complete events from sequence number from on, the sequence
+// number to continue from, and how many events the reader missed because the ring overwrote
+// them before they were read. It never blocks and takes no lock: an entry still being written
+// ends the batch (the next call returns it) unless half a ring was appended since, an entry
+// overwritten while it was read counts as missed.
+func (t *Table) ReadEvents(from uint64, max int) (evs []Event, next, missed uint64) {
+	head := t.EventHead()
+	if from > head { // a reader from another table life, or a bad cursor: start over
+		from = head
+	}
+	if head-from > EventCap {
+		missed = head - EventCap - from
+		from = head - EventCap
+	}
+	seq := from
+	for ; seq < head && len(evs) < max; seq++ {
+		off := eventOff(int(seq % EventCap))
+		s1 := t.m.load(off + eSeq)
+		if s1 == 0 || s1 < seq+1 {
+			if head-seq > EventCap/2 {
+				// Its writer stalled (or a writer of an older lap finished over it): half a
+				// ring later it is not coming; count it missed rather than wait forever.
+				missed++
+				continue
+			}
+			return evs, seq, missed // still being written
+		}
+		if s1 > seq+1 { // overwritten already
+			missed++
+			continue
+		}
+		info := t.m.load(off + eInfo)
+		ev := Event{
+			Seq:     seq,
+			TimeMs:  int64(t.m.load(off + eTime)),
+			Kind:    EventKind(info),
+			Old:     uint8(info >> 8),
+			New:     uint8(info >> 16),
+			Reason:  uint8(info >> 24),
+			Slot:    int(uint32(info >> 32)),
+			Pid:     int(t.m.load(off + ePid)),
+			Extra:   t.m.load(off + eExtra),
+			Address: t.m.loadString(off+eAddr, 48),
+			Label:   t.m.loadString(off+eLabel, 40),
+		}
+		if t.m.load(off+eSeq) != s1 { // overwritten while we read it
+			missed++
+			continue
+		}
+		evs = append(evs, ev)
+	}
+	return evs, seq, missed
+}
