@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -43,6 +44,9 @@ type Config struct {
 	// LogFormat is the format of log lines: "text" (the default) or "json".
 	// Key log_format.
 	LogFormat string
+	// LogLevel is the least severe level logged: "debug", "info" (the
+	// default), "warn" or "error". Key log_level.
+	LogLevel string
 	// ErrorLog is the absolute path of the error log, or "" (the default)
 	// for stderr. Key error_log; relative as for PidFile.
 	ErrorLog string
@@ -62,6 +66,30 @@ type Status struct {
 	// Listen is the host:port the status page listens on. Key listen,
 	// default "127.0.0.1:8081"; it must differ from every [[server]] listen.
 	Listen string
+	// Allow lists the client networks (CIDR, or a single address) that may
+	// use the status listener; every other client gets 403. Key allow,
+	// default ["127.0.0.0/8", "::1/128"] (loopback only).
+	Allow []string
+	// Admin enables the admin actions of the status listener (POST
+	// /status/admin) for allowed clients. Key admin, default false.
+	Admin bool
+
+	allow []netip.Prefix // Allow, parsed
+}
+
+// Allowed reports whether a client address may use the status listener.
+func (s *Status) Allowed(ip netip.Addr) bool {
+	ip = ip.Unmap()
+	prefixes := s.allow
+	if prefixes == nil {
+		prefixes, _ = parsePrefixes(s.Allow)
+	}
+	for _, p := range prefixes {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
 }
 
 // Server is one [[server]] table: a listener whose requests go to one

@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -195,6 +196,7 @@ func TestDefaults(t *testing.T) {
 		MaxServers:      1024,
 		ShutdownTimeout: 30 * time.Second,
 		LogFormat:       "text",
+		LogLevel:        "info",
 		ErrorLog:        "",
 		Servers:         []Server{{Listen: "127.0.0.1:8080", Upstream: "app"}},
 		Upstreams: map[string]*Upstream{"app": {
@@ -544,5 +546,41 @@ func roundTrip(t testing.TB, c *Config) {
 	}
 	if !reflect.DeepEqual(c, d) {
 		t.Fatalf("round trip differs:\n got %+v\nwant %+v", d, c)
+	}
+}
+
+func TestStatusAllow(t *testing.T) {
+	base := "[[server]]\nlisten = \"127.0.0.1:8080\"\nupstream = \"app\"\n[upstream.app]\nservers = [\"127.0.0.1:9101\"]\n"
+	c, err := Parse([]byte(base+"[status]\n"), "/etc/hcproxy/t.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for ip, want := range map[string]bool{"127.0.0.1": true, "127.9.9.9": true, "::1": true, "::ffff:127.0.0.1": true, "10.0.0.1": false, "::2": false} {
+		if got := c.Status.Allowed(netip.MustParseAddr(ip)); got != want {
+			t.Errorf("default allow: %s allowed=%v, want %v", ip, got, want)
+		}
+	}
+	if c.Status.Admin {
+		t.Error("admin must default to false")
+	}
+	c, err = Parse([]byte(base+"[status]\nallow = [\"10.0.0.0/8\", \"192.168.1.7\"]\nadmin = true\n"), "/etc/hcproxy/t.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for ip, want := range map[string]bool{"10.1.2.3": true, "192.168.1.7": true, "192.168.1.8": false, "127.0.0.1": false} {
+		if got := c.Status.Allowed(netip.MustParseAddr(ip)); got != want {
+			t.Errorf("allow list: %s allowed=%v, want %v", ip, got, want)
+		}
+	}
+	b, _ := c.Marshal()
+	c2, err := Unmarshal(b)
+	if err != nil || !c2.Status.Allowed(netip.MustParseAddr("10.1.2.3")) || !c2.Status.Admin {
+		t.Fatalf("allow list lost in Marshal/Unmarshal: %v", err)
+	}
+	for _, bad := range []string{"allow = [\"10.0.0.0/33\"]", "allow = \"10.0.0.0/8\"", "allow = [1]", "admin = \"yes\""} {
+		_, err := Parse([]byte(base+"[status]\n"+bad+"\n"), "/etc/hcproxy/t.toml")
+		if err == nil || !strings.Contains(err.Error(), "status.") {
+			t.Errorf("%s: got %v, want an error naming the status key", bad, err)
+		}
 	}
 }

@@ -37,10 +37,13 @@ func decode(raw map[string]any, r *reporter) (*Config, keySet) {
 	top.duration("shutdown_timeout", &c.ShutdownTimeout)
 	top.str("log_format", &c.LogFormat)
 	top.str("error_log", &c.ErrorLog)
+	top.str("log_level", &c.LogLevel)
 
 	if st := top.table("status"); st != nil {
 		c.Status = &Status{}
 		st.address("listen", &c.Status.Listen, true)
+		st.strs("allow", &c.Status.Allow, `CIDR strings like ["10.0.0.0/8"]`)
+		st.boolean("admin", &c.Status.Admin)
 		st.done()
 	}
 	for _, t := range top.tables("server") {
@@ -199,6 +202,41 @@ func (t *table) str(name string, dst *string) {
 		return
 	}
 	*dst = s
+}
+
+// strs reads an array of strings; what describes the expected items in errors.
+func (t *table) strs(name string, dst *[]string, what string) {
+	v, k, ok := t.get(name)
+	if !ok {
+		return
+	}
+	items, isArray := v.([]any)
+	if !isArray {
+		t.r.addf(k, "must be an array of %s (got %s)", what, typeName(v))
+		return
+	}
+	*dst = []string{}
+	for i, item := range items {
+		s, isStr := item.(string)
+		if !isStr {
+			t.r.addf(keyIndex(k, i), "must be a string (got %s)", typeName(item))
+			continue
+		}
+		*dst = append(*dst, s)
+	}
+}
+
+func (t *table) boolean(name string, dst *bool) {
+	v, k, ok := t.get(name)
+	if !ok {
+		return
+	}
+	b, isBool := v.(bool)
+	if !isBool {
+		t.r.addf(k, "must be true or false (got %s)", typeName(v))
+		return
+	}
+	*dst = b
 }
 
 func (t *table) integer(name string, dst *int) {

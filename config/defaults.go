@@ -13,6 +13,7 @@ const (
 	DefaultMaxServers      = 1024
 	DefaultShutdownTimeout = 30 * time.Second
 	DefaultLogFormat       = "text"
+	DefaultLogLevel        = "info"
 	DefaultStatusListen    = "127.0.0.1:8081"
 	DefaultWeight          = 1
 	DefaultConnectTimeout  = 5 * time.Second
@@ -28,6 +29,9 @@ const (
 	maxAutoWorkers         = 256
 )
 
+// DefaultStatusAllow is the default of Status.Allow: loopback clients only.
+func DefaultStatusAllow() []string { return []string{"127.0.0.0/8", "::1/128"} }
+
 // DefaultExpectStatus is the default of Check.ExpectStatus for http checks.
 func DefaultExpectStatus() []string { return []string{"2xx", "3xx"} }
 
@@ -42,8 +46,10 @@ func applyDefaults(c *Config, set keySet) {
 	def(set, "max_servers", &c.MaxServers, DefaultMaxServers)
 	def(set, "shutdown_timeout", &c.ShutdownTimeout, DefaultShutdownTimeout)
 	def(set, "log_format", &c.LogFormat, DefaultLogFormat)
+	def(set, "log_level", &c.LogLevel, DefaultLogLevel)
 	if c.Status != nil {
 		def(set, "status.listen", &c.Status.Listen, DefaultStatusListen)
+		def(set, "status.allow", &c.Status.Allow, DefaultStatusAllow())
 	}
 	for name, u := range c.Upstreams {
 		k := keyJoin("upstream", name)

@@ -39,6 +39,7 @@ func validate(c *Config, r *reporter) error {
 	intRange(r, "max_servers", c.MaxServers, 1, maxMaxServers)
 	durRange(r, "shutdown_timeout", c.ShutdownTimeout, 0, maxShutdownTimeout)
 	oneOf(r, "log_format", c.LogFormat, "text", "json")
+	oneOf(r, "log_level", c.LogLevel, "debug", "info", "warn", "error")
 
 	listens := map[string]string{} // canonical listen address -> key
 	listen := func(key, addr string) {
@@ -72,6 +73,11 @@ func validate(c *Config, r *reporter) error {
 	}
 	if c.Status != nil {
 		listen("status.listen", c.Status.Listen)
+		prefixes, err := parsePrefixes(c.Status.Allow)
+		if err != nil {
+			r.addf("status.allow", "%v", err)
+		}
+		c.Status.allow = prefixes
 	}
 
 	for _, name := range c.UpstreamNames() {

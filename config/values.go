@@ -138,3 +138,20 @@ func checkStatus(s string) error {
 
 // quoteDur formats d for "(got ...)" in messages.
 func quoteDur(d time.Duration) string { return strconv.Quote(d.String()) }
+
+// parsePrefixes parses CIDR prefixes; a bare address is a single-address prefix.
+func parsePrefixes(items []string) ([]netip.Prefix, error) {
+	out := make([]netip.Prefix, 0, len(items))
+	for i, it := range items {
+		if p, err := netip.ParsePrefix(it); err == nil {
+			out = append(out, p.Masked())
+			continue
+		}
+		a, err := netip.ParseAddr(it)
+		if err != nil {
+			return nil, fmt.Errorf("item %d: %q is not a CIDR prefix or an address", i, it)
+		}
+		out = append(out, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
+	}
+	return out, nil
+}

@@ -113,7 +113,7 @@ func (m *Master) openLog(cfg *config.Config) error {
 	}
 	old := m.logFile
 	m.logFile, m.logPath, m.logFormat = lf, cfg.ErrorLog, cfg.LogFormat
-	m.log = worker.NewLogger(cfg.LogFormat, lf, slog.LevelInfo).With("pid", os.Getpid(), "role", "master")
+	m.log = worker.NewLogger(cfg.LogFormat, lf, worker.LevelOf(cfg.LogLevel)).With("pid", os.Getpid(), "role", "master")
 	if old != nil {
 		old.Close()
 	}

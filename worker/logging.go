@@ -73,3 +73,16 @@ func (l *LogFile) Close() error {
 	l.f = os.Stderr
 	return err
 }
+
+// LevelOf maps a log_level setting to its slog level ("info" for anything unknown).
+func LevelOf(name string) slog.Level {
+	switch name {
+	case "debug":
+		return slog.LevelDebug
+	case "warn":
+		return slog.LevelWarn
+	case "error":
+		return slog.LevelError
+	}
+	return slog.LevelInfo
+}

@@ -77,7 +77,7 @@ func start() (*worker, error) {
 	if w.logFile, err = OpenLog(w.cfg.ErrorLog); err != nil {
 		return nil, fmt.Errorf("error_log: %w", err)
 	}
-	w.log = NewLogger(w.cfg.LogFormat, w.logFile, slog.LevelInfo).With("pid", os.Getpid(), "gen", w.payload.Generation)
+	w.log = NewLogger(w.cfg.LogFormat, w.logFile, LevelOf(w.cfg.LogLevel)).With("pid", os.Getpid(), "gen", w.payload.Generation)
 	if w.table, err = shm.AttachFile(files[FdTable], false); err != nil {
 		return nil, fmt.Errorf("health table: %w", err)
 	}
