@@ -188,6 +188,7 @@ func (m *Master) prepare(cfg *config.Config, gen uint64) (*generation, error) {
 	}
 	labels := map[key][]string{}
 	checks := map[key]*config.Check{}
+	weights := map[key]int{}
 	var order []key
 	for _, name := range cfg.UpstreamNames() {
 		u := cfg.Upstreams[name]
@@ -196,6 +197,7 @@ func (m *Master) prepare(cfg *config.Config, gen uint64) (*generation, error) {
 			if _, seen := labels[k]; !seen {
 				order = append(order, k)
 				checks[k] = &u.Check
+				weights[k] = s.Weight
 			}
 			labels[k] = append(labels[k], name)
 		}
@@ -207,11 +209,11 @@ func (m *Master) prepare(cfg *config.Config, gen uint64) (*generation, error) {
 		c := checks[k]
 		i, ok := m.table.Find(k.check, k.addr)
 		if ok {
-			m.table.UpdateSlot(i, label, c.Interval)
+			m.table.UpdateSlot(i, label, c.Interval, weights[k])
 		} else {
 			h, _ := shm.ParseHealth(c.Initial)
 			var err error
-			if i, err = m.table.Alloc(k.check, k.addr, label, c.Interval, h); err != nil {
+			if i, err = m.table.Alloc(k.check, k.addr, label, c.Interval, weights[k], h); err != nil {
 				return nil, err
 			}
 		}

@@ -9,7 +9,7 @@ import (
 // its index. Only the master calls it (it holds the pid-file lock, so there is one). The fence
 // keeps counting from the slot's previous life, so a worker that still holds a fence from it can
 // write nothing into the new one.
-func (t *Table) Alloc(key uint64, addr, label string, interval time.Duration, initial Health) (int, error) {
+func (t *Table) Alloc(key uint64, addr, label string, interval time.Duration, weight int, initial Health) (int, error) {
 	if t.readOnly {
 		return 0, ErrReadOnly
 	}
@@ -23,9 +23,13 @@ func (t *Table) Alloc(key uint64, addr, label string, interval time.Duration, in
 		}
 		fence := s.State().Fence() + 1
 		for _, off := range []int{sOwner, sLease, sNextDue, sHistory, sLastCheckMs, sLastRTT, sLastResult,
-			sChecks, sFailures, sTransitions, sSinceReason, sPassive, sActive, sRequests} {
+			sChecks, sFailures, sTransitions, sSinceReason, sPassive, sActive, sRequests, sErrors, sRTTSum} {
 			s.m.store(s.off+off, 0)
 		}
+		for off := sRTTBuckets; off < slotEnd; off += 8 {
+			s.m.store(s.off+off, 0)
+		}
+		s.m.store(s.off+sWeight, uint64(weight))
 		if q := s.m.load(s.off + sSeq); q&1 == 1 {
 			s.m.store(s.off+sSeq, q+1)
 		}
@@ -54,8 +58,9 @@ func (t *Table) Find(key uint64, addr string) (int, bool) {
 }
 
 // UpdateSlot rewrites the master-owned descriptive fields of an allocated slot on reload.
-func (t *Table) UpdateSlot(i int, label string, interval time.Duration) {
+func (t *Table) UpdateSlot(i int, label string, interval time.Duration, weight int) {
 	s := t.Slot(i)
+	s.m.store(s.off+sWeight, uint64(weight))
 	s.m.storeString(s.off+sLabel, labelLen, label)
 	s.m.store(s.off+sInterval, uint64(interval))
 }

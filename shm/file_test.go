@@ -20,7 +20,7 @@ func TestOpenMasterCreatesKeepsAndRefuses(t *testing.T) {
 	if st.Mode().Perm() != 0o600 {
 		t.Fatalf("table mode %v, want 0600", st.Mode().Perm())
 	}
-	i, _ := tb.Alloc(5, "127.0.0.1:1", "app", time.Second, Down)
+	i, _ := tb.Alloc(5, "127.0.0.1:1", "app", time.Second, 1, Down)
 	tb.Close()
 	tb.Close() // idempotent
 
@@ -130,7 +130,7 @@ func FuzzAttach(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	tb.Alloc(1, "127.0.0.1:80", "app", time.Second, Up)
+	tb.Alloc(1, "127.0.0.1:80", "app", time.Second, 1, Up)
 	tb.Close()
 	good, _ := os.ReadFile(path)
 	f.Add(good)                                  // a valid one-slot table with one server

@@ -30,6 +30,11 @@ type SlotInfo struct {
 	Passive     uint64
 	Active      int64
 	Requests    uint64
+	Errors      uint64
+	Weight      int
+	RTTSumUs    uint64
+	RTTBuckets  [len(RTTBounds) + 1]uint64 // per bucket (not cumulative); the last is +Inf
+	FailReasons [MaxReasons]uint64         // failed checks by probe reason code
 }
 
 // Info reads the slot. The diagnostic record is read under its seqlock (retried while a write is
@@ -53,6 +58,15 @@ func (s Slot) Info() SlotInfo {
 		Passive:     s.m.load(s.off + sPassive),
 		Active:      int64(s.m.load(s.off + sActive)),
 		Requests:    s.m.load(s.off + sRequests),
+		Errors:      s.m.load(s.off + sErrors),
+		Weight:      s.Weight(),
+		RTTSumUs:    s.m.load(s.off + sRTTSum),
+	}
+	for i := range in.RTTBuckets {
+		in.RTTBuckets[i] = s.m.load(s.off + sRTTBuckets + 8*i)
+	}
+	for i := range in.FailReasons {
+		in.FailReasons[i] = s.m.load(s.off + sFailReasons + 8*i)
 	}
 	const tries = 10000
 	for try := 0; try < tries; try++ {

@@ -1,5 +1,7 @@
 package shm
 
+import "time"
+
 // The table's layout. Version bumps whenever any offset or meaning below changes; Attach refuses a
 // table of another version (the operator removes the file, or a new master recreates it).
 const (
@@ -7,7 +9,7 @@ const (
 	Version = 1
 
 	HeaderSize      = 8192
-	SlotSize        = 512
+	SlotSize        = 1024
 	WorkerCap       = 64
 	workerEntrySize = 64
 
@@ -53,6 +55,7 @@ const (
 	wStarted   = 32 // Unix ms, written by the master
 	wOwned     = 40 // slots owned, written by the worker
 	wBeatNs    = 48 // monotonic ns of the last heartbeat, for liveness
+	wRequests  = 56 // requests this worker proxied
 )
 
 // Slot offsets, relative to the slot.
@@ -71,17 +74,32 @@ const (
 	sChecks      = 88
 	sFailures    = 96
 	sTransitions = 104
-	sSinceMs     = 112               // [diag] Unix ms of the last transition (or allocation)
-	sSinceReason = 120               // [diag] reason code of the result that caused it
-	sPassive     = 128               // passive failures (data plane)
-	sActive      = 136               // active requests (data plane, all workers)
-	sRequests    = 144               // requests proxied (data plane, all workers)
-	sInterval    = 152               // configured check interval, ns (written by the master)
-	sAddr        = 160               // server address, length-prefixed (written by the master before publishing)
-	sLabel       = sAddr + addrLen   // upstream names, comma separated
-	sDetail      = sLabel + labelLen // [diag] last failure detail
-	slotEnd      = sDetail + detailLen
+	sSinceMs     = 112                                // [diag] Unix ms of the last transition (or allocation)
+	sSinceReason = 120                                // [diag] reason code of the result that caused it
+	sPassive     = 128                                // passive failures (data plane)
+	sActive      = 136                                // active requests (data plane, all workers)
+	sRequests    = 144                                // requests proxied (data plane, all workers)
+	sInterval    = 152                                // configured check interval, ns (written by the master)
+	sAddr        = 160                                // server address, length-prefixed (written by the master before publishing)
+	sLabel       = sAddr + addrLen                    // upstream names, comma separated
+	sDetail      = sLabel + labelLen                  // [diag] last failure detail
+	sWeight      = sDetail + detailLen                // configured weight (of the first upstream listing it), written by the master
+	sErrors      = sWeight + 8                        // proxied requests that failed upstream (data plane, all workers)
+	sRTTSum      = sErrors + 8                        // sum of check round trips, µs
+	sRTTBuckets  = sRTTSum + 8                        // check round-trip histogram: RTTBounds then +Inf, cumulative when read
+	sFailReasons = sRTTBuckets + 8*(len(RTTBounds)+1) // failed checks by probe reason code 0..MaxReasons-1
+	slotEnd      = sFailReasons + 8*MaxReasons
 )
+
+// RTTBounds are the upper bounds (inclusive) of the check round-trip histogram's buckets.
+var RTTBounds = [...]time.Duration{
+	500 * time.Microsecond, time.Millisecond, 2500 * time.Microsecond, 5 * time.Millisecond,
+	10 * time.Millisecond, 25 * time.Millisecond, 50 * time.Millisecond, 100 * time.Millisecond,
+	250 * time.Millisecond, 500 * time.Millisecond, time.Second, 2500 * time.Millisecond,
+}
+
+// MaxReasons bounds the probe reason codes counted per slot; higher codes count in the last.
+const MaxReasons = 32
 
 // Size is the file size of a table with capacity slots.
 func Size(capacity int) int { return slotsOff + capacity*SlotSize }

@@ -139,6 +139,18 @@ func (s Slot) Record(tok Token, fence uint32, r Result, rise, fall int) (Transit
 		s.m.add(s.off+sFailures, 1)
 	}
 	s.m.store(s.off+sHistory, s.m.load(s.off+sHistory)<<1|bit)
+	if !r.OK {
+		s.m.add(s.off+sFailReasons+8*int(min(r.Reason, MaxReasons-1)), 1)
+	}
+	s.m.add(s.off+sRTTSum, uint64(r.RTT/time.Microsecond))
+	b := len(RTTBounds)
+	for i, bound := range RTTBounds {
+		if r.RTT <= bound {
+			b = i
+			break
+		}
+	}
+	s.m.add(s.off+sRTTBuckets+8*b, 1)
 	if tr.Changed() {
 		s.m.add(s.off+sTransitions, 1)
 	}
@@ -177,6 +189,12 @@ func (s Slot) AddActive(d int64) { s.m.add(s.off+sActive, uint64(d)) }
 
 // AddRequest counts one proxied request.
 func (s Slot) AddRequest() { s.m.add(s.off+sRequests, 1) }
+
+// AddError counts one proxied request that failed upstream (connect error, timeout, reset).
+func (s Slot) AddError() { s.m.add(s.off+sErrors, 1) }
+
+// Weight returns the configured weight the master recorded.
+func (s Slot) Weight() int { return int(s.m.load(s.off + sWeight)) }
 
 func (s Slot) beginWrite() bool {
 	for i := 0; i < 1000; i++ {

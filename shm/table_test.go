@@ -63,7 +63,7 @@ func TestGoldenHeader(t *testing.T) {
 
 func TestAllocFindFree(t *testing.T) {
 	tb := heapTable(t, 4)
-	i, err := tb.Alloc(7, "127.0.0.1:9101", "app,api", time.Second, Checking)
+	i, err := tb.Alloc(7, "127.0.0.1:9101", "app,api", time.Second, 1, Checking)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,11 +81,11 @@ func TestAllocFindFree(t *testing.T) {
 		t.Fatal("Find matched another check key")
 	}
 	for k := 0; k < 3; k++ {
-		if _, err := tb.Alloc(uint64(100+k), "127.0.0.1:1", "x", time.Second, Up); err != nil {
+		if _, err := tb.Alloc(uint64(100+k), "127.0.0.1:1", "x", time.Second, 1, Up); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if _, err := tb.Alloc(200, "127.0.0.1:2", "x", time.Second, Up); !errors.Is(err, ErrFull) {
+	if _, err := tb.Alloc(200, "127.0.0.1:2", "x", time.Second, 1, Up); !errors.Is(err, ErrFull) {
 		t.Fatalf("alloc in a full table: %v", err)
 	}
 	fence := s.State().Fence()
@@ -93,14 +93,14 @@ func TestAllocFindFree(t *testing.T) {
 	if s.Used() || s.State().Fence() == fence {
 		t.Fatal("Free must clear Used and bump the fence")
 	}
-	if _, err := tb.Alloc(300, "127.0.0.1:3", "x", time.Second, Up); err != nil {
+	if _, err := tb.Alloc(300, "127.0.0.1:3", "x", time.Second, 1, Up); err != nil {
 		t.Fatalf("alloc after free: %v", err)
 	}
 }
 
 func TestHysteresis(t *testing.T) {
 	tb := heapTable(t, 1)
-	i, _ := tb.Alloc(1, "a:1", "u", time.Second, Up)
+	i, _ := tb.Alloc(1, "a:1", "u", time.Second, 1, Up)
 	s := tb.Slot(i)
 	tok := tb.NewToken(100)
 	fence, ok := s.Claim(0, tok, Now()+int64(time.Second))
@@ -144,7 +144,7 @@ func TestCheckingGoesUpOnFirstPassDownOnFirstFail(t *testing.T) {
 		pass bool
 		want Health
 	}{{true, Up}, {false, Down}} {
-		i, _ := tb.Alloc(uint64(len(tb.Snapshot().Slots)+1), "a:1", "u", time.Second, Checking)
+		i, _ := tb.Alloc(uint64(len(tb.Snapshot().Slots)+1), "a:1", "u", time.Second, 1, Checking)
 		s := tb.Slot(i)
 		tok := tb.NewToken(1)
 		f, _ := s.Claim(0, tok, 0)
@@ -158,7 +158,7 @@ func TestCheckingGoesUpOnFirstPassDownOnFirstFail(t *testing.T) {
 // A worker that was stopped after a takeover and resumes must not overwrite its successor.
 func TestStaleOwnerIsFenced(t *testing.T) {
 	tb := heapTable(t, 1)
-	i, _ := tb.Alloc(1, "a:1", "u", time.Second, Up)
+	i, _ := tb.Alloc(1, "a:1", "u", time.Second, 1, Up)
 	s := tb.Slot(i)
 	a, b := tb.NewToken(10), tb.NewToken(11)
 	fa, _ := s.Claim(0, a, 0)
@@ -182,7 +182,7 @@ func TestStaleOwnerIsFenced(t *testing.T) {
 func TestConcurrentClaimsHaveOneWinner(t *testing.T) {
 	tb := heapTable(t, 64)
 	for k := 0; k < 64; k++ {
-		tb.Alloc(uint64(k), "a:1", "u", time.Second, Up)
+		tb.Alloc(uint64(k), "a:1", "u", time.Second, 1, Up)
 	}
 	var wg sync.WaitGroup
 	wins := make([]int, 8)
@@ -211,7 +211,7 @@ func TestConcurrentClaimsHaveOneWinner(t *testing.T) {
 // Readers under the seqlock never see a record mixed from two writes.
 func TestSeqlockConsistentReads(t *testing.T) {
 	tb := heapTable(t, 1)
-	i, _ := tb.Alloc(1, "a:1", "u", time.Second, Up)
+	i, _ := tb.Alloc(1, "a:1", "u", time.Second, 1, Up)
 	s := tb.Slot(i)
 	tok := tb.NewToken(1)
 	f, _ := s.Claim(0, tok, 0)
@@ -238,7 +238,7 @@ func TestSeqlockConsistentReads(t *testing.T) {
 
 func TestSeqlockRepairedByClaim(t *testing.T) {
 	tb := heapTable(t, 1)
-	i, _ := tb.Alloc(1, "a:1", "u", time.Second, Up)
+	i, _ := tb.Alloc(1, "a:1", "u", time.Second, 1, Up)
 	s := tb.Slot(i)
 	a := tb.NewToken(1)
 	s.Claim(0, a, 0)
@@ -255,7 +255,7 @@ func TestSeqlockRepairedByClaim(t *testing.T) {
 
 func TestStringsClampTamperedLength(t *testing.T) {
 	tb := heapTable(t, 1)
-	i, _ := tb.Alloc(1, "a:1", "u", time.Second, Up)
+	i, _ := tb.Alloc(1, "a:1", "u", time.Second, 1, Up)
 	s := tb.Slot(i)
 	s.m.store(s.off+sAddr, 0xff) // length byte 255 in a 64-byte field
 	if got := s.Address(); len(got) != addrLen-1 {
@@ -299,7 +299,7 @@ func TestReleaseAll(t *testing.T) {
 	tb := heapTable(t, 4)
 	a, b := tb.NewToken(1), tb.NewToken(2)
 	for k := 0; k < 4; k++ {
-		i, _ := tb.Alloc(uint64(k), "a:1", "u", time.Second, Up)
+		i, _ := tb.Alloc(uint64(k), "a:1", "u", time.Second, 1, Up)
 		owner := a
 		if k == 3 {
 			owner = b
@@ -311,5 +311,35 @@ func TestReleaseAll(t *testing.T) {
 	}
 	if tb.Slot(3).Owner() != b || tb.Slot(0).Owner() != 0 {
 		t.Fatal("ReleaseAll touched another owner's slot or missed one")
+	}
+}
+
+func TestRecordCountsHistogramAndReasons(t *testing.T) {
+	tb := heapTable(t, 1)
+	i, _ := tb.Alloc(1, "a:1", "u", time.Second, 3, Up)
+	s := tb.Slot(i)
+	tok := tb.NewToken(1)
+	f, _ := s.Claim(0, tok, 0)
+	for _, r := range []Result{
+		{OK: true, RTT: 300 * time.Microsecond},
+		{OK: true, RTT: 3 * time.Millisecond},
+		{OK: false, Reason: 4, RTT: 10 * time.Second},
+		{OK: false, Reason: 4, RTT: time.Second},
+		{OK: false, Reason: 200, RTT: time.Millisecond},
+	} {
+		s.Record(tok, f, r, 1, 1)
+	}
+	in := s.Info()
+	if in.Weight != 3 {
+		t.Errorf("weight %d", in.Weight)
+	}
+	if in.RTTBuckets[0] != 1 || in.RTTBuckets[1] != 1 || in.RTTBuckets[3] != 1 || in.RTTBuckets[10] != 1 || in.RTTBuckets[len(RTTBounds)] != 1 {
+		t.Errorf("buckets %v", in.RTTBuckets)
+	}
+	if in.FailReasons[4] != 2 || in.FailReasons[MaxReasons-1] != 1 {
+		t.Errorf("reasons %v", in.FailReasons)
+	}
+	if want := uint64(300 + 3000 + 10_000_000 + 1_000_000 + 1000); in.RTTSumUs != want {
+		t.Errorf("rtt sum %d, want %d", in.RTTSumUs, want)
 	}
 }

@@ -51,7 +51,11 @@ type WorkerInfo struct {
 	BeatNs      int64 // monotonic ns, for liveness
 	StartedMs   int64
 	Owned       int
+	Requests    uint64
 }
+
+// CountRequest counts one request proxied by the worker at index i.
+func (t *Table) CountRequest(i int) { t.m.add(workerOff(i)+wRequests, 1) }
 
 // ReserveWorker takes a free entry of the worker table for a worker of generation gen about to be
 // started, and returns its index. The worker fills in its token when it starts (Register).
@@ -66,6 +70,7 @@ func (t *Table) ReserveWorker(gen uint64) (int, error) {
 		t.m.store(off+wHeartbeat, 0)
 		t.m.store(off+wBeatNs, 0)
 		t.m.store(off+wOwned, 0)
+		t.m.store(off+wRequests, 0)
 		t.m.store(off+wStarted, uint64(NowMs()))
 		t.m.store(off+wState, uint64(WorkerStarting))
 		return i, nil
@@ -116,6 +121,7 @@ func (t *Table) Worker(i int) WorkerInfo {
 		BeatNs:      int64(t.m.load(off + wBeatNs)),
 		StartedMs:   int64(t.m.load(off + wStarted)),
 		Owned:       int(t.m.load(off + wOwned)),
+		Requests:    t.m.load(off + wRequests),
 	}
 }
 

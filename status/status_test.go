@@ -44,7 +44,7 @@ func newFixture(t *testing.T) fixture {
 	tab.Heartbeat(wi, 2)
 
 	alloc := func(addr, label string) shm.Slot {
-		i, err := tab.Alloc(7, addr, label, 2*time.Second, shm.Checking)
+		i, err := tab.Alloc(7, addr, label, 2*time.Second, 1, shm.Checking)
 		if err != nil {
 			t.Fatal(err)
 		}

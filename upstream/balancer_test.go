@@ -18,7 +18,7 @@ func servers(t *testing.T, weights ...int) ([]*Server, *shm.Table) {
 	var out []*Server
 	for i, w := range weights {
 		addr := "127.0.0.1:" + string(rune('0'+i))
-		idx, err := tb.Alloc(uint64(i), addr, "u", time.Second, shm.Up)
+		idx, err := tb.Alloc(uint64(i), addr, "u", time.Second, 1, shm.Up)
 		if err != nil {
 			t.Fatal(err)
 		}

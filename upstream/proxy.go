@@ -17,6 +17,7 @@ type Proxy struct {
 	balancer Balancer
 	rp       *httputil.ReverseProxy
 	log      *slog.Logger
+	onReq    func()
 }
 
 // Options are a Proxy's timeouts.
@@ -24,6 +25,8 @@ type Options struct {
 	ConnectTimeout time.Duration // dialing an upstream server
 	ReadTimeout    time.Duration // waiting for the upstream's response header
 	Log            *slog.Logger  // nil = slog.Default()
+	// OnRequest, when not nil, is called once per request (the worker counts its requests).
+	OnRequest func()
 }
 
 type serverKey struct{}
@@ -33,7 +36,7 @@ func NewProxy(name string, servers []*Server, o Options) *Proxy {
 	if o.Log == nil {
 		o.Log = slog.Default()
 	}
-	p := &Proxy{name: name, balancer: NewRoundRobin(servers), log: o.Log}
+	p := &Proxy{name: name, balancer: NewRoundRobin(servers), log: o.Log, onReq: o.OnRequest}
 	dialer := &net.Dialer{Timeout: o.ConnectTimeout, KeepAlive: 30 * time.Second}
 	transport := &http.Transport{
 		DialContext:           dialer.DialContext,
@@ -60,6 +63,9 @@ func NewProxy(name string, servers []*Server, o Options) *Proxy {
 
 // ServeHTTP picks an available server and forwards the request to it; 502 when none is.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if p.onReq != nil {
+		p.onReq()
+	}
 	s := p.balancer.Pick()
 	if s == nil {
 		http.Error(w, "502 Bad Gateway: no available server in upstream "+p.name, http.StatusBadGateway)
@@ -81,6 +87,9 @@ func (p *Proxy) upstreamError(w http.ResponseWriter, r *http.Request, err error)
 		p.log.Debug("client went away", "upstream", p.name, "server", addr)
 		w.WriteHeader(499)
 		return
+	}
+	if s != nil {
+		s.Slot.AddError()
 	}
 	p.log.Warn("upstream request failed", "upstream", p.name, "server", addr, "err", err)
 	status := http.StatusBadGateway

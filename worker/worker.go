@@ -174,37 +174,53 @@ func (w *worker) build() (map[string]http.Handler, []*target, error) {
 		}
 		proxies[name] = upstream.NewProxy(name, servers, upstream.Options{
 			ConnectTimeout: u.ConnectTimeout, ReadTimeout: u.ReadTimeout, Log: w.log,
+			OnRequest: func() { w.table.CountRequest(w.payload.Index) },
 		})
 	}
 	return proxies, targets, nil
 }
 
 func newTarget(slot shm.Slot, server string, c *config.Check) (*target, error) {
-	addr := server
-	if c.Port != 0 {
-		host, _, err := net.SplitHostPort(server)
-		if err != nil {
-			return nil, err
-		}
-		addr = net.JoinHostPort(host, strconv.Itoa(c.Port))
+	addr, err := CheckAddr(server, c)
+	if err != nil {
+		return nil, err
 	}
-	var p probe.Prober
-	switch c.Type {
-	case "http":
-		p = probe.NewHTTP(probe.HTTPOptions{
-			Send: c.Send, URI: c.URI, Host: c.Host, StatusOK: c.StatusOK,
-			ExpectBody: c.ExpectBody, BodyRegexp: c.BodyRegexp(), MaxResponse: c.MaxResponse,
-		})
-	case "tcp":
-		p = probe.NewTCP()
-	default:
-		return nil, fmt.Errorf("check type %q not supported", c.Type)
+	p, err := NewProber(c)
+	if err != nil {
+		return nil, err
 	}
 	return &target{
 		slot: slot, addr: addr, server: server, label: slot.Label(), prober: p,
 		interval: c.Interval, timeout: c.Timeout, rise: c.Rise, fall: c.Fall,
 		seed: seedOf(slot.Key(), server),
 	}, nil
+}
+
+// CheckAddr is the address a check of server connects to: the server's, or its host with the
+// check's port.
+func CheckAddr(server string, c *config.Check) (string, error) {
+	if c.Port == 0 {
+		return server, nil
+	}
+	host, _, err := net.SplitHostPort(server)
+	if err != nil {
+		return "", err
+	}
+	return net.JoinHostPort(host, strconv.Itoa(c.Port)), nil
+}
+
+// NewProber builds the probe a check describes (also used by hcctl check).
+func NewProber(c *config.Check) (probe.Prober, error) {
+	switch c.Type {
+	case "http":
+		return probe.NewHTTP(probe.HTTPOptions{
+			Send: c.Send, URI: c.URI, Host: c.Host, StatusOK: c.StatusOK,
+			ExpectBody: c.ExpectBody, BodyRegexp: c.BodyRegexp(), MaxResponse: c.MaxResponse,
+		}), nil
+	case "tcp":
+		return probe.NewTCP(), nil
+	}
+	return nil, fmt.Errorf("check type %q not supported", c.Type)
 }
 
 // serve runs the worker until it is told to stop or drain, or its master dies.

@@ -39,7 +39,7 @@ func newTable(t *testing.T) string {
 	tab.SetWorkerState(wi, shm.WorkerReady)
 	tab.Heartbeat(wi, 2)
 	slot := func(addr, label string, rs ...shm.Result) {
-		i, err := tab.Alloc(1, addr, label, time.Second, shm.Checking)
+		i, err := tab.Alloc(1, addr, label, time.Second, 1, shm.Checking)
 		if err != nil {
 			t.Fatal(err)
 		}
