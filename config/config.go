@@ -118,6 +118,20 @@ type Upstream struct {
 	// ReadTimeout bounds the wait for a server's response header after the
 	// request was sent. Key read_timeout, default 60s, 1ms..24h.
 	ReadTimeout time.Duration
+	// Balancer picks a server for each request among the available ones:
+	// "round_robin" (the default: smooth weighted round robin, nginx's),
+	// "least_conn" (fewest requests in flight across all workers, relative
+	// to weight), "hash" (consistent hashing on HashKey) or "random_two"
+	// (the less loaded of two random servers). Key balancer.
+	Balancer string
+	// HashKey is what the hash balancer hashes: "remote_addr" (the
+	// default), "uri", "header:NAME" or "cookie:NAME". Key hash_key; only
+	// with balancer = "hash".
+	HashKey string
+	// AllDown is what happens when no server is available: "fail" (the
+	// default: 503 at once) or "any" (try them anyway, as nginx does).
+	// Key all_down.
+	AllDown string
 	// Check is the active health check of every server in Servers. Table
 	// [upstream.NAME.check]; when it is absent, every default applies.
 	Check Check
@@ -125,6 +139,10 @@ type Upstream struct {
 
 // UpstreamServer is one item of an upstream's servers array.
 type UpstreamServer struct {
+	// Backup servers take traffic only when no other server of the
+	// upstream is available. Key backup in the inline-table form, default
+	// false.
+	Backup bool
 	// Address is host:port in canonical form (an IP literal as net/netip
 	// prints it, a DNS name in lower case, the port in decimal, 1..65535).
 	// Key address in the inline-table form. Unique within one upstream.

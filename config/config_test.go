@@ -204,6 +204,8 @@ func TestDefaults(t *testing.T) {
 			Servers:        []UpstreamServer{{Address: "127.0.0.1:9101", Weight: 1}},
 			ConnectTimeout: 5 * time.Second,
 			ReadTimeout:    60 * time.Second,
+			Balancer:       "round_robin",
+			AllDown:        "fail",
 			Check: Check{
 				Type: "http", Interval: time.Second, Timeout: time.Second, Rise: 2, Fall: 3,
 				Initial: "up", URI: "/", ExpectStatus: []string{"2xx", "3xx"}, MaxResponse: 16384,
@@ -328,7 +330,7 @@ servers = [
 		t.Fatal(err)
 	}
 	want := []UpstreamServer{
-		{"127.0.0.1:1", 1}, {"[::1]:2", 3}, {"backend.example:80", 1}, {"[::2]:4", 1},
+		{Address: "127.0.0.1:1", Weight: 1}, {Address: "[::1]:2", Weight: 3}, {Address: "backend.example:80", Weight: 1}, {Address: "[::2]:4", Weight: 1},
 	}
 	if got := c.Upstreams["b"].Servers; !reflect.DeepEqual(got, want) {
 		t.Errorf("servers: got %v, want %v", got, want)
@@ -581,6 +583,33 @@ func TestStatusAllow(t *testing.T) {
 		_, err := Parse([]byte(base+"[status]\n"+bad+"\n"), "/etc/hcproxy/t.toml")
 		if err == nil || !strings.Contains(err.Error(), "status.") {
 			t.Errorf("%s: got %v, want an error naming the status key", bad, err)
+		}
+	}
+}
+
+func TestBalancerKeys(t *testing.T) {
+	base := "[[server]]\nlisten = \"127.0.0.1:8080\"\nupstream = \"app\"\n[upstream.app]\n"
+	c, err := Parse([]byte(base+"servers = [\"127.0.0.1:1\", { address = \"127.0.0.1:2\", backup = true }]\nbalancer = \"hash\"\nall_down = \"any\"\n"), testFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := c.Upstreams["app"]
+	if u.Balancer != "hash" || u.HashKey != "remote_addr" || u.AllDown != "any" || !u.Servers[1].Backup || u.Servers[0].Backup {
+		t.Fatalf("upstream %+v", u)
+	}
+	bad := []struct{ src, key string }{
+		{"servers = [\"127.0.0.1:1\"]\nbalancer = \"fastest\"\n", "upstream.app.balancer"},
+		{"servers = [\"127.0.0.1:1\"]\nhash_key = \"uri\"\n", "upstream.app.hash_key"},
+		{"servers = [\"127.0.0.1:1\"]\nbalancer = \"hash\"\nhash_key = \"header:\"\n", "upstream.app.hash_key"},
+		{"servers = [\"127.0.0.1:1\"]\nbalancer = \"hash\"\nhash_key = \"body\"\n", "upstream.app.hash_key"},
+		{"servers = [\"127.0.0.1:1\"]\nall_down = \"panic\"\n", "upstream.app.all_down"},
+		{"servers = [{ address = \"127.0.0.1:1\", backup = true }]\n", "upstream.app.servers"},
+		{"servers = [{ address = \"127.0.0.1:1\", backup = 1 }]\n", "upstream.app.servers[0].backup"},
+	}
+	for _, b := range bad {
+		_, err := Parse([]byte(base+b.src), testFile)
+		if err == nil || !strings.Contains(err.Error(), b.key) {
+			t.Errorf("%q: got %v, want an error naming %s", b.src, err, b.key)
 		}
 	}
 }

@@ -86,6 +86,7 @@ func decodeUpstream(t *table, name string) *Upstream {
 					t.r.addf(keyJoin(ik, "address"), "required")
 				}
 				st.integer("weight", &s.Weight)
+				st.boolean("backup", &s.Backup)
 				st.done()
 			default:
 				t.r.addf(ik, `must be a "host:port" string or an {address = "host:port", weight = N} table (got %s)`, typeName(item))
@@ -95,6 +96,9 @@ func decodeUpstream(t *table, name string) *Upstream {
 	}
 	t.duration("connect_timeout", &u.ConnectTimeout)
 	t.duration("read_timeout", &u.ReadTimeout)
+	t.str("balancer", &u.Balancer)
+	t.str("hash_key", &u.HashKey)
+	t.str("all_down", &u.AllDown)
 	if ct := t.table("check"); ct != nil {
 		decodeCheck(ct, &u.Check)
 	}

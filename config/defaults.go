@@ -17,6 +17,9 @@ const (
 	DefaultStatusListen    = "127.0.0.1:8081"
 	DefaultWeight          = 1
 	DefaultConnectTimeout  = 5 * time.Second
+	DefaultBalancer        = "round_robin"
+	DefaultAllDown         = "fail"
+	DefaultHashKey         = "remote_addr"
 	DefaultReadTimeout     = 60 * time.Second
 	DefaultCheckType       = "http"
 	DefaultInterval        = time.Second
@@ -58,6 +61,11 @@ func applyDefaults(c *Config, set keySet) {
 		}
 		def(set, k+".connect_timeout", &u.ConnectTimeout, DefaultConnectTimeout)
 		def(set, k+".read_timeout", &u.ReadTimeout, DefaultReadTimeout)
+		def(set, k+".balancer", &u.Balancer, DefaultBalancer)
+		def(set, k+".all_down", &u.AllDown, DefaultAllDown)
+		if u.Balancer == "hash" {
+			def(set, k+".hash_key", &u.HashKey, DefaultHashKey)
+		}
 
 		k += ".check"
 		ch := &u.Check

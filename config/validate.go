@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -121,6 +122,25 @@ func validateUpstream(r *reporter, u *Upstream) {
 	}
 	durRange(r, k+".connect_timeout", u.ConnectTimeout, minConnectTimeout, maxConnectTimeout)
 	durRange(r, k+".read_timeout", u.ReadTimeout, minReadTimeout, maxReadTimeout)
+	oneOf(r, k+".balancer", u.Balancer, "round_robin", "least_conn", "hash", "random_two")
+	oneOf(r, k+".all_down", u.AllDown, "fail", "any")
+	switch {
+	case u.Balancer != "hash" && u.HashKey != "":
+		r.addf(k+".hash_key", `only applies with balancer = "hash"`)
+	case u.Balancer == "hash":
+		if err := checkHashKey(u.HashKey); err != nil {
+			r.addf(k+".hash_key", "%v", err)
+		}
+	}
+	primaries := 0
+	for _, s := range u.Servers {
+		if !s.Backup {
+			primaries++
+		}
+	}
+	if len(u.Servers) > 0 && primaries == 0 {
+		r.addf(k+".servers", "every server is a backup: at least one must not be")
+	}
 	validateCheck(r, k+".check", &u.Check)
 }
 
@@ -339,4 +359,30 @@ func short(d time.Duration) string {
 		s = s[:len(s)-2]
 	}
 	return s
+}
+
+// checkHashKey validates a hash_key: "remote_addr", "uri", "header:NAME" or "cookie:NAME".
+func checkHashKey(key string) error {
+	switch {
+	case key == "remote_addr" || key == "uri":
+		return nil
+	case strings.HasPrefix(key, "header:") && validToken(key[len("header:"):]):
+		return nil
+	case strings.HasPrefix(key, "cookie:") && validToken(key[len("cookie:"):]):
+		return nil
+	}
+	return fmt.Errorf(`must be "remote_addr", "uri", "header:NAME" or "cookie:NAME" (got %q)`, key)
+}
+
+// validToken reports whether s is a non-empty HTTP token (header or cookie name).
+func validToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, c := range s {
+		if c <= ' ' || c >= 0x7f || strings.ContainsRune(`()<>@,;:\"/[]?={}`, c) {
+			return false
+		}
+	}
+	return true
 }

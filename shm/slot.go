@@ -208,3 +208,6 @@ func (s Slot) beginWrite() bool {
 }
 
 func (s Slot) endWrite() { s.m.add(s.off+sSeq, 1) }
+
+// Active returns the number of requests in flight to the server, across all workers.
+func (s Slot) Active() int64 { return int64(s.m.load(s.off + sActive)) }

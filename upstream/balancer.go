@@ -1,6 +1,7 @@
 package upstream
 
 import (
+	"net/http"
 	"sync"
 
 	"hcproxy/shm"
@@ -10,13 +11,37 @@ import (
 type Server struct {
 	Address string
 	Weight  int
+	Backup  bool
 	Slot    shm.Slot
 }
 
-// Balancer picks a server for a request.
+// Balancer picks a server for a request among the servers that ok accepts.
 type Balancer interface {
-	// Pick returns an available server, or nil when none is.
-	Pick() *Server
+	// Pick returns a server that ok accepts, or nil when there is none.
+	Pick(r *http.Request, ok func(*Server) bool) *Server
+}
+
+// Available is the one predicate every balancer uses in normal operation: the table says the
+// server is up and its admin state is ready.
+func Available(s *Server) bool { return s.Slot.Available() }
+
+// NotInMaintenance accepts every server an operator has not put in maintenance: the fallback
+// when every server is down and all_down = "any".
+func NotInMaintenance(s *Server) bool { return s.Slot.State().Admin() != shm.Maint }
+
+// New returns the named balancer ("round_robin", "least_conn", "hash", "random_two") over
+// servers; hashKey applies to "hash". An unknown name gives round robin (the config is validated
+// before it gets here).
+func New(name, hashKey string, servers []*Server) Balancer {
+	switch name {
+	case "least_conn":
+		return NewLeastConn(servers)
+	case "hash":
+		return NewHash(hashKey, servers)
+	case "random_two":
+		return NewRandomTwo(servers)
+	}
+	return NewRoundRobin(servers)
 }
 
 // RoundRobin is smooth weighted round robin (nginx's algorithm): over any window of sum(weights)
@@ -36,12 +61,12 @@ func NewRoundRobin(servers []*Server) *RoundRobin {
 }
 
 // Pick implements Balancer.
-func (r *RoundRobin) Pick() *Server {
+func (r *RoundRobin) Pick(_ *http.Request, ok func(*Server) bool) *Server {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	best, total := -1, 0
 	for i, s := range r.servers {
-		if !s.Slot.Available() {
+		if !ok(s) {
 			continue
 		}
 		r.current[i] += s.Weight

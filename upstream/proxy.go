@@ -13,11 +13,11 @@ import (
 
 // Proxy forwards HTTP/1.1 requests to the servers of one upstream.
 type Proxy struct {
-	name     string
-	balancer Balancer
-	rp       *httputil.ReverseProxy
-	log      *slog.Logger
-	onReq    func()
+	name  string
+	pool  *Pool
+	rp    *httputil.ReverseProxy
+	log   *slog.Logger
+	onReq func()
 }
 
 // Options are a Proxy's timeouts.
@@ -27,16 +27,19 @@ type Options struct {
 	Log            *slog.Logger  // nil = slog.Default()
 	// OnRequest, when not nil, is called once per request (the worker counts its requests).
 	OnRequest func()
+	// Balancer names the balancer (default round_robin), HashKey its key for "hash", AllDown
+	// what to do when no server is available ("fail", the default, or "any").
+	Balancer, HashKey, AllDown string
 }
 
 type serverKey struct{}
 
-// NewProxy returns a proxy for the upstream name over servers, balanced round robin.
+// NewProxy returns a proxy for the upstream name over servers.
 func NewProxy(name string, servers []*Server, o Options) *Proxy {
 	if o.Log == nil {
 		o.Log = slog.Default()
 	}
-	p := &Proxy{name: name, balancer: NewRoundRobin(servers), log: o.Log, onReq: o.OnRequest}
+	p := &Proxy{name: name, pool: NewPool(o.Balancer, o.HashKey, o.AllDown, servers), log: o.Log, onReq: o.OnRequest}
 	dialer := &net.Dialer{Timeout: o.ConnectTimeout, KeepAlive: 30 * time.Second}
 	transport := &http.Transport{
 		DialContext:           dialer.DialContext,
@@ -61,14 +64,14 @@ func NewProxy(name string, servers []*Server, o Options) *Proxy {
 	return p
 }
 
-// ServeHTTP picks an available server and forwards the request to it; 502 when none is.
+// ServeHTTP picks a server and forwards the request to it; 503 when none is available.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if p.onReq != nil {
 		p.onReq()
 	}
-	s := p.balancer.Pick()
+	s, _ := p.pool.Pick(r)
 	if s == nil {
-		http.Error(w, "502 Bad Gateway: no available server in upstream "+p.name, http.StatusBadGateway)
+		http.Error(w, "503 Service Unavailable: no available server in upstream "+p.name, http.StatusServiceUnavailable)
 		return
 	}
 	s.Slot.AddActive(1)

@@ -162,7 +162,7 @@ func (w *worker) build() (map[string]http.Handler, []*target, error) {
 			if !slot.Used() || slot.Address() != us.Address || slot.Key() != u.Check.Key() {
 				return nil, nil, fmt.Errorf("slot %d does not hold server %s of upstream %s", i, us.Address, name)
 			}
-			servers = append(servers, &upstream.Server{Address: us.Address, Weight: us.Weight, Slot: slot})
+			servers = append(servers, &upstream.Server{Address: us.Address, Weight: us.Weight, Backup: us.Backup, Slot: slot})
 			if bySlot[i] == nil {
 				t, err := newTarget(slot, us.Address, &u.Check)
 				if err != nil {
@@ -175,6 +175,7 @@ func (w *worker) build() (map[string]http.Handler, []*target, error) {
 		proxies[name] = upstream.NewProxy(name, servers, upstream.Options{
 			ConnectTimeout: u.ConnectTimeout, ReadTimeout: u.ReadTimeout, Log: w.log,
 			OnRequest: func() { w.table.CountRequest(w.payload.Index) },
+			Balancer:  u.Balancer, HashKey: u.HashKey, AllDown: u.AllDown,
 		})
 	}
 	return proxies, targets, nil

@@ -152,8 +152,8 @@ func TestFailingBackendGoesDownAndComesBack(t *testing.T) {
 	}
 }
 
-// When every server is down, the proxy answers 502 at once.
-func TestAllDownIs502(t *testing.T) {
+// When every server is down, the proxy answers 503 at once (all_down = "fail", the default).
+func TestAllDownIs503(t *testing.T) {
 	bs := startBackends(t, 1)
 	p := startProxy(t, proxyOpts{workers: 1, interval: "200ms", fall: 1}, bs)
 	bs[0].SetFailing(true)
@@ -166,7 +166,7 @@ func TestAllDownIs502(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	if resp.StatusCode != http.StatusBadGateway {
-		t.Fatalf("status %d with every server down, want 502", resp.StatusCode)
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("status %d with every server down, want 503", resp.StatusCode)
 	}
 }

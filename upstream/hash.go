@@ -1,0 +1,100 @@
+package upstream
+
+import (
+	"hash/fnv"
+	"net"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// pointsPerWeight is how many points each unit of weight puts on the hash ring: enough for an
+// even spread (ketama uses 160 per server).
+const pointsPerWeight = 160
+
+// Hash is consistent hashing on a request key: each server owns points on a ring in proportion
+// to its weight, and a key goes to the first server clockwise from its hash. Adding or removing
+// one of N servers moves about 1/N of the keys; the keys of a server that is down go to the next
+// servers on the ring and come back when it recovers.
+type Hash struct {
+	key    func(*http.Request) string
+	points []point
+}
+
+type point struct {
+	hash   uint64
+	server *Server
+}
+
+var _ Balancer = (*Hash)(nil)
+
+// NewHash returns a consistent-hash balancer over servers on the key hashKey: "remote_addr"
+// (the client's address without port), "uri", "header:NAME" or "cookie:NAME".
+func NewHash(hashKey string, servers []*Server) *Hash {
+	h := &Hash{key: keyFunc(hashKey)}
+	for _, s := range servers {
+		for i := 0; i < s.Weight*pointsPerWeight; i++ {
+			h.points = append(h.points, point{hash: hashString(s.Address + "#" + strconv.Itoa(i)), server: s})
+		}
+	}
+	sort.Slice(h.points, func(i, j int) bool { return h.points[i].hash < h.points[j].hash })
+	return h
+}
+
+func keyFunc(hashKey string) func(*http.Request) string {
+	switch {
+	case hashKey == "uri":
+		return func(r *http.Request) string { return r.URL.RequestURI() }
+	case strings.HasPrefix(hashKey, "header:"):
+		name := hashKey[len("header:"):]
+		return func(r *http.Request) string { return r.Header.Get(name) }
+	case strings.HasPrefix(hashKey, "cookie:"):
+		name := hashKey[len("cookie:"):]
+		return func(r *http.Request) string {
+			if c, err := r.Cookie(name); err == nil {
+				return c.Value
+			}
+			return ""
+		}
+	}
+	return func(r *http.Request) string {
+		if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+			return host
+		}
+		return r.RemoteAddr
+	}
+}
+
+func hashString(s string) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(s))
+	x := h.Sum64()
+	// FNV's low bits mix poorly for similar keys; finish with SplitMix64's mixer.
+	x ^= x >> 30
+	x *= 0xbf58476d1ce4e5b9
+	x ^= x >> 27
+	x *= 0x94d049bb133111eb
+	return x ^ x>>31
+}
+
+// Pick implements Balancer.
+func (h *Hash) Pick(r *http.Request, ok func(*Server) bool) *Server {
+	return h.PickKey(h.key(r), ok)
+}
+
+// PickKey picks the server for a key.
+func (h *Hash) PickKey(key string, ok func(*Server) bool) *Server {
+	if len(h.points) == 0 {
+		return nil
+	}
+	k := hashString(key)
+	i := sort.Search(len(h.points), func(i int) bool { return h.points[i].hash >= k })
+	for n := 0; n < len(h.points); n++ {
+		p := h.points[(i+n)%len(h.points)]
+		if ok(p.server) {
+			return p.server
+		}
+	}
+	return nil
+}

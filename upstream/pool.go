@@ -1,0 +1,48 @@
+package upstream
+
+import "net/http"
+
+// Pool is the servers of one upstream behind its balancer: primaries first, backup servers only
+// when no primary is available, and when nothing is available either a refusal (all_down =
+// "fail") or a pick that ignores health (all_down = "any", as nginx does).
+type Pool struct {
+	primary Balancer
+	backup  Balancer // nil without backup servers
+	anyDown bool
+}
+
+// NewPool builds the pool of an upstream's servers with the named balancer.
+func NewPool(balancer, hashKey, allDown string, servers []*Server) *Pool {
+	var primaries, backups []*Server
+	for _, s := range servers {
+		if s.Backup {
+			backups = append(backups, s)
+		} else {
+			primaries = append(primaries, s)
+		}
+	}
+	p := &Pool{primary: New(balancer, hashKey, primaries), anyDown: allDown == "any"}
+	if len(backups) > 0 {
+		p.backup = New(balancer, hashKey, backups)
+	}
+	return p
+}
+
+// Pick returns a server for r, or nil when none may take it. degraded is true when the server
+// was picked although no server is available (all_down = "any").
+func (p *Pool) Pick(r *http.Request) (s *Server, degraded bool) {
+	if s = p.primary.Pick(r, Available); s != nil {
+		return s, false
+	}
+	if p.backup != nil {
+		if s = p.backup.Pick(r, Available); s != nil {
+			return s, false
+		}
+	}
+	if p.anyDown {
+		if s = p.primary.Pick(r, NotInMaintenance); s != nil {
+			return s, true
+		}
+	}
+	return nil, false
+}
