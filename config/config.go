@@ -132,6 +132,36 @@ type Upstream struct {
 	// default: 503 at once) or "any" (try them anyway, as nginx does).
 	// Key all_down.
 	AllDown string
+	// Retries is how many more servers a failed request is tried on (nginx's
+	// proxy_next_upstream_tries minus one). Key retries, default 1, 0..100.
+	Retries int
+	// RetryOn lists the failures that make a request try another server and
+	// that count as passive failures: "connect", "timeout", and status codes
+	// ("502", "503", "504"...). Key retry_on, default ["connect", "timeout"].
+	RetryOn []string
+	// RetryTimeout bounds the time from the first try after which no retry
+	// starts; 0 (the default) does not bound it. Key retry_timeout.
+	RetryTimeout time.Duration
+	// RetryNonIdempotent allows retrying POST, PATCH and other non-idempotent
+	// requests after their request was sent (never after their body was
+	// partly sent). Key retry_non_idempotent, default false.
+	RetryNonIdempotent bool
+	// MaxFails failures (RetryOn) within FailTimeout, counted across all
+	// workers, take a server out of rotation for FailTimeout; a passing
+	// active check after that brings it back (nginx's max_fails). Key
+	// max_fails, default 1; 0 disables passive ejection.
+	MaxFails int
+	// FailTimeout is the window of MaxFails and the length of an ejection.
+	// Key fail_timeout, default 10s.
+	FailTimeout time.Duration
+	// EjectConsecutive5xx consecutive 5xx responses (any worker) eject a
+	// server for FailTimeout (outlier detection). Key eject_consecutive_5xx,
+	// default 0 (off).
+	EjectConsecutive5xx int
+	// SlowStart ramps the weight of a server that comes back up from low to
+	// full over this time (every balancer but hash). Key slow_start, default
+	// 0 (off); a server's own slow_start overrides it.
+	SlowStart time.Duration
 	// Check is the active health check of every server in Servers. Table
 	// [upstream.NAME.check]; when it is absent, every default applies.
 	Check Check
@@ -143,6 +173,9 @@ type UpstreamServer struct {
 	// upstream is available. Key backup in the inline-table form, default
 	// false.
 	Backup bool
+	// SlowStart overrides the upstream's slow_start for this server. Key
+	// slow_start in the inline-table form.
+	SlowStart time.Duration
 	// Address is host:port in canonical form (an IP literal as net/netip
 	// prints it, a DNS name in lower case, the port in decimal, 1..65535).
 	// Key address in the inline-table form. Unique within one upstream.

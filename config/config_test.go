@@ -206,6 +206,10 @@ func TestDefaults(t *testing.T) {
 			ReadTimeout:    60 * time.Second,
 			Balancer:       "round_robin",
 			AllDown:        "fail",
+			Retries:        1,
+			RetryOn:        []string{"connect", "timeout"},
+			MaxFails:       1,
+			FailTimeout:    10 * time.Second,
 			Check: Check{
 				Type: "http", Interval: time.Second, Timeout: time.Second, Rise: 2, Fall: 3,
 				Initial: "up", URI: "/", ExpectStatus: []string{"2xx", "3xx"}, MaxResponse: 16384,
@@ -608,6 +612,31 @@ func TestBalancerKeys(t *testing.T) {
 	}
 	for _, b := range bad {
 		_, err := Parse([]byte(base+b.src), testFile)
+		if err == nil || !strings.Contains(err.Error(), b.key) {
+			t.Errorf("%q: got %v, want an error naming %s", b.src, err, b.key)
+		}
+	}
+}
+
+func TestRetryAndPassiveKeys(t *testing.T) {
+	base := "[[server]]\nlisten = \"127.0.0.1:8080\"\nupstream = \"app\"\n[upstream.app]\n"
+	c, err := Parse([]byte(base+"servers = [\"127.0.0.1:1\", { address = \"127.0.0.1:2\", slow_start = \"5s\" }]\nretries = 2\nretry_on = [\"connect\", \"503\"]\nretry_timeout = \"3s\"\nretry_non_idempotent = true\nmax_fails = 0\nfail_timeout = \"30s\"\neject_consecutive_5xx = 5\nslow_start = \"30s\"\n"), testFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := c.Upstreams["app"]
+	if u.Retries != 2 || len(u.RetryOn) != 2 || u.RetryTimeout != 3*time.Second || !u.RetryNonIdempotent || u.MaxFails != 0 ||
+		u.FailTimeout != 30*time.Second || u.EjectConsecutive5xx != 5 || u.SlowStart != 30*time.Second || u.Servers[1].SlowStart != 5*time.Second {
+		t.Fatalf("upstream %+v", u)
+	}
+	for _, b := range []struct{ src, key string }{
+		{"retries = -1", "upstream.app.retries"},
+		{"retry_on = [\"sometimes\"]", "upstream.app.retry_on[0]"},
+		{"retry_on = [\"200\"]", "upstream.app.retry_on[0]"},
+		{"fail_timeout = \"10ms\"", "upstream.app.fail_timeout"},
+		{"slow_start = 30", "upstream.app.slow_start"},
+	} {
+		_, err := Parse([]byte(base+"servers = [\"127.0.0.1:1\"]\n"+b.src+"\n"), testFile)
 		if err == nil || !strings.Contains(err.Error(), b.key) {
 			t.Errorf("%q: got %v, want an error naming %s", b.src, err, b.key)
 		}

@@ -87,6 +87,7 @@ func decodeUpstream(t *table, name string) *Upstream {
 				}
 				st.integer("weight", &s.Weight)
 				st.boolean("backup", &s.Backup)
+				st.duration("slow_start", &s.SlowStart)
 				st.done()
 			default:
 				t.r.addf(ik, `must be a "host:port" string or an {address = "host:port", weight = N} table (got %s)`, typeName(item))
@@ -99,6 +100,14 @@ func decodeUpstream(t *table, name string) *Upstream {
 	t.str("balancer", &u.Balancer)
 	t.str("hash_key", &u.HashKey)
 	t.str("all_down", &u.AllDown)
+	t.integer("retries", &u.Retries)
+	t.strs("retry_on", &u.RetryOn, `failure kinds like ["connect", "timeout", "502"]`)
+	t.duration("retry_timeout", &u.RetryTimeout)
+	t.boolean("retry_non_idempotent", &u.RetryNonIdempotent)
+	t.integer("max_fails", &u.MaxFails)
+	t.duration("fail_timeout", &u.FailTimeout)
+	t.integer("eject_consecutive_5xx", &u.EjectConsecutive5xx)
+	t.duration("slow_start", &u.SlowStart)
 	if ct := t.table("check"); ct != nil {
 		decodeCheck(ct, &u.Check)
 	}

@@ -20,6 +20,9 @@ const (
 	DefaultBalancer        = "round_robin"
 	DefaultAllDown         = "fail"
 	DefaultHashKey         = "remote_addr"
+	DefaultRetries         = 1
+	DefaultMaxFails        = 1
+	DefaultFailTimeout     = 10 * time.Second
 	DefaultReadTimeout     = 60 * time.Second
 	DefaultCheckType       = "http"
 	DefaultInterval        = time.Second
@@ -31,6 +34,9 @@ const (
 	DefaultMaxResponse     = 16 << 10
 	maxAutoWorkers         = 256
 )
+
+// DefaultRetryOn is the default of Upstream.RetryOn.
+func DefaultRetryOn() []string { return []string{"connect", "timeout"} }
 
 // DefaultStatusAllow is the default of Status.Allow: loopback clients only.
 func DefaultStatusAllow() []string { return []string{"127.0.0.0/8", "::1/128"} }
@@ -63,6 +69,10 @@ func applyDefaults(c *Config, set keySet) {
 		def(set, k+".read_timeout", &u.ReadTimeout, DefaultReadTimeout)
 		def(set, k+".balancer", &u.Balancer, DefaultBalancer)
 		def(set, k+".all_down", &u.AllDown, DefaultAllDown)
+		def(set, k+".retries", &u.Retries, DefaultRetries)
+		def(set, k+".retry_on", &u.RetryOn, DefaultRetryOn())
+		def(set, k+".max_fails", &u.MaxFails, DefaultMaxFails)
+		def(set, k+".fail_timeout", &u.FailTimeout, DefaultFailTimeout)
 		if u.Balancer == "hash" {
 			def(set, k+".hash_key", &u.HashKey, DefaultHashKey)
 		}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -131,6 +132,23 @@ func validateUpstream(r *reporter, u *Upstream) {
 		if err := checkHashKey(u.HashKey); err != nil {
 			r.addf(k+".hash_key", "%v", err)
 		}
+	}
+	intRange(r, k+".retries", u.Retries, 0, 100)
+	durRange(r, k+".retry_timeout", u.RetryTimeout, 0, time.Hour)
+	intRange(r, k+".max_fails", u.MaxFails, 0, 1000)
+	durRange(r, k+".fail_timeout", u.FailTimeout, time.Second, time.Hour)
+	intRange(r, k+".eject_consecutive_5xx", u.EjectConsecutive5xx, 0, 1000)
+	durRange(r, k+".slow_start", u.SlowStart, 0, time.Hour)
+	for i, w := range u.RetryOn {
+		if w == "connect" || w == "timeout" {
+			continue
+		}
+		if n, err := strconv.Atoi(w); err != nil || n < 400 || n > 599 {
+			r.addf(keyIndex(k+".retry_on", i), `must be "connect", "timeout" or a 4xx/5xx status code (got %q)`, w)
+		}
+	}
+	for i, s := range u.Servers {
+		durRange(r, keyIndex(k+".servers", i)+".slow_start", s.SlowStart, 0, time.Hour)
 	}
 	primaries := 0
 	for _, s := range u.Servers {

@@ -88,7 +88,12 @@ const (
 	sRTTSum      = sErrors + 8                        // sum of check round trips, µs
 	sRTTBuckets  = sRTTSum + 8                        // check round-trip histogram: RTTBounds then +Inf, cumulative when read
 	sFailReasons = sRTTBuckets + 8*(len(RTTBounds)+1) // failed checks by probe reason code 0..MaxReasons-1
-	slotEnd      = sFailReasons + 8*MaxReasons
+	sPassWindow  = sFailReasons + 8*MaxReasons        // monotonic ns when the current passive-failure window opened
+	sPassCount   = sPassWindow + 8                    // passive failures in that window
+	sEjectUntil  = sPassCount + 8                     // monotonic ns until which a passive ejection holds
+	sConsec5xx   = sEjectUntil + 8                    // consecutive 5xx responses (outlier detection)
+	sUpSinceNs   = sConsec5xx + 8                     // monotonic ns of the last transition to up (slow start)
+	slotEnd      = sUpSinceNs + 8
 )
 
 // RTTBounds are the upper bounds (inclusive) of the check round-trip histogram's buckets.

@@ -107,6 +107,7 @@ type Result struct {
 type Transition struct {
 	From, To Health
 	Streak   int
+	Restored bool // a passing check ended a passive ejection whose time was up
 }
 
 // Changed reports whether the health changed.
@@ -126,11 +127,17 @@ func (s Slot) Record(tok Token, fence uint32, r Result, rise, fall int) (Transit
 			return Transition{}, ErrFenced
 		}
 		nst = st.next(r.OK, rise, fall)
+		if r.OK && st.Ejected() && Now() >= int64(s.m.load(s.off+sEjectUntil)) {
+			nst &^= stateEjected
+		}
 		if s.m.cas(s.off+sState, uint64(st), uint64(nst)) {
 			break
 		}
 	}
-	tr := Transition{From: st.Health(), To: nst.Health(), Streak: nst.Streak()}
+	tr := Transition{From: st.Health(), To: nst.Health(), Streak: nst.Streak(), Restored: st.Ejected() && !nst.Ejected()}
+	if tr.Changed() && tr.To == Up {
+		s.m.store(s.off+sUpSinceNs, uint64(Now()))
+	}
 	s.m.add(s.off+sChecks, 1)
 	bit := uint64(0)
 	if r.OK {

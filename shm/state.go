@@ -64,6 +64,7 @@ func (a Admin) String() string {
 // fencing number of the current owner, packed in one 64-bit value that is read with one atomic load.
 //
 //	bits 0-1  health      bits 2-3  admin      bit 4  last result passed
+//	bit 5     ejected by passive checks (the data plane saw it fail)
 //	bits 8-23 streak (consecutive results equal to the last one, saturating)
 //	bits 32-63 fence (bumped by every claim)
 type State uint64
@@ -85,9 +86,14 @@ func (s State) Streak() int { return int(s >> 8 & maxStreak) }
 // Fence is the fencing number of the current ownership.
 func (s State) Fence() uint32 { return uint32(s >> 32) }
 
-// Available reports whether the data plane may send new requests to the server: health up and
-// admin ready.
-func (s State) Available() bool { return s.Health() == Up && s.Admin() == Ready }
+// Ejected reports whether passive checks took the server out of rotation.
+func (s State) Ejected() bool { return s&stateEjected != 0 }
+
+const stateEjected State = 1 << 5
+
+// Available reports whether the data plane may send new requests to the server: health up, admin
+// ready, and not ejected by passive checks.
+func (s State) Available() bool { return s&(3|3<<2|stateEjected) == State(Up) }
 
 func makeState(h Health, a Admin, lastOK bool, streak int, fence uint32) State {
 	if streak > maxStreak {
@@ -119,5 +125,5 @@ func (s State) next(ok bool, rise, fall int) State {
 	case h == Checking && !ok:
 		h = Down
 	}
-	return makeState(h, s.Admin(), ok, streak, s.Fence())
+	return makeState(h, s.Admin(), ok, streak, s.Fence()) | s&stateEjected
 }

@@ -3,16 +3,46 @@ package upstream
 import (
 	"net/http"
 	"sync"
+	"time"
 
 	"hcproxy/shm"
 )
 
 // Server is one server of an upstream as a worker sees it.
 type Server struct {
-	Address string
-	Weight  int
-	Backup  bool
-	Slot    shm.Slot
+	Address   string
+	Weight    int
+	Backup    bool
+	SlowStart time.Duration // ramp from low to full weight over this time after it comes up
+	Slot      shm.Slot
+}
+
+// weightScale lets slow start ramp a weight of 1 in steps.
+const weightScale = 100
+
+// weightAt returns the server's effective weight (scaled by weightScale) at monotonic time now:
+// its weight, or during slow start a share of it that grows linearly from 1% to full.
+func (s *Server) weightAt(now int64) int {
+	w := s.Weight * weightScale
+	if s.SlowStart <= 0 {
+		return w
+	}
+	up := s.Slot.UpSince()
+	if up == 0 || now-up >= int64(s.SlowStart) || now < up {
+		return w
+	}
+	return max(1, int(int64(w)*(now-up)/int64(s.SlowStart)))
+}
+
+// clock returns shm.Now() when any server ramps (slow start), else 0: only then do balancers
+// need the time.
+func clock(servers []*Server) int64 {
+	for _, s := range servers {
+		if s.SlowStart > 0 {
+			return shm.Now()
+		}
+	}
+	return 0
 }
 
 // Balancer picks a server for a request among the servers that ok accepts.
@@ -62,6 +92,7 @@ func NewRoundRobin(servers []*Server) *RoundRobin {
 
 // Pick implements Balancer.
 func (r *RoundRobin) Pick(_ *http.Request, ok func(*Server) bool) *Server {
+	now := clock(r.servers)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	best, total := -1, 0
@@ -69,8 +100,9 @@ func (r *RoundRobin) Pick(_ *http.Request, ok func(*Server) bool) *Server {
 		if !ok(s) {
 			continue
 		}
-		r.current[i] += s.Weight
-		total += s.Weight
+		w := s.weightAt(now)
+		r.current[i] += w
+		total += w
 		if best < 0 || r.current[i] > r.current[best] {
 			best = i
 		}

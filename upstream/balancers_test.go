@@ -141,22 +141,22 @@ func TestPoolBackupAndAllDown(t *testing.T) {
 	ss[2].Backup = true
 	p := NewPool("round_robin", "", "fail", ss)
 	for i := 0; i < 10; i++ {
-		if s, _ := p.Pick(nil); s == ss[2] {
+		if s, _ := p.Pick(nil, nil); s == ss[2] {
 			t.Fatal("a backup server took traffic while primaries are up")
 		}
 	}
 	setHealth(t, tb, ss[0], false)
 	setHealth(t, tb, ss[1], false)
-	if s, degraded := p.Pick(nil); s != ss[2] || degraded {
+	if s, degraded := p.Pick(nil, nil); s != ss[2] || degraded {
 		t.Fatalf("with every primary down: %v degraded=%v, want the backup", s, degraded)
 	}
 	setHealth(t, tb, ss[2], false)
-	if s, _ := p.Pick(nil); s != nil {
+	if s, _ := p.Pick(nil, nil); s != nil {
 		t.Fatal("all_down = fail picked a down server")
 	}
 	anyPool := NewPool("round_robin", "", "any", ss)
 	ss[1].Slot.SetAdmin(shm.Maint)
-	s, degraded := anyPool.Pick(nil)
+	s, degraded := anyPool.Pick(nil, nil)
 	if s != ss[0] || !degraded {
 		t.Fatalf("all_down = any: %v degraded=%v, want %s (not the one in maintenance)", s, degraded, ss[0].Address)
 	}

@@ -20,11 +20,12 @@ func NewLeastConn(servers []*Server) *LeastConn { return &LeastConn{servers: ser
 
 // Pick implements Balancer.
 func (l *LeastConn) Pick(_ *http.Request, ok func(*Server) bool) *Server {
+	now := clock(l.servers)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	n := len(l.servers)
 	var best *Server
-	var bestActive int64
+	var bestActive, bestWeight int64
 	bestAt := 0
 	for i := 0; i < n; i++ {
 		j := (l.next + i) % n
@@ -32,10 +33,10 @@ func (l *LeastConn) Pick(_ *http.Request, ok func(*Server) bool) *Server {
 		if !ok(s) {
 			continue
 		}
-		a := max(s.Slot.Active(), 0)
+		a, w := max(s.Slot.Active(), 0), int64(s.weightAt(now))
 		// a/w < bestActive/bestWeight, without division.
-		if best == nil || a*int64(best.Weight) < bestActive*int64(s.Weight) {
-			best, bestActive, bestAt = s, a, j
+		if best == nil || a*bestWeight < bestActive*w {
+			best, bestActive, bestWeight, bestAt = s, a, w, j
 		}
 	}
 	if best != nil {

@@ -28,19 +28,25 @@ func NewPool(balancer, hashKey, allDown string, servers []*Server) *Pool {
 	return p
 }
 
-// Pick returns a server for r, or nil when none may take it. degraded is true when the server
-// was picked although no server is available (all_down = "any").
-func (p *Pool) Pick(r *http.Request) (s *Server, degraded bool) {
-	if s = p.primary.Pick(r, Available); s != nil {
+// Pick returns a server for r that also passes also (nil: any; a retry excludes the servers it
+// tried), or nil when none may take it. degraded is true when the server was picked although no
+// server is available (all_down = "any").
+func (p *Pool) Pick(r *http.Request, also func(*Server) bool) (s *Server, degraded bool) {
+	avail, anyway := Available, NotInMaintenance
+	if also != nil {
+		avail = func(s *Server) bool { return Available(s) && also(s) }
+		anyway = func(s *Server) bool { return NotInMaintenance(s) && also(s) }
+	}
+	if s = p.primary.Pick(r, avail); s != nil {
 		return s, false
 	}
 	if p.backup != nil {
-		if s = p.backup.Pick(r, Available); s != nil {
+		if s = p.backup.Pick(r, avail); s != nil {
 			return s, false
 		}
 	}
 	if p.anyDown {
-		if s = p.primary.Pick(r, NotInMaintenance); s != nil {
+		if s = p.primary.Pick(r, anyway); s != nil {
 			return s, true
 		}
 	}

@@ -20,19 +20,27 @@ type Proxy struct {
 	onReq func()
 }
 
-// Options are a Proxy's timeouts.
+// Options configure a Proxy. The zero value of each field is usable.
 type Options struct {
-	ConnectTimeout time.Duration // dialing an upstream server
-	ReadTimeout    time.Duration // waiting for the upstream's response header
+	ConnectTimeout time.Duration // dialing an upstream server; 0 = no bound
+	ReadTimeout    time.Duration // waiting for the upstream's response header; 0 = no bound
 	Log            *slog.Logger  // nil = slog.Default()
 	// OnRequest, when not nil, is called once per request (the worker counts its requests).
 	OnRequest func()
 	// Balancer names the balancer (default round_robin), HashKey its key for "hash", AllDown
 	// what to do when no server is available ("fail", the default, or "any").
 	Balancer, HashKey, AllDown string
+	// Retry says when a request is tried again on another server.
+	Retry RetryPolicy
+	// MaxFails failures (as RetryPolicy.On defines them) within FailTimeout eject a server for
+	// FailTimeout, counted across all workers; 0 disables passive ejection.
+	MaxFails    int
+	FailTimeout time.Duration
+	// Eject5xx consecutive 5xx responses eject a server for FailTimeout; 0 disables it.
+	Eject5xx int
+	// OnEject, when not nil, is called when this worker's accounting ejects a server.
+	OnEject func(s *Server, why string)
 }
-
-type serverKey struct{}
 
 // NewProxy returns a proxy for the upstream name over servers.
 func NewProxy(name string, servers []*Server, o Options) *Proxy {
@@ -41,7 +49,7 @@ func NewProxy(name string, servers []*Server, o Options) *Proxy {
 	}
 	p := &Proxy{name: name, pool: NewPool(o.Balancer, o.HashKey, o.AllDown, servers), log: o.Log, onReq: o.OnRequest}
 	dialer := &net.Dialer{Timeout: o.ConnectTimeout, KeepAlive: 30 * time.Second}
-	transport := &http.Transport{
+	base := &http.Transport{
 		DialContext:           dialer.DialContext,
 		MaxIdleConns:          1024,
 		MaxIdleConnsPerHost:   256,
@@ -51,12 +59,12 @@ func NewProxy(name string, servers []*Server, o Options) *Proxy {
 	}
 	p.rp = &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
-			s := pr.In.Context().Value(serverKey{}).(*Server)
-			pr.SetURL(&url.URL{Scheme: "http", Host: s.Address})
+			a := pr.In.Context().Value(attemptKey{}).(*attempts)
+			pr.SetURL(&url.URL{Scheme: "http", Host: a.server.Address})
 			pr.Out.Host = pr.In.Host
 			pr.SetXForwarded()
 		},
-		Transport:     transport,
+		Transport:     &retrier{base: base, pool: p.pool, o: o, log: o.Log, name: name},
 		FlushInterval: -1, // stream: flush every write, never hold a response back
 		ErrorHandler:  p.upstreamError,
 		ErrorLog:      slog.NewLogLogger(o.Log.Handler(), slog.LevelDebug),
@@ -64,37 +72,33 @@ func NewProxy(name string, servers []*Server, o Options) *Proxy {
 	return p
 }
 
-// ServeHTTP picks a server and forwards the request to it; 503 when none is available.
+// ServeHTTP picks a server and forwards the request to it (and to others, as the retry policy
+// allows); 503 when none is available.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if p.onReq != nil {
 		p.onReq()
 	}
-	s, _ := p.pool.Pick(r)
+	s, _ := p.pool.Pick(r, nil)
 	if s == nil {
 		http.Error(w, "503 Service Unavailable: no available server in upstream "+p.name, http.StatusServiceUnavailable)
 		return
 	}
-	s.Slot.AddActive(1)
-	defer s.Slot.AddActive(-1)
-	s.Slot.AddRequest()
-	p.rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), serverKey{}, s)))
+	a := &attempts{server: s, in: r, start: time.Now()}
+	p.rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), attemptKey{}, a)))
 }
 
 func (p *Proxy) upstreamError(w http.ResponseWriter, r *http.Request, err error) {
-	s, _ := r.Context().Value(serverKey{}).(*Server)
+	a, _ := r.Context().Value(attemptKey{}).(*attempts)
 	addr := ""
-	if s != nil {
-		addr = s.Address
+	if a != nil {
+		addr = a.server.Address
 	}
 	if errors.Is(err, context.Canceled) {
 		p.log.Debug("client went away", "upstream", p.name, "server", addr)
 		w.WriteHeader(499)
 		return
 	}
-	if s != nil {
-		s.Slot.AddError()
-	}
-	p.log.Warn("upstream request failed", "upstream", p.name, "server", addr, "err", err)
+	p.log.Warn("upstream request failed", "upstream", p.name, "server", addr, "tries", a.tries, "err", err)
 	status := http.StatusBadGateway
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() {

@@ -20,35 +20,37 @@ func NewRandomTwo(servers []*Server) *RandomTwo { return &RandomTwo{servers: ser
 
 // Pick implements Balancer.
 func (b *RandomTwo) Pick(_ *http.Request, ok func(*Server) bool) *Server {
+	now := clock(b.servers)
 	total := 0
 	for _, s := range b.servers {
 		if ok(s) {
-			total += s.Weight
+			total += s.weightAt(now)
 		}
 	}
 	if total == 0 {
 		return nil
 	}
-	a := b.draw(rand.IntN(total), ok)
-	c := b.draw(rand.IntN(total), ok)
-	if max(c.Slot.Active(), 0)*int64(a.Weight) < max(a.Slot.Active(), 0)*int64(c.Weight) {
+	a := b.draw(rand.IntN(total), now, ok)
+	c := b.draw(rand.IntN(total), now, ok)
+	if max(c.Slot.Active(), 0)*int64(a.weightAt(now)) < max(a.Slot.Active(), 0)*int64(c.weightAt(now)) {
 		return c
 	}
 	return a
 }
 
 // draw returns the server at weighted position n among the servers ok accepts.
-func (b *RandomTwo) draw(n int, ok func(*Server) bool) *Server {
+func (b *RandomTwo) draw(n int, now int64, ok func(*Server) bool) *Server {
 	var last *Server
 	for _, s := range b.servers {
 		if !ok(s) {
 			continue
 		}
 		last = s
-		if n < s.Weight {
+		w := s.weightAt(now)
+		if n < w {
 			return s
 		}
-		n -= s.Weight
+		n -= w
 	}
 	return last
 }

@@ -335,6 +335,11 @@ func (c *checker) finish(ctx context.Context, o outcome) {
 		delete(c.owned, o.t)
 		return
 	}
+	if tr.Restored {
+		c.table.AppendEvent(shm.Event{Kind: shm.EventPassive, Slot: s.Index(), Address: o.t.server, Label: o.t.label,
+			Old: uint8(shm.Down), New: uint8(shm.Up), Pid: c.tok.Pid()})
+		c.log.Info("server restored after passive ejection", "upstream", o.t.label, "server", o.t.server)
+	}
 	if tr.Changed() {
 		c.table.AppendEvent(shm.Event{Kind: shm.EventHealth, Slot: s.Index(), Address: o.t.server, Label: o.t.label,
 			Old: uint8(tr.From), New: uint8(tr.To), Reason: uint8(o.res.Reason), Pid: c.tok.Pid(), Extra: uint64(tr.Streak)})

@@ -162,7 +162,11 @@ func (w *worker) build() (map[string]http.Handler, []*target, error) {
 			if !slot.Used() || slot.Address() != us.Address || slot.Key() != u.Check.Key() {
 				return nil, nil, fmt.Errorf("slot %d does not hold server %s of upstream %s", i, us.Address, name)
 			}
-			servers = append(servers, &upstream.Server{Address: us.Address, Weight: us.Weight, Backup: us.Backup, Slot: slot})
+			slow := u.SlowStart
+			if us.SlowStart > 0 {
+				slow = us.SlowStart
+			}
+			servers = append(servers, &upstream.Server{Address: us.Address, Weight: us.Weight, Backup: us.Backup, SlowStart: slow, Slot: slot})
 			if bySlot[i] == nil {
 				t, err := newTarget(slot, us.Address, &u.Check)
 				if err != nil {
@@ -176,6 +180,14 @@ func (w *worker) build() (map[string]http.Handler, []*target, error) {
 			ConnectTimeout: u.ConnectTimeout, ReadTimeout: u.ReadTimeout, Log: w.log,
 			OnRequest: func() { w.table.CountRequest(w.payload.Index) },
 			Balancer:  u.Balancer, HashKey: u.HashKey, AllDown: u.AllDown,
+			Retry: upstream.RetryPolicy{
+				Tries: u.Retries, Timeout: u.RetryTimeout, On: upstream.ParseFailures(u.RetryOn), NonIdempotent: u.RetryNonIdempotent,
+			},
+			MaxFails: u.MaxFails, FailTimeout: u.FailTimeout, Eject5xx: u.EjectConsecutive5xx,
+			OnEject: func(s *upstream.Server, why string) {
+				w.table.AppendEvent(shm.Event{Kind: shm.EventPassive, Slot: s.Slot.Index(), Address: s.Address, Label: s.Slot.Label(),
+					Old: uint8(shm.Up), New: uint8(shm.Down), Pid: os.Getpid()})
+			},
 		})
 	}
 	return proxies, targets, nil

@@ -1,0 +1,263 @@
+package upstream
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"hcproxy/shm"
+)
+
+// RetryPolicy says when a failed request is tried again on another server (nginx's
+// proxy_next_upstream): at most Tries more times, within Timeout of the first try (0 = no
+// bound), on the failures On lists. A request whose body was (even partly) sent is retried only
+// if its method is idempotent or NonIdempotent allows it; a request with a body that cannot be
+// replayed is retried only before any of the body was read (a connect failure).
+type RetryPolicy struct {
+	Tries         int
+	Timeout       time.Duration
+	On            FailureSet
+	NonIdempotent bool
+}
+
+// FailureSet is the kinds of failure a policy acts on: connect errors, timeouts, and response
+// statuses.
+type FailureSet struct {
+	Connect bool
+	Timeout bool
+	Status  map[int]bool
+}
+
+// ParseFailures builds a FailureSet from config words: "connect", "timeout", or a status code.
+func ParseFailures(words []string) FailureSet {
+	f := FailureSet{Status: map[int]bool{}}
+	for _, w := range words {
+		switch w {
+		case "connect":
+			f.Connect = true
+		case "timeout":
+			f.Timeout = true
+		default:
+			if n, err := strconv.Atoi(w); err == nil {
+				f.Status[n] = true
+			}
+		}
+	}
+	return f
+}
+
+type attemptKey struct{}
+
+// attempts is the state of one client request across its tries.
+type attempts struct {
+	server *Server // the server of the current (last) try
+	in     *http.Request
+	start  time.Time
+	tries  int
+	tried  []*Server
+}
+
+// retrier is the ReverseProxy's transport: it runs the tries of a request on the servers the
+// pool picks, does the passive accounting, and counts requests in flight per server.
+type retrier struct {
+	base *http.Transport
+	pool *Pool
+	o    Options
+	log  *slog.Logger
+	name string
+}
+
+// failure kinds
+const (
+	failNone = iota
+	failConnect
+	failTimeout
+	failOther
+	failStatus
+)
+
+func classify(err error) int {
+	if err == nil {
+		return failNone
+	}
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "dial" {
+		if op.Timeout() {
+			return failTimeout
+		}
+		return failConnect
+	}
+	if errors.Is(err, syscall.ECONNREFUSED) {
+		return failConnect
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return failTimeout
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return failTimeout
+	}
+	return failOther
+}
+
+func idempotent(method string) bool {
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace, http.MethodPut, http.MethodDelete:
+		return true
+	}
+	return false
+}
+
+// RoundTrip implements http.RoundTripper.
+func (t *retrier) RoundTrip(req *http.Request) (*http.Response, error) {
+	a, _ := req.Context().Value(attemptKey{}).(*attempts)
+	if a == nil {
+		return t.base.RoundTrip(req)
+	}
+	var body *trackedBody
+	if req.Body != nil && req.Body != http.NoBody {
+		body = &trackedBody{rc: req.Body}
+		req.Body = body
+	}
+	for {
+		s := a.server
+		a.tries++
+		a.tried = append(a.tried, s)
+		req.URL.Host = s.Address
+		s.Slot.AddActive(1)
+		s.Slot.AddRequest()
+		resp, err := t.base.RoundTrip(req)
+		kind := classify(err)
+		if err == nil && t.o.Retry.On.Status[resp.StatusCode] {
+			kind = failStatus
+		}
+		now := shm.Now()
+		if err == nil {
+			if t.o.Eject5xx > 0 && s.Slot.Response(now, resp.StatusCode >= 500, t.o.Eject5xx, t.o.FailTimeout) {
+				t.ejected(s, strconv.Itoa(t.o.Eject5xx)+" consecutive 5xx")
+			}
+		}
+		counted := kind == failStatus || (kind == failConnect && t.o.Retry.On.Connect) || (kind == failTimeout && t.o.Retry.On.Timeout)
+		if kind != failNone && kind != failStatus {
+			s.Slot.AddError()
+		}
+		if counted && s.Slot.PassiveFailure(now, t.o.MaxFails, t.o.FailTimeout) {
+			t.ejected(s, "max_fails")
+		}
+		if !counted || !t.canRetry(a, req, body, kind) {
+			if err != nil {
+				s.Slot.AddActive(-1)
+				return nil, err
+			}
+			resp.Body = &activeBody{ReadCloser: resp.Body, slot: s.Slot}
+			return resp, nil
+		}
+		next, _ := t.pool.Pick(a.in, func(c *Server) bool { return !a.triedServer(c) })
+		if next == nil {
+			if err != nil {
+				s.Slot.AddActive(-1)
+				return nil, err
+			}
+			resp.Body = &activeBody{ReadCloser: resp.Body, slot: s.Slot}
+			return resp, nil
+		}
+		if err == nil {
+			io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+			resp.Body.Close()
+		}
+		s.Slot.AddActive(-1)
+		t.log.Info("retrying on another server", "upstream", t.name, "server", s.Address, "next", next.Address, "try", a.tries+1, "after", failName(kind, resp))
+		a.server = next
+		if body != nil && body.read.Load() {
+			return nil, errors.New("upstream: body already sent") // canRetry refused this; unreachable
+		}
+	}
+}
+
+func failName(kind int, resp *http.Response) string {
+	switch kind {
+	case failConnect:
+		return "connect"
+	case failTimeout:
+		return "timeout"
+	case failStatus:
+		return strconv.Itoa(resp.StatusCode)
+	}
+	return "error"
+}
+
+func (t *retrier) canRetry(a *attempts, req *http.Request, body *trackedBody, kind int) bool {
+	p := t.o.Retry
+	if a.tries > p.Tries {
+		return false
+	}
+	if p.Timeout > 0 && time.Since(a.start) >= p.Timeout {
+		return false
+	}
+	if req.Context().Err() != nil {
+		return false
+	}
+	if body != nil && body.read.Load() {
+		// The body is (partly) gone: it cannot be sent again.
+		return false
+	}
+	if !idempotent(req.Method) && !p.NonIdempotent && kind != failConnect {
+		// The server may have acted on it; only a refused connection proves it did not.
+		return false
+	}
+	return true
+}
+
+func (t *retrier) ejected(s *Server, why string) {
+	t.log.Warn("server ejected by passive checks", "upstream", t.name, "server", s.Address, "why", why, "for", t.o.FailTimeout)
+	if t.o.OnEject != nil {
+		t.o.OnEject(s, why)
+	}
+}
+
+func (a *attempts) triedServer(s *Server) bool {
+	for _, t := range a.tried {
+		if t == s {
+			return true
+		}
+	}
+	return false
+}
+
+// trackedBody records whether any of a request body was read (sent upstream).
+type trackedBody struct {
+	rc   io.ReadCloser
+	read atomic.Bool
+}
+
+func (b *trackedBody) Read(p []byte) (int, error) {
+	n, err := b.rc.Read(p)
+	if n > 0 {
+		b.read.Store(true)
+	}
+	return n, err
+}
+
+// Close does nothing: the transport closes a request body after a failed try, and the body must
+// survive for the next one. The server closes the client's body when the handler returns.
+func (b *trackedBody) Close() error { return nil }
+
+// activeBody ends the request's count in flight when the response body is closed.
+type activeBody struct {
+	io.ReadCloser
+	slot shm.Slot
+	once sync.Once
+}
+
+func (b *activeBody) Close() error {
+	b.once.Do(func() { b.slot.AddActive(-1) })
+	return b.ReadCloser.Close()
+}
