@@ -8,7 +8,7 @@ import (
 )
 
 // servers allocates one slot per weight in a real table file under t.TempDir.
-func servers(t *testing.T, weights ...int) ([]*Server, *shm.Table) {
+func servers(t testing.TB, weights ...int) ([]*Server, *shm.Table) {
 	t.Helper()
 	tb, err := shm.OpenMaster(t.TempDir()+"/t", len(weights))
 	if err != nil {
@@ -27,7 +27,7 @@ func servers(t *testing.T, weights ...int) ([]*Server, *shm.Table) {
 	return out, tb
 }
 
-func setHealth(t *testing.T, tb *shm.Table, s *Server, up bool) {
+func setHealth(t testing.TB, tb *shm.Table, s *Server, up bool) {
 	t.Helper()
 	tok := tb.NewToken(1)
 	fence, ok := s.Slot.Claim(s.Slot.Owner(), tok, 0)

@@ -1,7 +1,6 @@
 package upstream
 
 import (
-	"hash/fnv"
 	"net"
 	"net/http"
 	"sort"
@@ -45,7 +44,12 @@ func NewHash(hashKey string, servers []*Server) *Hash {
 func keyFunc(hashKey string) func(*http.Request) string {
 	switch {
 	case hashKey == "uri":
-		return func(r *http.Request) string { return r.URL.RequestURI() }
+		return func(r *http.Request) string {
+			if r.RequestURI != "" { // the request line's target, as received: no allocation
+				return r.RequestURI
+			}
+			return r.URL.RequestURI()
+		}
 	case strings.HasPrefix(hashKey, "header:"):
 		name := hashKey[len("header:"):]
 		return func(r *http.Request) string { return r.Header.Get(name) }
@@ -66,10 +70,13 @@ func keyFunc(hashKey string) func(*http.Request) string {
 	}
 }
 
+// hashString is FNV-1a (inline, so a pick allocates nothing) finished with a mixer.
 func hashString(s string) uint64 {
-	h := fnv.New64a()
-	h.Write([]byte(s))
-	x := h.Sum64()
+	x := uint64(14695981039346656037)
+	for i := 0; i < len(s); i++ {
+		x ^= uint64(s[i])
+		x *= 1099511628211
+	}
 	// FNV's low bits mix poorly for similar keys; finish with SplitMix64's mixer.
 	x ^= x >> 30
 	x *= 0xbf58476d1ce4e5b9
