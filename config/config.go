@@ -101,6 +101,31 @@ type Server struct {
 	// Upstream names the [upstream.NAME] table that gets the requests;
 	// required.
 	Upstream string
+	// AccessLog is the absolute path of the access log, "" (the default) for
+	// none. Key access_log; relative as for PidFile; reopened on USR1.
+	AccessLog string
+	// AccessLogFormat is "combined" (the default: nginx's combined format
+	// plus upstream address, status and times and the request id) or "json".
+	// Key access_log_format.
+	AccessLogFormat string
+	// RequestIDHeader is the header that carries a request id to the
+	// upstream and back to the client: kept when the client sent one, made
+	// up otherwise. Key request_id_header, default "X-Request-ID"; "" turns
+	// it off.
+	RequestIDHeader string
+	// Forwarded selects the headers that tell the upstream about the client:
+	// "x-forwarded" (the default: X-Forwarded-For, -Host, -Proto),
+	// "forwarded" (RFC 7239), "both" or "none". Key forwarded.
+	Forwarded string
+	// Via adds "Via: 1.1 hcproxy" to requests and responses. Key via,
+	// default false.
+	Via bool
+	// ClientHeaderTimeout bounds reading a request's head from the client;
+	// key client_header_timeout, default 60s (nginx's).
+	ClientHeaderTimeout time.Duration
+	// ClientIdleTimeout closes a keep-alive client connection idle that
+	// long; key client_idle_timeout, default 75s (nginx's keepalive_timeout).
+	ClientIdleTimeout time.Duration
 }
 
 // Upstream is one [upstream.NAME] table: a group of servers behind one
@@ -162,6 +187,9 @@ type Upstream struct {
 	// full over this time (every balancer but hash). Key slow_start, default
 	// 0 (off); a server's own slow_start overrides it.
 	SlowStart time.Duration
+	// Keepalive is how many idle connections to each server a worker keeps
+	// for reuse (nginx's keepalive). Key keepalive, default 32, 0..10000.
+	Keepalive int
 	// Check is the active health check of every server in Servers. Table
 	// [upstream.NAME.check]; when it is absent, every default applies.
 	Check Check
@@ -327,6 +355,9 @@ func resolvePaths(c *Config, dir string) {
 	c.PidFile = abs(c.PidFile)
 	c.Table = abs(c.Table)
 	c.ErrorLog = abs(c.ErrorLog)
+	for i := range c.Servers {
+		c.Servers[i].AccessLog = abs(c.Servers[i].AccessLog)
+	}
 }
 
 // Marshal encodes the validated config as JSON, for the master to pass to

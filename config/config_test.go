@@ -198,7 +198,8 @@ func TestDefaults(t *testing.T) {
 		LogFormat:       "text",
 		LogLevel:        "info",
 		ErrorLog:        "",
-		Servers:         []Server{{Listen: "127.0.0.1:8080", Upstream: "app"}},
+		Servers: []Server{{Listen: "127.0.0.1:8080", Upstream: "app", AccessLogFormat: "combined", RequestIDHeader: "X-Request-ID",
+			Forwarded: "x-forwarded", ClientHeaderTimeout: 60 * time.Second, ClientIdleTimeout: 75 * time.Second}},
 		Upstreams: map[string]*Upstream{"app": {
 			Name:           "app",
 			Servers:        []UpstreamServer{{Address: "127.0.0.1:9101", Weight: 1}},
@@ -207,6 +208,7 @@ func TestDefaults(t *testing.T) {
 			Balancer:       "round_robin",
 			AllDown:        "fail",
 			Retries:        1,
+			Keepalive:      32,
 			RetryOn:        []string{"connect", "timeout"},
 			MaxFails:       1,
 			FailTimeout:    10 * time.Second,

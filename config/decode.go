@@ -50,6 +50,13 @@ func decode(raw map[string]any, r *reporter) (*Config, keySet) {
 		var s Server
 		t.address("listen", &s.Listen, true)
 		t.str("upstream", &s.Upstream)
+		t.str("access_log", &s.AccessLog)
+		t.str("access_log_format", &s.AccessLogFormat)
+		t.str("request_id_header", &s.RequestIDHeader)
+		t.str("forwarded", &s.Forwarded)
+		t.boolean("via", &s.Via)
+		t.duration("client_header_timeout", &s.ClientHeaderTimeout)
+		t.duration("client_idle_timeout", &s.ClientIdleTimeout)
 		t.done()
 		c.Servers = append(c.Servers, s)
 	}
@@ -108,6 +115,7 @@ func decodeUpstream(t *table, name string) *Upstream {
 	t.duration("fail_timeout", &u.FailTimeout)
 	t.integer("eject_consecutive_5xx", &u.EjectConsecutive5xx)
 	t.duration("slow_start", &u.SlowStart)
+	t.integer("keepalive", &u.Keepalive)
 	if ct := t.table("check"); ct != nil {
 		decodeCheck(ct, &u.Check)
 	}

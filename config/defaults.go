@@ -21,18 +21,25 @@ const (
 	DefaultAllDown         = "fail"
 	DefaultHashKey         = "remote_addr"
 	DefaultRetries         = 1
-	DefaultMaxFails        = 1
-	DefaultFailTimeout     = 10 * time.Second
-	DefaultReadTimeout     = 60 * time.Second
-	DefaultCheckType       = "http"
-	DefaultInterval        = time.Second
-	DefaultTimeout         = time.Second
-	DefaultRise            = 2
-	DefaultFall            = 3
-	DefaultInitial         = "up"
-	DefaultURI             = "/"
-	DefaultMaxResponse     = 16 << 10
-	maxAutoWorkers         = 256
+	DefaultKeepalive       = 32
+
+	DefaultAccessLogFormat     = "combined"
+	DefaultRequestIDHeader     = "X-Request-ID"
+	DefaultForwarded           = "x-forwarded"
+	DefaultClientHeaderTimeout = 60 * time.Second
+	DefaultClientIdleTimeout   = 75 * time.Second
+	DefaultMaxFails            = 1
+	DefaultFailTimeout         = 10 * time.Second
+	DefaultReadTimeout         = 60 * time.Second
+	DefaultCheckType           = "http"
+	DefaultInterval            = time.Second
+	DefaultTimeout             = time.Second
+	DefaultRise                = 2
+	DefaultFall                = 3
+	DefaultInitial             = "up"
+	DefaultURI                 = "/"
+	DefaultMaxResponse         = 16 << 10
+	maxAutoWorkers             = 256
 )
 
 // DefaultRetryOn is the default of Upstream.RetryOn.
@@ -60,6 +67,15 @@ func applyDefaults(c *Config, set keySet) {
 		def(set, "status.listen", &c.Status.Listen, DefaultStatusListen)
 		def(set, "status.allow", &c.Status.Allow, DefaultStatusAllow())
 	}
+	for i := range c.Servers {
+		k := keyIndex("server", i)
+		sv := &c.Servers[i]
+		def(set, k+".access_log_format", &sv.AccessLogFormat, DefaultAccessLogFormat)
+		def(set, k+".request_id_header", &sv.RequestIDHeader, DefaultRequestIDHeader)
+		def(set, k+".forwarded", &sv.Forwarded, DefaultForwarded)
+		def(set, k+".client_header_timeout", &sv.ClientHeaderTimeout, DefaultClientHeaderTimeout)
+		def(set, k+".client_idle_timeout", &sv.ClientIdleTimeout, DefaultClientIdleTimeout)
+	}
 	for name, u := range c.Upstreams {
 		k := keyJoin("upstream", name)
 		for i := range u.Servers {
@@ -70,6 +86,7 @@ func applyDefaults(c *Config, set keySet) {
 		def(set, k+".balancer", &u.Balancer, DefaultBalancer)
 		def(set, k+".all_down", &u.AllDown, DefaultAllDown)
 		def(set, k+".retries", &u.Retries, DefaultRetries)
+		def(set, k+".keepalive", &u.Keepalive, DefaultKeepalive)
 		def(set, k+".retry_on", &u.RetryOn, DefaultRetryOn())
 		def(set, k+".max_fails", &u.MaxFails, DefaultMaxFails)
 		def(set, k+".fail_timeout", &u.FailTimeout, DefaultFailTimeout)

@@ -66,6 +66,13 @@ func validate(c *Config, r *reporter) error {
 	for i, s := range c.Servers {
 		k := keyIndex("server", i)
 		listen(k+".listen", s.Listen)
+		oneOf(r, k+".access_log_format", s.AccessLogFormat, "combined", "json")
+		oneOf(r, k+".forwarded", s.Forwarded, "x-forwarded", "forwarded", "both", "none")
+		if s.RequestIDHeader != "" && !validToken(s.RequestIDHeader) {
+			r.addf(k+".request_id_header", "must be a header name (got %q)", s.RequestIDHeader)
+		}
+		durRange(r, k+".client_header_timeout", s.ClientHeaderTimeout, 100*time.Millisecond, time.Hour)
+		durRange(r, k+".client_idle_timeout", s.ClientIdleTimeout, 0, 24*time.Hour)
 		switch {
 		case s.Upstream == "":
 			r.addf(k+".upstream", "required")
@@ -134,6 +141,7 @@ func validateUpstream(r *reporter, u *Upstream) {
 		}
 	}
 	intRange(r, k+".retries", u.Retries, 0, 100)
+	intRange(r, k+".keepalive", u.Keepalive, 0, 10000)
 	durRange(r, k+".retry_timeout", u.RetryTimeout, 0, time.Hour)
 	intRange(r, k+".max_fails", u.MaxFails, 0, 1000)
 	durRange(r, k+".fail_timeout", u.FailTimeout, time.Second, time.Hour)

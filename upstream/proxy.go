@@ -2,12 +2,16 @@ package upstream
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -18,6 +22,7 @@ type Proxy struct {
 	rp    *httputil.ReverseProxy
 	log   *slog.Logger
 	onReq func()
+	o     Options
 }
 
 // Options configure a Proxy. The zero value of each field is usable.
@@ -40,6 +45,18 @@ type Options struct {
 	Eject5xx int
 	// OnEject, when not nil, is called when this worker's accounting ejects a server.
 	OnEject func(s *Server, why string)
+	// AccessLog, when not nil, gets one entry per request.
+	AccessLog *AccessLog
+	// RequestIDHeader carries a request id (kept from the client, else made up) to the upstream
+	// and back; "" for none.
+	RequestIDHeader string
+	// Forwarded is "x-forwarded" (X-Forwarded-For/-Host/-Proto, the default when ""),
+	// "forwarded" (RFC 7239), "both" or "none".
+	Forwarded string
+	// Via adds "Via: 1.1 hcproxy" to requests and responses.
+	Via bool
+	// Keepalive is the idle connections kept per server (0 = net/http's default of 2).
+	Keepalive int
 }
 
 // NewProxy returns a proxy for the upstream name over servers.
@@ -47,12 +64,12 @@ func NewProxy(name string, servers []*Server, o Options) *Proxy {
 	if o.Log == nil {
 		o.Log = slog.Default()
 	}
-	p := &Proxy{name: name, pool: NewPool(o.Balancer, o.HashKey, o.AllDown, servers), log: o.Log, onReq: o.OnRequest}
+	p := &Proxy{name: name, pool: NewPool(o.Balancer, o.HashKey, o.AllDown, servers), log: o.Log, onReq: o.OnRequest, o: o}
 	dialer := &net.Dialer{Timeout: o.ConnectTimeout, KeepAlive: 30 * time.Second}
 	base := &http.Transport{
 		DialContext:           dialer.DialContext,
 		MaxIdleConns:          1024,
-		MaxIdleConnsPerHost:   256,
+		MaxIdleConnsPerHost:   max(o.Keepalive, 1),
 		IdleConnTimeout:       60 * time.Second,
 		ResponseHeaderTimeout: o.ReadTimeout,
 		ExpectContinueTimeout: time.Second,
@@ -62,7 +79,23 @@ func NewProxy(name string, servers []*Server, o Options) *Proxy {
 			a := pr.In.Context().Value(attemptKey{}).(*attempts)
 			pr.SetURL(&url.URL{Scheme: "http", Host: a.server.Address})
 			pr.Out.Host = pr.In.Host
-			pr.SetXForwarded()
+			p.forwardHeaders(pr)
+			if o.RequestIDHeader != "" {
+				pr.Out.Header.Set(o.RequestIDHeader, a.requestID)
+			}
+			if o.Via {
+				pr.Out.Header.Add("Via", "1.1 hcproxy")
+			}
+		},
+		ModifyResponse: func(resp *http.Response) error {
+			a, _ := resp.Request.Context().Value(attemptKey{}).(*attempts)
+			if a != nil && o.RequestIDHeader != "" {
+				resp.Header.Set(o.RequestIDHeader, a.requestID)
+			}
+			if o.Via {
+				resp.Header.Add("Via", "1.1 hcproxy")
+			}
+			return nil
 		},
 		Transport:     &retrier{base: base, pool: p.pool, o: o, log: o.Log, name: name},
 		FlushInterval: -1, // stream: flush every write, never hold a response back
@@ -78,13 +111,102 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if p.onReq != nil {
 		p.onReq()
 	}
+	a := &attempts{in: r, start: time.Now()}
+	if h := p.o.RequestIDHeader; h != "" {
+		if a.requestID = r.Header.Get(h); a.requestID == "" || len(a.requestID) > 200 {
+			a.requestID = newRequestID()
+		}
+	}
+	var rec *recorder
+	if p.o.AccessLog != nil {
+		rec = &recorder{ResponseWriter: w}
+		w = rec
+		defer p.logAccess(r, a, rec)
+	}
 	s, _ := p.pool.Pick(r, nil)
 	if s == nil {
+		if p.o.RequestIDHeader != "" {
+			w.Header().Set(p.o.RequestIDHeader, a.requestID)
+		}
 		http.Error(w, "503 Service Unavailable: no available server in upstream "+p.name, http.StatusServiceUnavailable)
 		return
 	}
-	a := &attempts{server: s, in: r, start: time.Now()}
+	a.server = s
 	p.rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), attemptKey{}, a)))
+}
+
+// forwardHeaders tells the upstream about the client, as o.Forwarded says.
+func (p *Proxy) forwardHeaders(pr *httputil.ProxyRequest) {
+	mode := p.o.Forwarded
+	if mode == "" || mode == "x-forwarded" || mode == "both" {
+		pr.SetXForwarded()
+	}
+	if mode == "forwarded" || mode == "both" {
+		host, _, err := net.SplitHostPort(pr.In.RemoteAddr)
+		if err != nil {
+			host = pr.In.RemoteAddr
+		}
+		if strings.Contains(host, ":") {
+			host = `"[` + host + `]"`
+		}
+		proto := "http"
+		if pr.In.TLS != nil {
+			proto = "https"
+		}
+		v := "for=" + host + ";host=" + strconv.Quote(pr.In.Host) + ";proto=" + proto
+		if prior := pr.In.Header.Values("Forwarded"); len(prior) > 0 {
+			v = strings.Join(prior, ", ") + ", " + v
+		}
+		pr.Out.Header.Set("Forwarded", v)
+	}
+}
+
+func (p *Proxy) logAccess(r *http.Request, a *attempts, rec *recorder) {
+	e := Entry{
+		Time: a.start, RemoteAddr: r.RemoteAddr, Method: r.Method, URI: r.RequestURI, Proto: r.Proto,
+		Status: rec.status, Bytes: rec.bytes, Referer: r.Referer(), UserAgent: r.UserAgent(),
+		UpstreamTime: a.upstreamTime, Tries: a.tries, RequestID: a.requestID,
+	}
+	if e.Status == 0 {
+		e.Status = http.StatusOK
+	}
+	if a.server != nil {
+		e.Upstream = a.server.Address
+	}
+	p.o.AccessLog.Log(&e)
+}
+
+// recorder notes the status and the body bytes of a response, for the access log.
+type recorder struct {
+	http.ResponseWriter
+	status int
+	bytes  int64
+}
+
+func (r *recorder) WriteHeader(code int) {
+	if r.status == 0 && code >= 200 {
+		r.status = code
+	}
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *recorder) Write(b []byte) (int, error) {
+	if r.status == 0 {
+		r.status = http.StatusOK
+	}
+	n, err := r.ResponseWriter.Write(b)
+	r.bytes += int64(n)
+	return n, err
+}
+
+// Unwrap lets http.ResponseController reach Flush and Hijack underneath.
+func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+// newRequestID returns 16 random bytes in hex.
+func newRequestID() string {
+	var b [16]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }
 
 func (p *Proxy) upstreamError(w http.ResponseWriter, r *http.Request, err error) {

@@ -63,6 +63,9 @@ type attempts struct {
 	start  time.Time
 	tries  int
 	tried  []*Server
+
+	requestID    string
+	upstreamTime time.Duration // from the first try to the response header (or the last error)
 }
 
 // retrier is the ReverseProxy's transport: it runs the tries of a request on the servers the
@@ -122,6 +125,7 @@ func (t *retrier) RoundTrip(req *http.Request) (*http.Response, error) {
 	if a == nil {
 		return t.base.RoundTrip(req)
 	}
+	defer func(start time.Time) { a.upstreamTime = time.Since(start) }(time.Now())
 	var body *trackedBody
 	if req.Body != nil && req.Body != http.NoBody {
 		body = &trackedBody{rc: req.Body}
@@ -157,7 +161,7 @@ func (t *retrier) RoundTrip(req *http.Request) (*http.Response, error) {
 				s.Slot.AddActive(-1)
 				return nil, err
 			}
-			resp.Body = &activeBody{ReadCloser: resp.Body, slot: s.Slot}
+			resp.Body = countActive(resp.Body, s.Slot)
 			return resp, nil
 		}
 		next, _ := t.pool.Pick(a.in, func(c *Server) bool { return !a.triedServer(c) })
@@ -166,7 +170,7 @@ func (t *retrier) RoundTrip(req *http.Request) (*http.Response, error) {
 				s.Slot.AddActive(-1)
 				return nil, err
 			}
-			resp.Body = &activeBody{ReadCloser: resp.Body, slot: s.Slot}
+			resp.Body = countActive(resp.Body, s.Slot)
 			return resp, nil
 		}
 		if err == nil {
@@ -249,6 +253,22 @@ func (b *trackedBody) Read(p []byte) (int, error) {
 // Close does nothing: the transport closes a request body after a failed try, and the body must
 // survive for the next one. The server closes the client's body when the handler returns.
 func (b *trackedBody) Close() error { return nil }
+
+// countActive wraps a response body so that closing it ends the request's count in flight; an
+// upgraded connection's body (101) stays writable, as ReverseProxy needs.
+func countActive(body io.ReadCloser, slot shm.Slot) io.ReadCloser {
+	if rwc, ok := body.(io.ReadWriteCloser); ok {
+		return &activeRWBody{activeBody{ReadCloser: body, slot: slot}, rwc}
+	}
+	return &activeBody{ReadCloser: body, slot: slot}
+}
+
+type activeRWBody struct {
+	activeBody
+	w io.Writer
+}
+
+func (b *activeRWBody) Write(p []byte) (int, error) { return b.w.Write(p) }
 
 // activeBody ends the request's count in flight when the response body is closed.
 type activeBody struct {

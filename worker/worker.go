@@ -41,19 +41,21 @@ func Main() int {
 }
 
 type worker struct {
-	cfg      *config.Config
-	payload  Payload
-	table    *shm.Table
-	tok      shm.Token
-	log      *slog.Logger
-	logFile  *LogFile
-	control  net.Conn
-	lifeline *os.File
-	checker  *checker
-	servers  []*http.Server
-	lns      []net.Listener
-	conns    *conns
-	draining atomic.Bool
+	cfg       *config.Config
+	payload   Payload
+	table     *shm.Table
+	tok       shm.Token
+	log       *slog.Logger
+	logFile   *LogFile
+	control   net.Conn
+	lifeline  *os.File
+	checker   *checker
+	servers   []*http.Server
+	lns       []net.Listener
+	conns     *conns
+	draining  atomic.Bool
+	access    map[string]*LogFile           // access logs by path
+	upstreams map[string][]*upstream.Server // each upstream's servers, shared by its listeners
 }
 
 func start() (*worker, error) {
@@ -90,11 +92,25 @@ func start() (*worker, error) {
 	}
 	w.tok = w.table.Register(w.payload.Index, os.Getpid())
 
-	proxies, targets, err := w.build()
+	targets, err := w.buildTargets()
 	if err != nil {
 		return nil, err
 	}
+	w.access = map[string]*LogFile{}
 	for _, s := range w.cfg.Servers {
+		if s.AccessLog != "" && w.access[s.AccessLog] == nil {
+			lf, err := OpenLog(s.AccessLog)
+			if err != nil {
+				return nil, fmt.Errorf("server %s: access_log: %w", s.Listen, err)
+			}
+			w.access[s.AccessLog] = lf
+		}
+	}
+	for _, s := range w.cfg.Servers {
+		proxy, err := w.proxyFor(s)
+		if err != nil {
+			return nil, err
+		}
 		f := files[FdListen(s.Listen)]
 		if f == nil {
 			return nil, fmt.Errorf("listener for %s not passed", s.Listen)
@@ -105,10 +121,10 @@ func start() (*worker, error) {
 			return nil, fmt.Errorf("listener %s: %w", s.Listen, err)
 		}
 		srv := &http.Server{
-			Handler:           drainHandler{next: proxies[s.Upstream], draining: &w.draining},
+			Handler:           drainHandler{next: proxy, draining: &w.draining},
 			ConnState:         w.conns.track,
-			ReadHeaderTimeout: 60 * time.Second,
-			IdleTimeout:       75 * time.Second, // nginx's keepalive_timeout
+			ReadHeaderTimeout: s.ClientHeaderTimeout,
+			IdleTimeout:       s.ClientIdleTimeout,
 			ErrorLog:          slog.NewLogLogger(w.log.Handler(), slog.LevelDebug),
 		}
 		w.servers = append(w.servers, srv)
@@ -137,60 +153,70 @@ func start() (*worker, error) {
 	return w, nil
 }
 
-// build makes the proxies and the check targets from the config and the slot map, checking that
-// every slot the master named holds the server it claims to.
-func (w *worker) build() (map[string]http.Handler, []*target, error) {
+// buildTargets makes the servers of every upstream and the check targets from the config and
+// the slot map, checking that every slot the master named holds the server it claims to.
+func (w *worker) buildTargets() ([]*target, error) {
 	slots := map[[2]string]int{}
 	for _, r := range w.payload.Slots {
 		if r.Slot < 0 || r.Slot >= w.table.Capacity() {
-			return nil, nil, fmt.Errorf("slot %d for %s/%s out of range", r.Slot, r.Upstream, r.Address)
+			return nil, fmt.Errorf("slot %d for %s/%s out of range", r.Slot, r.Upstream, r.Address)
 		}
 		slots[[2]string{r.Upstream, r.Address}] = r.Slot
 	}
-	proxies := map[string]http.Handler{}
+	w.upstreams = map[string][]*upstream.Server{}
 	bySlot := map[int]*target{}
 	var targets []*target
 	for _, name := range w.cfg.UpstreamNames() {
 		u := w.cfg.Upstreams[name]
-		var servers []*upstream.Server
 		for _, us := range u.Servers {
 			i, ok := slots[[2]string{name, us.Address}]
 			if !ok {
-				return nil, nil, fmt.Errorf("no slot for server %s of upstream %s", us.Address, name)
+				return nil, fmt.Errorf("no slot for server %s of upstream %s", us.Address, name)
 			}
 			slot := w.table.Slot(i)
 			if !slot.Used() || slot.Address() != us.Address || slot.Key() != u.Check.Key() {
-				return nil, nil, fmt.Errorf("slot %d does not hold server %s of upstream %s", i, us.Address, name)
+				return nil, fmt.Errorf("slot %d does not hold server %s of upstream %s", i, us.Address, name)
 			}
 			slow := u.SlowStart
 			if us.SlowStart > 0 {
 				slow = us.SlowStart
 			}
-			servers = append(servers, &upstream.Server{Address: us.Address, Weight: us.Weight, Backup: us.Backup, SlowStart: slow, Slot: slot})
+			w.upstreams[name] = append(w.upstreams[name], &upstream.Server{Address: us.Address, Weight: us.Weight, Backup: us.Backup, SlowStart: slow, Slot: slot})
 			if bySlot[i] == nil {
 				t, err := newTarget(slot, us.Address, &u.Check)
 				if err != nil {
-					return nil, nil, fmt.Errorf("upstream %s server %s: %w", name, us.Address, err)
+					return nil, fmt.Errorf("upstream %s server %s: %w", name, us.Address, err)
 				}
 				bySlot[i] = t
 				targets = append(targets, t)
 			}
 		}
-		proxies[name] = upstream.NewProxy(name, servers, upstream.Options{
-			ConnectTimeout: u.ConnectTimeout, ReadTimeout: u.ReadTimeout, Log: w.log,
-			OnRequest: func() { w.table.CountRequest(w.payload.Index) },
-			Balancer:  u.Balancer, HashKey: u.HashKey, AllDown: u.AllDown,
-			Retry: upstream.RetryPolicy{
-				Tries: u.Retries, Timeout: u.RetryTimeout, On: upstream.ParseFailures(u.RetryOn), NonIdempotent: u.RetryNonIdempotent,
-			},
-			MaxFails: u.MaxFails, FailTimeout: u.FailTimeout, Eject5xx: u.EjectConsecutive5xx,
-			OnEject: func(s *upstream.Server, why string) {
-				w.table.AppendEvent(shm.Event{Kind: shm.EventPassive, Slot: s.Slot.Index(), Address: s.Address, Label: s.Slot.Label(),
-					Old: uint8(shm.Up), New: uint8(shm.Down), Pid: os.Getpid()})
-			},
-		})
 	}
-	return proxies, targets, nil
+	return targets, nil
+}
+
+// proxyFor makes the proxy of one [[server]] listener. Each listener has its own (its own
+// balancer state and access log settings) over the upstream's shared servers.
+func (w *worker) proxyFor(s config.Server) (http.Handler, error) {
+	u := w.cfg.Upstreams[s.Upstream]
+	var al *upstream.AccessLog
+	if s.AccessLog != "" {
+		al = upstream.NewAccessLog(s.AccessLogFormat, w.access[s.AccessLog])
+	}
+	return upstream.NewProxy(u.Name, w.upstreams[u.Name], upstream.Options{
+		ConnectTimeout: u.ConnectTimeout, ReadTimeout: u.ReadTimeout, Log: w.log,
+		OnRequest: func() { w.table.CountRequest(w.payload.Index) },
+		Balancer:  u.Balancer, HashKey: u.HashKey, AllDown: u.AllDown,
+		Retry: upstream.RetryPolicy{
+			Tries: u.Retries, Timeout: u.RetryTimeout, On: upstream.ParseFailures(u.RetryOn), NonIdempotent: u.RetryNonIdempotent,
+		},
+		MaxFails: u.MaxFails, FailTimeout: u.FailTimeout, Eject5xx: u.EjectConsecutive5xx,
+		OnEject: func(sv *upstream.Server, why string) {
+			w.table.AppendEvent(shm.Event{Kind: shm.EventPassive, Slot: sv.Slot.Index(), Address: sv.Address, Label: sv.Slot.Label(),
+				Old: uint8(shm.Up), New: uint8(shm.Down), Pid: os.Getpid()})
+		},
+		AccessLog: al, RequestIDHeader: s.RequestIDHeader, Forwarded: s.Forwarded, Via: s.Via, Keepalive: u.Keepalive,
+	}), nil
 }
 
 func newTarget(slot shm.Slot, server string, c *config.Check) (*target, error) {
@@ -272,6 +298,11 @@ func (w *worker) serve() int {
 		case "reopen":
 			if err := w.logFile.Reopen(); err != nil {
 				w.log.Error("reopen error_log", "err", err)
+			}
+			for path, lf := range w.access {
+				if err := lf.Reopen(); err != nil {
+					w.log.Error("reopen access_log", "path", path, "err", err)
+				}
 			}
 		case "drain", "master-gone":
 			w.drain(cmd)

@@ -5,9 +5,12 @@ package backend
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -22,6 +25,7 @@ type Backend struct {
 	ln      net.Listener
 	failing atomic.Bool
 	hits    atomic.Int64
+	conns   atomic.Int64
 
 	mu     sync.Mutex
 	probes []time.Time
@@ -36,11 +40,23 @@ func Start(name, addr string) (*Backend, error) {
 	b := &Backend{Name: name, Addr: ln.Addr().String(), ln: ln}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/health", b.health)
+	mux.HandleFunc("/headers", func(w http.ResponseWriter, r *http.Request) {
+		b.hits.Add(1)
+		w.Header().Set("Content-Type", "application/json")
+		h := r.Header.Clone()
+		h.Set("Host", r.Host)
+		json.NewEncoder(w).Encode(h)
+	})
+	mux.HandleFunc("/ws", b.websocket)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		b.hits.Add(1)
 		fmt.Fprintf(w, "hello from %s\n", b.Name)
 	})
-	b.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	b.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ConnState: func(_ net.Conn, st http.ConnState) {
+		if st == http.StateNew {
+			b.conns.Add(1)
+		}
+	}}
 	go b.srv.Serve(ln)
 	return b, nil
 }
@@ -55,6 +71,26 @@ func (b *Backend) health(w http.ResponseWriter, r *http.Request) {
 	}
 	fmt.Fprintln(w, "ok")
 }
+
+// websocket answers an Upgrade: websocket request with 101 and then echoes every byte back until
+// the client closes (enough to prove a proxy passes an upgraded connection through both ways).
+func (b *Backend) websocket(w http.ResponseWriter, r *http.Request) {
+	if !strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
+		http.Error(w, "want an upgrade", http.StatusBadRequest)
+		return
+	}
+	conn, rw, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		return
+	}
+	defer conn.Close()
+	rw.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+	rw.Flush()
+	io.Copy(conn, rw)
+}
+
+// Conns returns how many connections it accepted.
+func (b *Backend) Conns() int64 { return b.conns.Load() }
 
 // SetFailing makes health checks fail (503) or pass.
 func (b *Backend) SetFailing(v bool) { b.failing.Store(v) }
