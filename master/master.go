@@ -98,6 +98,7 @@ func Run(path string) error {
 		return fmt.Errorf("start workers: %w", err)
 	}
 	m.log.Info("hcproxy started", "version", version.Version, "config", cfg.Path, "workers", cfg.Workers, "generation", g.gen, "table", cfg.Table)
+	m.notifyReady(g)
 	return m.loop()
 }
 
@@ -464,6 +465,8 @@ func (m *Master) retireGone() {
 // reload re-reads the config and replaces the workers with a new generation; on any error the
 // running generation is left as it is.
 func (m *Master) reload() {
+	m.notifyReloading()
+	defer m.notifyReloaded(m.cur.gen) // READY=1 again, whether the reload worked or failed
 	start := time.Now()
 	cfg, err := config.Load(m.path)
 	if err != nil {
@@ -503,6 +506,7 @@ func (m *Master) reload() {
 // shutdown drains (graceful) or stops (fast) every worker and waits for them: up to
 // shutdown_timeout plus a margin for a graceful stop, then SIGKILL.
 func (m *Master) shutdown(graceful bool) error {
+	m.notifyStopping()
 	m.stopping = true
 	wait := 5 * time.Second
 	cmd := "stop"

@@ -87,7 +87,7 @@ func (m *Master) spawn(g *generation) (*proc, error) {
 	cmd := &exec.Cmd{
 		Path:       "/proc/self/exe",
 		Args:       []string{"hcproxy: worker process"},
-		Env:        append(os.Environ(), worker.EnvRole+"=worker", worker.EnvFds+"="+worker.EncodeFds(names), "GOMAXPROCS="+strconv.Itoa(max(1, procs))),
+		Env:        append(withoutNotifySocket(os.Environ()), worker.EnvRole+"=worker", worker.EnvFds+"="+worker.EncodeFds(names), "GOMAXPROCS="+strconv.Itoa(max(1, procs))),
 		Stdout:     os.Stdout,
 		Stderr:     os.Stderr,
 		ExtraFiles: files,
