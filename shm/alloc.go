@@ -91,3 +91,13 @@ func (t *Table) ReleaseAll(tok Token) int {
 	}
 	return n
 }
+
+// ResetActive zeroes every slot's count of requests in flight. The master calls it at start when
+// no worker of a previous master is left: counts that crashed or killed workers never took back
+// would otherwise skew least_conn and random_two for good.
+func (t *Table) ResetActive() {
+	for i := 0; i < t.slots; i++ {
+		s := t.Slot(i)
+		s.m.store(s.off+sActive, 0)
+	}
+}

@@ -8,9 +8,9 @@ const (
 	Magic   = 0x3130_4c42_5450_4348 // "HCPTBL01" in little-endian byte order
 	Version = 1
 
-	HeaderSize      = 8192
+	HeaderSize      = 32768
 	SlotSize        = 1024
-	WorkerCap       = 64
+	WorkerCap       = 256
 	workerEntrySize = 64
 
 	// MaxSlots bounds a table's capacity, so a tampered header cannot ask for a huge mapping.
@@ -43,7 +43,8 @@ const (
 	hSerial     = 96  // token serial counter, never reused
 	hMasterMs   = 104 // when the current master attached (Unix ms)
 	hEventHead  = 112 // sequence number of the next event to append
-	hWorkers    = 128
+	hBootID     = 128 // 16 bytes: the kernel's boot_id when the monotonic times were written
+	hWorkers    = 256
 )
 
 // Worker entry offsets, relative to the entry.

@@ -161,8 +161,13 @@ func (s Slot) Record(tok Token, fence uint32, r Result, rise, fall int) (Transit
 	if tr.Changed() {
 		s.m.add(s.off+sTransitions, 1)
 	}
+	if s.State().Fence() != fence {
+		// Taken over between the CAS and here (this owner was stopped): leave the record to
+		// the new owner. The counters above may include this one result; that is all.
+		return tr, ErrFenced
+	}
 	now := NowMs()
-	if s.beginWrite() {
+	if q, ok := s.beginWrite(); ok {
 		s.m.store(s.off+sLastCheckMs, uint64(now))
 		s.m.store(s.off+sLastRTT, uint64(r.RTT/time.Microsecond))
 		s.m.store(s.off+sLastResult, uint64(r.Reason)|uint64(uint16(r.Status))<<8)
@@ -173,7 +178,7 @@ func (s Slot) Record(tok Token, fence uint32, r Result, rise, fall int) (Transit
 			s.m.store(s.off+sSinceMs, uint64(now))
 			s.m.store(s.off+sSinceReason, uint64(r.Reason))
 		}
-		s.endWrite()
+		s.endWrite(q)
 	}
 	return tr, nil
 }
@@ -203,18 +208,22 @@ func (s Slot) AddError() { s.m.add(s.off+sErrors, 1) }
 // Weight returns the configured weight the master recorded.
 func (s Slot) Weight() int { return int(s.m.load(s.off + sWeight)) }
 
-func (s Slot) beginWrite() bool {
+// beginWrite enters the seqlock: it returns the even value it moved from, and false when a writer
+// holds it (or died inside; the next claim repairs that).
+func (s Slot) beginWrite() (uint64, bool) {
 	for i := 0; i < 1000; i++ {
 		q := s.m.load(s.off + sSeq)
 		if q&1 == 0 && s.m.cas(s.off+sSeq, q, q+1) {
-			return true
+			return q, true
 		}
 		runtime.Gosched()
 	}
-	return false // a writer died inside; the next claim repairs it
+	return 0, false
 }
 
-func (s Slot) endWrite() { s.m.add(s.off+sSeq, 1) }
+// endWrite leaves the seqlock entered at q. If a claim repaired the lock meanwhile (this writer
+// was taken for dead), it changes nothing, so the lock cannot be left odd.
+func (s Slot) endWrite(q uint64) { s.m.cas(s.off+sSeq, q+1, q+2) }
 
 // Active returns the number of requests in flight to the server, across all workers.
 func (s Slot) Active() int64 { return int64(s.m.load(s.off + sActive)) }

@@ -52,6 +52,7 @@ func OpenMaster(path string, capacity int) (*Table, error) {
 				t.Close()
 				return nil, fmt.Errorf("shm: %s holds %d slots, fewer than the %d configured; remove it to recreate (health state is lost)", path, t.slots, capacity)
 			}
+			t.syncBoot()
 			return t, nil
 		}
 	}
@@ -64,6 +65,7 @@ func OpenMaster(path string, capacity int) (*Table, error) {
 		f.Close()
 		return nil, err
 	}
+	t.syncBoot()
 	return t, nil
 }
 

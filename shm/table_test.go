@@ -36,7 +36,7 @@ func TestLayoutPinned(t *testing.T) {
 	// Pinned offsets: changing any of these changes the file format and needs a Version bump.
 	pins := map[string][2]int{
 		"sState": {sState, 32}, "sOwner": {sOwner, 16}, "sAddr": {sAddr, 160}, "sDetail": {sDetail, 288},
-		"hGeneration": {hGeneration, 80}, "slotsOff": {slotsOff, 8192 + 4096*128}, "hWorkers": {hWorkers, 128},
+		"hGeneration": {hGeneration, 80}, "slotsOff": {slotsOff, 32768 + 4096*128}, "hWorkers": {hWorkers, 256},
 	}
 	for name, p := range pins {
 		if p[0] != p[1] {
@@ -242,9 +242,10 @@ func TestSeqlockRepairedByClaim(t *testing.T) {
 	s := tb.Slot(i)
 	a := tb.NewToken(1)
 	s.Claim(0, a, 0)
-	s.beginWrite() // the writer "dies" here
+	q, _ := s.beginWrite() // the writer "dies" here
 	b := tb.NewToken(2)
 	fb, _ := s.Claim(a, b, 0)
+	s.endWrite(q) // ... or was only stopped, and finishes after the repair: no effect
 	if _, err := s.Record(b, fb, Result{OK: true, RTT: 5 * time.Millisecond}, 1, 1); err != nil {
 		t.Fatal(err)
 	}
