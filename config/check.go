@@ -46,8 +46,9 @@ const keyVersion = "hcproxy.check.v1"
 
 // Key returns a 64-bit FNV-1a hash of everything that defines what the
 // probe does and how its result is judged: Type, Timeout, Port, URI, Host,
-// Send, ExpectStatus (as a set), ExpectBody, ExpectBodyRegex and
-// MaxResponse. Interval, Rise, Fall and Initial are left out, so changing
+// Send, ExpectStatus (as a set), ExpectBody, ExpectBodyRegex, MaxResponse
+// and, when any is set, the CheckOptions (keyOptions). Interval, Rise,
+// Fall, Initial, DownInterval and FastInterval are left out, so changing
 // them on reload keeps a server's state. The value is stable across
 // processes and builds: each field is hashed in this order, strings and
 // lists prefixed with their length, numbers as 8 little-endian bytes.
@@ -78,6 +79,7 @@ func (c *Check) Key() uint64 {
 	str(c.ExpectBody)
 	str(c.ExpectBodyRegex)
 	num(c.MaxResponse)
+	c.keyOptions(num, str)
 	return h.Sum64()
 }
 

@@ -22,9 +22,9 @@ type Config struct {
 	// Path is the absolute path of the config file ("" when Parse was given
 	// no path).
 	Path string
-	// Workers is the number of worker processes, 1..256. Key workers: an
+	// Workers is the number of worker processes, 1..64. Key workers: an
 	// integer or "auto" (the default), which resolves to runtime.NumCPU()
-	// capped at 256 when the config is loaded.
+	// capped at 64 when the config is loaded.
 	Workers int
 	// PidFile is the absolute path of the master's pid file, which also
 	// serves as its lock. Key pid_file, default "/run/hcproxy.pid"; a
@@ -47,6 +47,21 @@ type Config struct {
 	// LogLevel is the least severe level logged: "debug", "info" (the
 	// default), "warn" or "error". Key log_level.
 	LogLevel string
+	// Engine is the HTTP/1.1 data path of the [[server]] listeners: "fast"
+	// (the default: hcproxy's own forwarding path, package fastpath) or
+	// "std" (net/http's ReverseProxy). Key engine.
+	Engine string
+	// Steering is how new connections reach the workers: "bpf" (each worker
+	// its own SO_REUSEPORT socket, an eBPF program picks among the live
+	// ones), "shared" (one socket all workers accept from) or "auto" (the
+	// default: bpf where the kernel permits it, else shared). Key steering.
+	Steering string
+	// User is the user the workers run as when the master runs as root, ""
+	// (the default) for the master's own. Key user.
+	User string
+	// Group is the workers' group, "" (the default) for User's primary
+	// group; it needs User. Key group.
+	Group string
 	// ErrorLog is the absolute path of the error log, or "" (the default)
 	// for stderr. Key error_log; relative as for PidFile.
 	ErrorLog string
@@ -218,7 +233,9 @@ type UpstreamServer struct {
 // Initial) only schedule it and judge its streaks.
 type Check struct {
 	// Type is the kind of probe: "http" (the default) sends a request and
-	// judges the response; "tcp" only connects.
+	// judges the response; "tcp" connects (and runs Sequence); "tls",
+	// "https", "grpc", "redis", "mysql", "postgres", "smtp", "fastcgi" and
+	// "agent" speak their protocol (see CheckOptions and README.md).
 	Type string
 	// Interval is the time from the start of one probe of a server to the
 	// start of the next. Default 1s, 100ms..1h.
@@ -267,7 +284,12 @@ type Check struct {
 	// integer number of bytes; default 16KiB, 64B..16MiB.
 	MaxResponse int64
 
-	re *regexp.Regexp // ExpectBodyRegex compiled; set by validation
+	// CheckOptions holds the settings of the other check types and the
+	// per-check address, headers and intervals (checks.go).
+	CheckOptions
+
+	re    *regexp.Regexp // ExpectBodyRegex compiled; set by validation
+	steps []Step         // Sequence compiled; set by validation
 }
 
 // UpstreamNames returns the names of c's upstreams, sorted.
@@ -358,6 +380,7 @@ func resolvePaths(c *Config, dir string) {
 	for i := range c.Servers {
 		c.Servers[i].AccessLog = abs(c.Servers[i].AccessLog)
 	}
+	resolveCheckPaths(c, abs)
 }
 
 // Marshal encodes the validated config as JSON, for the master to pass to

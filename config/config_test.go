@@ -96,7 +96,7 @@ func TestRejections(t *testing.T) {
 		{"server item no address", base + "[upstream.b]\nservers = [{ weight = 2 }] #<\n", "upstream.b.servers[0].address", "required"},
 		{"weight zero", base + "[upstream.b]\nservers = [{ address = \"127.0.0.1:1\", weight = 0 }] #<\n", "upstream.b.servers[0].weight", "must be between 1 and 1000 (got 0)"},
 		{"weight too big", base + "[upstream.b]\nservers = [{ address = \"127.0.0.1:1\", weight = 1001 }] #<\n", "upstream.b.servers[0].weight", "must be between 1 and 1000"},
-		{"workers zero", "workers = 0 #<\n" + base, "workers", "must be between 1 and 256 (got 0)"},
+		{"workers zero", "workers = 0 #<\n" + base, "workers", "must be between 1 and 64 (got 0)"},
 		{"workers huge", "workers = 99999999999 #<\n" + base, "workers", "out of range"},
 		{"max_servers zero", "max_servers = 0 #<\n" + base, "max_servers", "must be between 1 and 100000"},
 		{"max_servers too small", "max_servers = 1 #<\n" + base + "[upstream.b]\nservers = [\"127.0.0.1:1\"]\n", "max_servers", "2 distinct checked servers do not fit"},
@@ -109,15 +109,15 @@ func TestRejections(t *testing.T) {
 		{"timeout above interval", base + "[upstream.app.check]\ninterval = \"500ms\"\ntimeout = \"1s\" #<\n", "upstream.app.check.timeout", "must be at most interval (500ms)"},
 		{"rise zero", base + "[upstream.app.check]\nrise = 0 #<\n", "upstream.app.check.rise", "must be between 1 and 100 (got 0)"},
 		{"fall too big", base + "[upstream.app.check]\nfall = 101 #<\n", "upstream.app.check.fall", "must be between 1 and 100"},
-		{"bad type", base + "[upstream.app.check]\ntype = \"udp\" #<\n", "upstream.app.check.type", `must be "http" or "tcp"`},
+		{"bad type", base + "[upstream.app.check]\ntype = \"udp\" #<\n", "upstream.app.check.type", `must be "http", "tcp", "tls"`},
 		{"bad initial", base + "[upstream.app.check]\ninitial = \"maybe\" #<\n", "upstream.app.check.initial", `"up", "down" or "checking"`},
 		{"bad port", base + "[upstream.app.check]\nport = 70000 #<\n", "upstream.app.check.port", "must be between 0 and 65535"},
 		{"uri no slash", base + "[upstream.app.check]\nuri = \"health\" #<\n", "upstream.app.check.uri", `must start with "/"`},
 		{"uri space", base + "[upstream.app.check]\nuri = \"/a b\" #<\n", "upstream.app.check.uri", "must not contain spaces"},
 		{"send with uri", base + "[upstream.app.check]\nsend = \"GET / HTTP/1.0\\r\\n\\r\\n\"\nuri = \"/\" #<\n", "upstream.app.check.uri", "must not be set together with send"},
 		{"send with host", base + "[upstream.app.check]\nsend = \"GET / HTTP/1.0\\r\\n\\r\\n\"\nhost = \"x\" #<\n", "upstream.app.check.host", "must not be set together with send"},
-		{"tcp with uri", base + "[upstream.app.check]\ntype = \"tcp\"\nuri = \"/\" #<\n", "upstream.app.check.uri", `only for type "http"`},
-		{"tcp with expect_status", base + "[upstream.app.check]\ntype = \"tcp\"\nexpect_status = [\"200\"] #<\n", "upstream.app.check.expect_status", `only for type "http"`},
+		{"tcp with uri", base + "[upstream.app.check]\ntype = \"tcp\"\nuri = \"/\" #<\n", "upstream.app.check.uri", `only for types "http", "https" or "fastcgi" (type is "tcp")`},
+		{"tcp with expect_status", base + "[upstream.app.check]\ntype = \"tcp\"\nexpect_status = [\"200\"] #<\n", "upstream.app.check.expect_status", `only for types "http", "https" or "fastcgi"`},
 		{"bad status", base + "[upstream.app.check]\nexpect_status = [\"200\", \"600\"] #<\n", "upstream.app.check.expect_status[1]", `got "600"`},
 		{"bad status class", base + "[upstream.app.check]\nexpect_status = [\"2XX\"] #<\n", "upstream.app.check.expect_status[0]", "must be a status code"},
 		{"status not string", base + "[upstream.app.check]\nexpect_status = [200] #<\n", "upstream.app.check.expect_status[0]", "got integer"},
@@ -190,13 +190,15 @@ func TestDefaults(t *testing.T) {
 	}
 	want := &Config{
 		Path:            testFile,
-		Workers:         min(runtime.NumCPU(), 256),
+		Workers:         min(runtime.NumCPU(), 64),
 		PidFile:         "/run/hcproxy.pid",
 		Table:           "/dev/shm/hcproxy.table",
 		MaxServers:      1024,
 		ShutdownTimeout: 30 * time.Second,
 		LogFormat:       "text",
 		LogLevel:        "info",
+		Engine:          "fast",
+		Steering:        "auto",
 		ErrorLog:        "",
 		Servers: []Server{{Listen: "127.0.0.1:8080", Upstream: "app", AccessLogFormat: "combined", RequestIDHeader: "X-Request-ID",
 			Forwarded: "x-forwarded", ClientHeaderTimeout: 60 * time.Second, ClientIdleTimeout: 75 * time.Second}},
@@ -307,10 +309,10 @@ func TestWorkers(t *testing.T) {
 		line string
 		want int
 	}{
-		{"", min(runtime.NumCPU(), 256)},
-		{"workers = \"auto\"\n", min(runtime.NumCPU(), 256)},
+		{"", min(runtime.NumCPU(), 64)},
+		{"workers = \"auto\"\n", min(runtime.NumCPU(), 64)},
 		{"workers = 4\n", 4},
-		{"workers = 256\n", 256},
+		{"workers = 64\n", 64},
 	} {
 		c, err := Parse([]byte(tt.line+base), testFile)
 		if err != nil {

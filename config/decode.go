@@ -38,6 +38,10 @@ func decode(raw map[string]any, r *reporter) (*Config, keySet) {
 	top.str("log_format", &c.LogFormat)
 	top.str("error_log", &c.ErrorLog)
 	top.str("log_level", &c.LogLevel)
+	top.str("engine", &c.Engine)
+	top.str("steering", &c.Steering)
+	top.str("user", &c.User)
+	top.str("group", &c.Group)
 
 	if st := top.table("status"); st != nil {
 		c.Status = &Status{}
@@ -164,6 +168,7 @@ func decodeCheck(t *table, c *Check) {
 			t.r.addf(k, `must be a size like "16KiB" or a number of bytes (got %s)`, typeName(v))
 		}
 	}
+	decodeCheckOptions(t, c)
 	t.done()
 }
 

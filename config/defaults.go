@@ -14,6 +14,8 @@ const (
 	DefaultShutdownTimeout = 30 * time.Second
 	DefaultLogFormat       = "text"
 	DefaultLogLevel        = "info"
+	DefaultEngine          = "fast"
+	DefaultSteering        = "auto"
 	DefaultStatusListen    = "127.0.0.1:8081"
 	DefaultWeight          = 1
 	DefaultConnectTimeout  = 5 * time.Second
@@ -39,7 +41,7 @@ const (
 	DefaultInitial             = "up"
 	DefaultURI                 = "/"
 	DefaultMaxResponse         = 16 << 10
-	maxAutoWorkers             = 256
+	maxAutoWorkers             = 64
 )
 
 // DefaultRetryOn is the default of Upstream.RetryOn.
@@ -63,6 +65,8 @@ func applyDefaults(c *Config, set keySet) {
 	def(set, "shutdown_timeout", &c.ShutdownTimeout, DefaultShutdownTimeout)
 	def(set, "log_format", &c.LogFormat, DefaultLogFormat)
 	def(set, "log_level", &c.LogLevel, DefaultLogLevel)
+	def(set, "engine", &c.Engine, DefaultEngine)
+	def(set, "steering", &c.Steering, DefaultSteering)
 	if c.Status != nil {
 		def(set, "status.listen", &c.Status.Listen, DefaultStatusListen)
 		def(set, "status.allow", &c.Status.Allow, DefaultStatusAllow())
@@ -103,14 +107,9 @@ func applyDefaults(c *Config, set keySet) {
 		def(set, k+".fall", &ch.Fall, DefaultFall)
 		def(set, k+".initial", &ch.Initial, DefaultInitial)
 		def(set, k+".max_response", &ch.MaxResponse, DefaultMaxResponse)
-		// The http-only settings have defaults only for http checks, and
-		// uri only when no raw request (send) replaces it.
-		if ch.Type == "http" {
-			if !set[k+".send"] {
-				def(set, k+".uri", &ch.URI, DefaultURI)
-			}
-			def(set, k+".expect_status", &ch.ExpectStatus, DefaultExpectStatus())
-		}
+		// The per-type settings have defaults only for their types (http's
+		// uri only when no raw request, send, replaces it).
+		applyCheckDefaults(set, k, ch)
 	}
 }
 

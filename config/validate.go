@@ -11,7 +11,7 @@ import (
 
 // Limits of the settings; see the field docs of Config and its parts.
 const (
-	maxWorkers         = 256
+	maxWorkers         = 64 // the table lists 256 workers: room for four generations at once (reloads overlap)
 	maxMaxServers      = 100000
 	maxShutdownTimeout = time.Hour
 	maxWeight          = 1000
@@ -42,6 +42,11 @@ func validate(c *Config, r *reporter) error {
 	durRange(r, "shutdown_timeout", c.ShutdownTimeout, 0, maxShutdownTimeout)
 	oneOf(r, "log_format", c.LogFormat, "text", "json")
 	oneOf(r, "log_level", c.LogLevel, "debug", "info", "warn", "error")
+	oneOf(r, "engine", c.Engine, "fast", "std")
+	oneOf(r, "steering", c.Steering, "auto", "bpf", "shared")
+	if c.Group != "" && c.User == "" {
+		r.addf("group", "needs user")
+	}
 
 	listens := map[string]string{} // canonical listen address -> key
 	listen := func(key, addr string) {
@@ -183,7 +188,7 @@ func validUpstreamName(s string) bool {
 }
 
 func validateCheck(r *reporter, k string, c *Check) {
-	oneOf(r, k+".type", c.Type, "http", "tcp")
+	oneOf(r, k+".type", c.Type, CheckTypes...)
 	durRange(r, k+".interval", c.Interval, minInterval, maxInterval)
 	durRange(r, k+".timeout", c.Timeout, minTimeout, maxTimeout)
 	if c.Timeout > c.Interval && c.Interval >= minInterval && c.Timeout <= maxTimeout {
@@ -197,22 +202,16 @@ func validateCheck(r *reporter, k string, c *Check) {
 		r.addf(k+".max_response", "must be between %s and %s (got %s)", formatSize(minMaxResponse), formatSize(maxMaxResponse), formatSize(c.MaxResponse))
 	}
 
-	if c.Type == "http" {
+	switch c.Type {
+	case "http", "https":
 		validateHTTP(r, k, c)
-	} else {
-		for _, f := range []struct {
-			name string
-			set  bool
-		}{
-			{"uri", c.URI != ""}, {"host", c.Host != ""}, {"send", c.Send != ""},
-			{"expect_status", c.ExpectStatus != nil}, {"expect_body", c.ExpectBody != ""},
-			{"expect_body_regex", c.ExpectBodyRegex != ""},
-		} {
-			if f.set {
-				r.addf(k+"."+f.name, `only for type "http" (type is %q)`, c.Type)
-			}
+	case "fastcgi":
+		if c.URI != "" && (c.URI[0] != '/' || !printable(c.URI)) {
+			r.addf(k+".uri", `must start with "/" and have no spaces or control characters (got %q)`, c.URI)
 		}
+		validateHTTP(r, k, c)
 	}
+	validateCheckOptions(r, k, c)
 
 	if c.ExpectBody != "" && c.ExpectBodyRegex != "" {
 		r.addf(k+".expect_body_regex", "must not be set together with expect_body")
@@ -232,7 +231,7 @@ func validateCheck(r *reporter, k string, c *Check) {
 }
 
 func validateHTTP(r *reporter, k string, c *Check) {
-	if c.Send != "" {
+	if c.Send != "" && c.Type == "http" {
 		if c.URI != "" {
 			r.addf(k+".uri", "must not be set together with send (send is the whole request)")
 		}
@@ -314,6 +313,8 @@ func checkShared(c *Config, r *reporter) {
 				{"interval", prev.Interval == u.Check.Interval, short(prev.Interval), short(u.Check.Interval)},
 				{"rise", prev.Rise == u.Check.Rise, itoa(prev.Rise), itoa(u.Check.Rise)},
 				{"fall", prev.Fall == u.Check.Fall, itoa(prev.Fall), itoa(u.Check.Fall)},
+				{"down_interval", prev.DownInterval == u.Check.DownInterval, short(prev.DownInterval), short(u.Check.DownInterval)},
+				{"fast_interval", prev.FastInterval == u.Check.FastInterval, short(prev.FastInterval), short(u.Check.FastInterval)},
 			} {
 				tag := prevName + " " + name + " " + f.name
 				if f.same || reported[tag] {

@@ -3,13 +3,18 @@
 //
 // # Model
 //
-// A Prober is a small, stateless value built once from a check's options
-// (NewHTTP, NewTCP). Probe(ctx, addr) dials addr, exchanges at most one
-// request and one response, closes the connection and returns. The deadline
+// A Prober is a small, stateless value built once from a check's options,
+// one constructor and one file per check type: NewHTTP (http.go), NewTCP and
+// NewTCPSequence (tcp.go), NewTLS (tls.go), NewHTTPS (https.go), NewGRPC
+// (grpc.go), NewRedis (redis.go), NewMySQL (mysql.go), NewPostgres
+// (postgres.go, pgauth.go), NewSMTP (smtp.go), NewFastCGI (fastcgi.go) and
+// NewAgent (agent.go). Probe(ctx, addr) dials addr, makes the one exchange
+// its protocol needs, closes the connection and returns. The deadline
 // of ctx is the whole check's timeout: it bounds the dial, the write and every
 // read, because the connection's deadline is set from it. Cancelling ctx
 // aborts the check. Nothing survives the call: no goroutines (other than
-// those inside package net), no timers, no pooled connections.
+// those inside package net, and net/http's HTTP/2 client for https and grpc,
+// which end with the connection), no timers, no pooled connections.
 //
 // Scheduling, hysteresis (rise/fall) and writing state to the shared table
 // live once, in worker/. probe/ only knows how to do one check.
@@ -33,4 +38,9 @@
 // strict HTTP/1.x response parser that reads at most max+1 bytes from the
 // connection and buffers no more than that, so a peer that streams forever
 // costs a bounded amount of memory and time. It is fuzzed (FuzzParseResponse).
+// The other protocols read through a session (conn.go) whose budget is
+// max_response for the whole exchange; a length field is checked against
+// what is left of the budget before anything is allocated. Each parser has
+// a fuzz target (fuzz_checks_test.go). TLS checks may read 64KiB more for
+// the handshake.
 package probe

@@ -34,6 +34,26 @@ type HTTPOptions struct {
 	// MaxResponse is the most bytes the whole response (status line, headers
 	// and body) may have; <= 0 means 16384 (DefaultMaxResponse).
 	MaxResponse int64
+	// Headers are extra request headers of the built request, in order,
+	// each {name, value}; names and values must not contain CR or LF.
+	Headers [][2]string
+	// ExpectHeader, if not nil, is a header the final response must have.
+	ExpectHeader *HeaderMatch
+}
+
+// HeaderMatch is an expected response header: Name (case-insensitive) with a
+// value that contains Value ("" means any value).
+type HeaderMatch struct{ Name, Value string }
+
+func (h *HeaderMatch) matches(name, value []byte) bool {
+	return strings.EqualFold(string(name), h.Name) && strings.Contains(string(value), h.Value)
+}
+
+func (h *HeaderMatch) String() string {
+	if h.Value == "" {
+		return h.Name
+	}
+	return h.Name + ": " + h.Value
 }
 
 // httpProber is the Prober NewHTTP returns. It is immutable after NewHTTP.
@@ -69,16 +89,35 @@ func NewHTTP(o HTTPOptions) Prober {
 		p.invalid = fmt.Sprintf("invalid URI %q", p.opt.URI)
 	case o.Host != "" && !validRequestPart(o.Host):
 		p.invalid = fmt.Sprintf("invalid Host %q", o.Host)
+	case !validHeaders(o.Headers):
+		p.invalid = "invalid header name or value"
 	case o.Host != "":
-		p.req = buildRequest(p.opt.URI, o.Host)
+		p.req = buildRequest(p.opt.URI, o.Host, o.Headers)
 	}
 	return p
 }
 
-// buildRequest returns the default request for uri and host.
-func buildRequest(uri, host string) []byte {
-	return []byte("GET " + uri + " HTTP/1.1\r\nHost: " + host +
-		"\r\nUser-Agent: hcproxy-check\r\nAccept: */*\r\nConnection: close\r\n\r\n")
+// buildRequest returns the default request for uri and host, with extra
+// headers.
+func buildRequest(uri, host string, headers [][2]string) []byte {
+	var b strings.Builder
+	b.WriteString("GET " + uri + " HTTP/1.1\r\nHost: " + host +
+		"\r\nUser-Agent: hcproxy-check\r\nAccept: */*\r\nConnection: close\r\n")
+	for _, h := range headers {
+		b.WriteString(h[0] + ": " + h[1] + "\r\n")
+	}
+	b.WriteString("\r\n")
+	return []byte(b.String())
+}
+
+// validHeaders reports whether every header can go into a request as is.
+func validHeaders(hs [][2]string) bool {
+	for _, h := range hs {
+		if !isToken([]byte(h[0])) || !validText([]byte(h[1])) {
+			return false
+		}
+	}
+	return true
 }
 
 // validRequestPart reports whether s can go into a request line or header
@@ -104,7 +143,7 @@ func (p *httpProber) Probe(ctx context.Context, addr string) (res Result) {
 		if !validRequestPart(addr) {
 			return finish(Result{Reason: Internal, Detail: fmt.Sprintf("invalid Host %q", addr)}, start)
 		}
-		req = buildRequest(p.opt.URI, addr)
+		req = buildRequest(p.opt.URI, addr, p.opt.Headers)
 	}
 	conn, res := dial(ctx, addr)
 	if conn == nil {
@@ -125,27 +164,38 @@ func (p *httpProber) exchange(conn net.Conn, req []byte) Result {
 		}
 		return Result{Reason: SendError, Detail: err.Error()}
 	}
-	status, body, n, err := parseResponse(conn, p.max, p.head)
+	status, body, n, found, err := parseResponseHeader(conn, p.max, p.head, p.opt.ExpectHeader)
 	res := Result{Status: status, Bytes: int(n)}
 	if err != nil {
 		res.Reason, res.Detail = p.readFailure(err, n)
 		return res
 	}
-	if p.opt.StatusOK == nil {
+	return judgeHTTP(&p.opt, res, body, found)
+}
+
+// judgeHTTP judges a complete response after the transport and framing
+// passed: status, then expect_header, then body.
+func judgeHTTP(o *HTTPOptions, res Result, body []byte, found bool) Result {
+	status := res.Status
+	if o.StatusOK == nil {
 		if status < 200 || status > 399 {
 			res.Reason, res.Detail = BadStatus, fmt.Sprintf("status %d, want 2xx,3xx", status)
 			return res
 		}
-	} else if !p.opt.StatusOK(status) {
+	} else if !o.StatusOK(status) {
 		res.Reason, res.Detail = BadStatus, fmt.Sprintf("status %d, not in expect_status", status)
 		return res
 	}
-	if p.opt.ExpectBody != "" && !bytes.Contains(body, []byte(p.opt.ExpectBody)) {
-		res.Reason, res.Detail = BodyMismatch, fmt.Sprintf("body does not contain %q", truncate(p.opt.ExpectBody, 64))
+	if o.ExpectHeader != nil && !found {
+		res.Reason, res.Detail = Unexpected, fmt.Sprintf("no response header %q", truncate(o.ExpectHeader.String(), 64))
 		return res
 	}
-	if p.opt.BodyRegexp != nil && !p.opt.BodyRegexp.Match(body) {
-		res.Reason, res.Detail = BodyMismatch, fmt.Sprintf("body does not match %q", truncate(p.opt.BodyRegexp.String(), 64))
+	if o.ExpectBody != "" && !bytes.Contains(body, []byte(o.ExpectBody)) {
+		res.Reason, res.Detail = BodyMismatch, fmt.Sprintf("body does not contain %q", truncate(o.ExpectBody, 64))
+		return res
+	}
+	if o.BodyRegexp != nil && !o.BodyRegexp.Match(body) {
+		res.Reason, res.Detail = BodyMismatch, fmt.Sprintf("body does not match %q", truncate(o.BodyRegexp.String(), 64))
 		return res
 	}
 	return res

@@ -281,3 +281,27 @@ func TestTCP(t *testing.T) {
 	checkResult(t, NewHTTP(HTTPOptions{}).Probe(expired, srv.addr), ConnectTimeout, 0, "")
 	checkResult(t, probeCtx(t, NewTCP(), "127.0.0.1:notaport", 2*time.Second), ConnectError, 0, "")
 }
+
+// TestHTTPHeadersAndExpectHeader checks the extra request headers and expect_header of the
+// HTTP/1 check against a net/http server.
+func TestHTTPHeadersAndExpectHeader(t *testing.T) {
+	got := make(chan http.Header, 4)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got <- r.Header.Clone()
+		w.Header().Set("X-Health", "green; build=7")
+	}))
+	defer srv.Close()
+	addr := srv.Listener.Addr().String()
+	opt := HTTPOptions{Headers: [][2]string{{"X-Check", "hcproxy"}, {"Authorization", "Bearer t"}},
+		ExpectHeader: &HeaderMatch{Name: "x-health", Value: "green"}}
+	checkResult(t, probeCtx(t, NewHTTP(opt), addr, time.Second), OK, 200, "")
+	h := <-got
+	if h.Get("X-Check") != "hcproxy" || h.Get("Authorization") != "Bearer t" {
+		t.Errorf("server got headers %v", h)
+	}
+	opt.ExpectHeader = &HeaderMatch{Name: "X-Health", Value: "red"}
+	checkResult(t, probeCtx(t, NewHTTP(opt), addr, time.Second), Unexpected, 200, `no response header "X-Health: red"`)
+	<-got
+	bad := NewHTTP(HTTPOptions{Headers: [][2]string{{"X-Bad", "a\r\nInjected: 1"}}})
+	checkResult(t, probeCtx(t, bad, addr, time.Second), Internal, 0, "invalid header")
+}

@@ -64,11 +64,18 @@ func ParseResponse(r io.Reader, max int64) (status int, body []byte, n int64, er
 // parseResponse is ParseResponse; head reports that the request was HEAD, so
 // the response has no body whatever its headers say.
 func parseResponse(r io.Reader, max int64, head bool) (status int, body []byte, n int64, err error) {
+	status, body, n, _, err = parseResponseHeader(r, max, head, nil)
+	return status, body, n, err
+}
+
+// parseResponseHeader is parseResponse that also reports whether the final
+// response has the header want (false when want is nil).
+func parseResponseHeader(r io.Reader, max int64, head bool, want *HeaderMatch) (status int, body []byte, n int64, found bool, err error) {
 	if max <= 0 {
 		max = DefaultMaxResponse
 	}
 	max = min(max, maxLimit)
-	p := &parser{rd: reader{r: r, max: max}}
+	p := &parser{rd: reader{r: r, max: max}, want: want}
 	status, body, err = p.response(head)
 	if err == nil && p.rd.consumed() > max {
 		err = ErrTooLarge
@@ -77,7 +84,7 @@ func parseResponse(r io.Reader, max int64, head bool) (status int, body []byte, 
 		body = nil
 		err = wrapReadError(err)
 	}
-	return status, body, p.rd.n, err
+	return status, body, p.rd.n, p.found, err
 }
 
 // wrapReadError makes sure err wraps one of the sentinels.
@@ -100,6 +107,10 @@ type framing struct {
 type parser struct {
 	rd   reader
 	body []byte
+	// want, if not nil, is an expect_header; found reports whether the
+	// final response's headers have it.
+	want  *HeaderMatch
+	found bool
 }
 
 // response parses interim responses and then the final one.
@@ -113,6 +124,7 @@ func (p *parser) response(head bool) (int, []byte, error) {
 		if err != nil {
 			return 0, nil, err
 		}
+		p.found = false
 		fr, err := p.headers(false)
 		if err != nil {
 			return status, nil, err
@@ -168,6 +180,9 @@ func (p *parser) headers(trailer bool) (framing, error) {
 		}
 		if trailer {
 			continue // trailers are checked for syntax only
+		}
+		if p.want != nil && p.want.matches(name, value) {
+			p.found = true
 		}
 		switch {
 		case bytes.EqualFold(name, []byte("Content-Length")):

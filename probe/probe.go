@@ -20,6 +20,13 @@ type Result struct {
 	RTT    time.Duration // from dial start to the verdict
 	Bytes  int           // bytes read from the peer (never more than MaxResponse+small slack)
 	Status int           // HTTP status code, 0 if none
+
+	// CertExpiry is the NotAfter of the peer's leaf certificate, for checks
+	// that made a TLS handshake (tls, https, grpc over TLS); zero otherwise.
+	CertExpiry time.Time
+	// Agent is what an agent check's reply asked for (weight, admin state);
+	// nil for every other type and when the reply did not parse.
+	Agent *AgentReply
 }
 
 // OK reports whether the check passed.

@@ -24,6 +24,13 @@ const (
 	TooLarge       Reason = 9  // "too_large": response exceeded max_response
 	SendError      Reason = 10 // "send_error": writing the request failed
 	Internal       Reason = 11 // "internal": a bug or a panic in a probe
+	TLSHandshake   Reason = 12 // "tls_handshake": the TLS handshake failed (not TLS, bad certificate, no common version)
+	CertExpiring   Reason = 13 // "cert_expiring": the certificate expires within cert_min_days (or has expired)
+	Unexpected     Reason = 14 // "unexpected_reply": a well-formed reply that is not the expected one (tcp sequence, redis role)
+	ServerError    Reason = 15 // "server_error": the server answered with an error (redis -ERR, mysql/postgres error, smtp 4xx/5xx)
+	AuthFailed     Reason = 16 // "auth_failed": the server rejected the configured credentials
+	NotServing     Reason = 17 // "not_serving": gRPC health status other than SERVING (the status is in the detail)
+	AgentDown      Reason = 18 // "agent_down": the agent reported down, failed or stopped
 )
 
 // reasonNames is indexed by Reason; append only.
@@ -40,6 +47,13 @@ var reasonNames = [...]string{
 	TooLarge:       "too_large",
 	SendError:      "send_error",
 	Internal:       "internal",
+	TLSHandshake:   "tls_handshake",
+	CertExpiring:   "cert_expiring",
+	Unexpected:     "unexpected_reply",
+	ServerError:    "server_error",
+	AuthFailed:     "auth_failed",
+	NotServing:     "not_serving",
+	AgentDown:      "agent_down",
 }
 
 // String returns the snake_case name of r, or "reason_N" for a value this

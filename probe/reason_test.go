@@ -8,6 +8,8 @@ func TestReasonValuesStable(t *testing.T) {
 		0: "ok", 1: "connect_refused", 2: "connect_timeout", 3: "connect_error",
 		4: "timeout", 5: "early_close", 6: "bad_response", 7: "bad_status",
 		8: "body_mismatch", 9: "too_large", 10: "send_error", 11: "internal",
+		12: "tls_handshake", 13: "cert_expiring", 14: "unexpected_reply", 15: "server_error",
+		16: "auth_failed", 17: "not_serving", 18: "agent_down",
 	}
 	for r, name := range want {
 		if r.String() != name {
