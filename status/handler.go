@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
+	"log/slog"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"time"
 
@@ -14,62 +17,152 @@ import (
 // maxRefresh bounds ?refresh=N, in seconds.
 const maxRefresh = 3600
 
-// Handler serves the status page from t: GET or HEAD on /status or /, HTML by default,
-// ?format=json for the Document, ?refresh=N (1..3600 seconds) to make the HTML page reload itself.
-// It answers 404 on any other path, 405 on any other method and 400 on an unknown format or a bad
-// refresh. It only reads t.
-func Handler(t *shm.Table) http.Handler { return &handler{t: t, now: time.Now} }
+// Options configure Handler. The zero Options serve loopback clients only, without admin actions,
+// logging nowhere.
+type Options struct {
+	// Allowed reports whether a client address may use the listener; every other client gets 403
+	// on every path. nil allows loopback addresses only.
+	Allowed func(netip.Addr) bool
+	// Admin enables POST /status/admin for allowed clients. When false the path does not exist
+	// (404), like any other unknown path.
+	Admin bool
+	// Log receives admin changes and refused clients (at debug); nil discards.
+	Log *slog.Logger
+}
+
+// Handler serves the status listener from t, the same answer from every worker:
+//
+//	GET /status, /          the status page: HTML, ?format=json or ?format=csv, with the filters
+//	                        ?upstream=NAME and ?state=up|down|checking|drain|maint, and
+//	                        ?refresh=N (1..3600 s) for the HTML page
+//	GET /metrics            Prometheus metrics, one table snapshot per scrape
+//	GET /status/events      the event ring as Server-Sent Events, or ?format=text lines
+//	POST /status/admin      set a server's admin state (only with Options.Admin)
+//
+// A client that Options.Allowed refuses gets 403 on every path. Other errors: 404 on an unknown
+// path, 405 on a wrong method, 400 on a bad parameter, each with a one-line body. Only admin
+// actions write to t.
+func Handler(t *shm.Table, o Options) http.Handler {
+	h := &handler{t: t, o: o, now: time.Now, poll: 100 * time.Millisecond, heartbeat: 15 * time.Second}
+	if h.o.Allowed == nil {
+		h.o.Allowed = netip.Addr.IsLoopback
+	}
+	if h.o.Log == nil {
+		h.o.Log = slog.New(slog.DiscardHandler)
+	}
+	h.metrics = newMetricsHandler(t, h.o.Log)
+	if o.Admin {
+		h.admin = http.NewCrossOriginProtection().Handler(http.HandlerFunc(h.serveAdmin))
+	}
+	return h
+}
 
 type handler struct {
-	t   *shm.Table
-	now func() time.Time
+	t         *shm.Table
+	o         Options
+	now       func() time.Time
+	poll      time.Duration // how often an event stream looks for new events
+	heartbeat time.Duration // how often an idle event stream sends a comment
+	metrics   http.Handler
+	admin     http.Handler // nil without Options.Admin
 }
 
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.URL.Path != "/status" && r.URL.Path != "/" {
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil || !h.o.Allowed(ap.Addr().Unmap()) {
+		h.o.Log.Debug("status client refused", "client", r.RemoteAddr, "path", r.URL.Path)
+		http.Error(w, "403 forbidden: client address not allowed on the status listener", http.StatusForbidden)
+		return
+	}
+	switch r.URL.Path {
+	case "/", "/status":
+		if allow(w, r, http.MethodGet, http.MethodHead) {
+			h.serveStatus(w, r)
+		}
+	case "/metrics":
+		if allow(w, r, http.MethodGet, http.MethodHead) {
+			h.metrics.ServeHTTP(w, r)
+		}
+	case "/status/events":
+		if allow(w, r, http.MethodGet) {
+			h.serveEvents(w, r)
+		}
+	case "/status/admin":
+		if h.admin == nil {
+			http.NotFound(w, r)
+		} else if allow(w, r, http.MethodPost) {
+			h.admin.ServeHTTP(w, r)
+		}
+	default:
 		http.NotFound(w, r)
-		return
 	}
-	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		w.Header().Set("Allow", "GET, HEAD")
-		http.Error(w, "405 method not allowed: use GET or HEAD", http.StatusMethodNotAllowed)
-		return
+}
+
+// allow reports whether r's method is one of methods; if not it answers 405 with an Allow header.
+func allow(w http.ResponseWriter, r *http.Request, methods ...string) bool {
+	list := ""
+	for i, m := range methods {
+		if m == r.Method {
+			return true
+		}
+		if i > 0 {
+			list += ", "
+		}
+		list += m
 	}
+	w.Header().Set("Allow", list)
+	http.Error(w, "405 method not allowed: use "+list, http.StatusMethodNotAllowed)
+	return false
+}
+
+func badRequest(w http.ResponseWriter, format string, args ...any) {
+	http.Error(w, "400 bad request: "+fmt.Sprintf(format, args...), http.StatusBadRequest)
+}
+
+// serveStatus serves the status page in its three formats, all from one Document.
+func (h *handler) serveStatus(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	format := q.Get("format")
-	if format != "" && format != "html" && format != "json" {
-		http.Error(w, fmt.Sprintf("400 bad request: unknown format %q (want html or json)", format), http.StatusBadRequest)
+	if format != "" && format != "html" && format != "json" && format != "csv" {
+		badRequest(w, "unknown format %q (want html, json or csv)", format)
 		return
 	}
 	refresh := 0
 	if s := q.Get("refresh"); s != "" {
 		n, err := strconv.Atoi(s)
 		if err != nil || n < 1 || n > maxRefresh {
-			http.Error(w, fmt.Sprintf("400 bad request: refresh %q must be a number of seconds in 1..%d", s, maxRefresh), http.StatusBadRequest)
+			badRequest(w, "refresh %q must be a number of seconds in 1..%d", s, maxRefresh)
 			return
 		}
 		refresh = n
 	}
+	f, err := ParseFilter(q.Get("upstream"), q.Get("state"))
+	if err != nil {
+		badRequest(w, "%v", err)
+		return
+	}
 
 	now := h.now()
 	doc := Build(h.t.Snapshot(), now)
+	f.Apply(&doc)
 	var buf bytes.Buffer
 	var ctype string
 	switch format {
 	case "json":
 		enc := json.NewEncoder(&buf)
 		enc.SetIndent("", "  ")
-		if err := enc.Encode(doc); err != nil {
-			http.Error(w, "500 internal error: "+err.Error(), http.StatusInternalServerError)
-			return
-		}
+		err = enc.Encode(doc)
 		ctype = "application/json"
+	case "csv":
+		err = WriteCSV(&buf, doc.Backends)
+		ctype = "text/csv; charset=utf-8; header=present"
 	default:
-		if err := pageTmpl.Execute(&buf, newPage(doc, now, refresh)); err != nil {
-			http.Error(w, "500 internal error: "+err.Error(), http.StatusInternalServerError)
-			return
-		}
+		err = pageTmpl.Execute(&buf, newPage(doc, now, refresh, f))
 		ctype = "text/html; charset=utf-8"
+	}
+	if err != nil {
+		http.Error(w, "500 internal error: "+err.Error(), http.StatusInternalServerError)
+		return
 	}
 	hd := w.Header()
 	hd.Set("Content-Type", ctype)
@@ -78,6 +171,6 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	hd.Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(http.StatusOK)
 	if r.Method != http.MethodHead {
-		w.Write(buf.Bytes())
+		io.Copy(w, &buf)
 	}
 }

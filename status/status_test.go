@@ -18,7 +18,9 @@ import (
 //
 //	app  10.0.0.1:80  owned, 3 passes: up, history "+++"
 //	app  10.0.0.2:80  owned, pass then 2 failures (bad_status 503, a <script> detail): down, "+--"
-//	api  10.0.0.9:81  never claimed or checked: checking, drained by the operator
+//	api  10.0.0.9:81  never claimed or checked: checking, drained by the operator, weight 3
+//
+// app1 has 2 requests in flight, 7 proxied, 1 error and 1 passive failure.
 type fixture struct {
 	tab *shm.Table
 	tok shm.Token
@@ -28,7 +30,13 @@ const evilDetail = `<script>alert("x")</script> & more`
 
 func newFixture(t *testing.T) fixture {
 	t.Helper()
-	tab, err := shm.OpenMaster(filepath.Join(t.TempDir(), "table"), 8)
+	return newFixtureCap(t, 8)
+}
+
+// newFixtureCap is newFixture with a table of capacity slots.
+func newFixtureCap(t *testing.T, capacity int) fixture {
+	t.Helper()
+	tab, err := shm.OpenMaster(filepath.Join(t.TempDir(), "table"), capacity)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,8 +51,8 @@ func newFixture(t *testing.T) fixture {
 	tab.SetWorkerState(wi, shm.WorkerReady)
 	tab.Heartbeat(wi, 2)
 
-	alloc := func(addr, label string) shm.Slot {
-		i, err := tab.Alloc(7, addr, label, 2*time.Second, 1, shm.Checking)
+	alloc := func(addr, label string, weight int) shm.Slot {
+		i, err := tab.Alloc(7, addr, label, 2*time.Second, weight, shm.Checking)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -65,12 +73,18 @@ func newFixture(t *testing.T) fixture {
 	fail := shm.Result{Reason: uint8(probe.BadStatus), Status: 503, RTT: 20 * time.Millisecond, Detail: evilDetail}
 
 	// Allocated out of order, to check the sort.
-	api := alloc("10.0.0.9:81", "api")
-	app2 := alloc("10.0.0.2:80", "app")
-	app1 := alloc("10.0.0.1:80", "app")
+	api := alloc("10.0.0.9:81", "api", 3)
+	app2 := alloc("10.0.0.2:80", "app", 1)
+	app1 := alloc("10.0.0.1:80", "app", 1)
 	record(app1, pass, pass, pass)
 	record(app2, pass, fail, fail)
 	api.SetAdmin(shm.Drain)
+	app1.AddActive(2)
+	for range 7 {
+		app1.AddRequest()
+	}
+	app1.AddError()
+	app1.PassiveFailure(shm.Now(), 0, time.Second)
 	return fixture{tab: tab, tok: tok}
 }
 
@@ -90,7 +104,7 @@ func get(t *testing.T, url string) (*http.Response, string) {
 
 func TestStatusJSON(t *testing.T) {
 	f := newFixture(t)
-	srv := httptest.NewServer(Handler(f.tab))
+	srv := httptest.NewServer(Handler(f.tab, Options{}))
 	defer srv.Close()
 
 	resp, body := get(t, srv.URL+"/status?format=json")
@@ -136,6 +150,12 @@ func TestStatusJSON(t *testing.T) {
 	check("app1.history", app1.History, "+++")
 	check("app1.since_reason", app1.SinceReason, "ok")
 	check("app1.interval_ms", app1.IntervalMs, int64(2000))
+	check("app1.active_requests", app1.ActiveRequests, int64(2))
+	check("app1.requests", app1.Requests, uint64(7))
+	check("app1.errors", app1.Errors, uint64(1))
+	check("app1.passive_failures", app1.PassiveFailures, uint64(1))
+	check("app1.weight", app1.Weight, 1)
+	check("app1.ejected", app1.Ejected, false)
 
 	check("app2.state", app2.State, "down")
 	check("app2.available", app2.Available, false)
@@ -157,6 +177,7 @@ func TestStatusJSON(t *testing.T) {
 	check("api.last_result", api.LastResult, "")
 	check("api.since_reason", api.SinceReason, "")
 	check("api.history", api.History, "")
+	check("api.weight", api.Weight, 3)
 	if api.LastCheckUnixMs != 0 || api.SinceUnixMs == 0 {
 		t.Errorf("api times: last check %d since %d", api.LastCheckUnixMs, api.SinceUnixMs)
 	}
@@ -164,7 +185,7 @@ func TestStatusJSON(t *testing.T) {
 
 func TestStatusHTML(t *testing.T) {
 	f := newFixture(t)
-	srv := httptest.NewServer(Handler(f.tab))
+	srv := httptest.NewServer(Handler(f.tab, Options{}))
 	defer srv.Close()
 
 	for _, path := range []string{"/status", "/", "/status?format=html"} {
@@ -196,7 +217,7 @@ func TestStatusHTML(t *testing.T) {
 func TestStatusHTMLStaleOwner(t *testing.T) {
 	f := newFixture(t)
 	f.tab.SetGeneration(4) // the worker now belongs to an older generation
-	srv := httptest.NewServer(Handler(f.tab))
+	srv := httptest.NewServer(Handler(f.tab, Options{}))
 	defer srv.Close()
 	_, body := get(t, srv.URL+"/status")
 	if !strings.Contains(body, "4242 (gone)") {
@@ -214,7 +235,7 @@ func TestStatusHTMLStaleOwner(t *testing.T) {
 
 func TestStatusErrors(t *testing.T) {
 	f := newFixture(t)
-	srv := httptest.NewServer(Handler(f.tab))
+	srv := httptest.NewServer(Handler(f.tab, Options{}))
 	defer srv.Close()
 
 	for _, tc := range []struct {

@@ -2,6 +2,8 @@ package status
 
 import (
 	"sort"
+	"strconv"
+	"strings"
 	"time"
 
 	"hcproxy/probe"
@@ -29,6 +31,7 @@ type Worker struct {
 	HeartbeatUnixMs int64  `json:"heartbeat_unix_ms"`
 	StartedUnixMs   int64  `json:"started_unix_ms"`
 	ChecksOwned     int    `json:"checks_owned"` // slots owned at the last heartbeat
+	Requests        uint64 `json:"requests"`     // requests the worker proxied
 }
 
 // Backend is one checked server (one slot of the table).
@@ -55,8 +58,12 @@ type Backend struct {
 	SinceReason     string `json:"since_reason"`       // reason of the last transition, "" if none
 	History         string `json:"history"`            // last min(64, checks) results, oldest first: + pass, - fail
 	IntervalMs      int64  `json:"interval_ms"`
-	ActiveRequests  int64  `json:"active_requests"` // in flight, all workers
-	Requests        uint64 `json:"requests"`        // proxied, all workers
+	ActiveRequests  int64  `json:"active_requests"`  // in flight, all workers
+	Requests        uint64 `json:"requests"`         // proxied, all workers
+	Errors          uint64 `json:"errors"`           // proxied requests that failed upstream, all workers
+	PassiveFailures uint64 `json:"passive_failures"` // failed requests counted by passive checks
+	Ejected         bool   `json:"ejected"`          // taken out by passive checks until a check passes
+	Weight          int    `json:"weight"`           // configured balancing weight
 }
 
 // Build turns a snapshot of the table into a Document; now is its generation time. It never drops
@@ -80,6 +87,7 @@ func Build(sn shm.Snapshot, now time.Time) Document {
 			HeartbeatUnixMs: w.HeartbeatMs,
 			StartedUnixMs:   w.StartedMs,
 			ChecksOwned:     w.Owned,
+			Requests:        w.Requests,
 		})
 	}
 	for _, in := range sn.Slots {
@@ -120,6 +128,10 @@ func backend(in shm.SlotInfo) Backend {
 		IntervalMs:      in.Interval.Milliseconds(),
 		ActiveRequests:  in.Active,
 		Requests:        in.Requests,
+		Errors:          in.Errors,
+		PassiveFailures: in.Passive,
+		Ejected:         in.State.Ejected(),
+		Weight:          in.Weight,
 	}
 	if in.Owner != 0 {
 		b.OwnerPid, b.OwnerSerial = in.Owner.Pid(), in.Owner.Serial()
@@ -146,4 +158,67 @@ func history(bits, checks uint64) string {
 		}
 	}
 	return string(out)
+}
+
+// Event is one entry of the event ring on the wire: the data of a /status/events message and of
+// hcctl tail --json.
+type Event struct {
+	Seq        uint64 `json:"seq"`          // sequence number in the ring, from 0, never reused
+	TimeUnixMs int64  `json:"time_unix_ms"` // when it was appended
+	Kind       string `json:"kind"`         // health, admin, owner, passive
+	Upstream   string `json:"upstream"`     // names of the upstreams using the server, comma separated
+	Address    string `json:"address"`
+	Old        string `json:"old"`    // health names (health, passive), admin names (admin), pids (owner)
+	New        string `json:"new"`    // as Old
+	Reason     string `json:"reason"` // probe reason name of the result behind a health or passive event, else ""
+	Pid        int    `json:"pid"`    // the process that appended it (the new owner, for owner events)
+	Extra      uint64 `json:"extra"`  // kind-specific; the old owner's pid for owner events
+}
+
+// NewEvent turns an event of the ring into its wire form.
+func NewEvent(ev shm.Event) Event {
+	e := Event{
+		Seq:        ev.Seq,
+		TimeUnixMs: ev.TimeMs,
+		Kind:       ev.Kind.String(),
+		Upstream:   ev.Label,
+		Address:    ev.Address,
+		Pid:        ev.Pid,
+		Extra:      ev.Extra,
+	}
+	switch ev.Kind {
+	case shm.EventHealth, shm.EventPassive:
+		e.Old, e.New = shm.Health(ev.Old).String(), shm.Health(ev.New).String()
+		e.Reason = probe.Reason(ev.Reason).String()
+	case shm.EventAdmin:
+		e.Old, e.New = shm.Admin(ev.Old).String(), shm.Admin(ev.New).String()
+	case shm.EventOwner:
+		e.Old, e.New = strconv.FormatUint(ev.Extra, 10), strconv.Itoa(ev.Pid)
+	default:
+		e.Old, e.New = strconv.Itoa(int(ev.Old)), strconv.Itoa(int(ev.New))
+	}
+	if e.Reason == "" && ev.Reason != 0 {
+		e.Reason = probe.Reason(ev.Reason).String()
+	}
+	return e
+}
+
+// Line formats e as one line for tail-like reading:
+//
+//	2026-11-25T05:04:55.788Z health app 127.0.0.1:9102 up->down reason=bad_status pid=123
+//
+// An empty upstream is shown as "-"; reason= appears when there is one.
+func (e Event) Line() string {
+	up := e.Upstream
+	if up == "" {
+		up = "-"
+	}
+	var b strings.Builder
+	b.WriteString(time.UnixMilli(e.TimeUnixMs).UTC().Format("2006-01-02T15:04:05.000Z07:00"))
+	b.WriteString(" " + e.Kind + " " + up + " " + e.Address + " " + e.Old + "->" + e.New)
+	if e.Reason != "" {
+		b.WriteString(" reason=" + e.Reason)
+	}
+	b.WriteString(" pid=" + strconv.Itoa(e.Pid))
+	return b.String()
 }

@@ -1,0 +1,168 @@
+package status
+
+import (
+	"bufio"
+	"encoding/json"
+	"net/http"
+	"os"
+	"strconv"
+	"time"
+
+	"hcproxy/shm"
+)
+
+const (
+	defaultBacklog = 20               // events a new stream starts with, without ?n=
+	eventBatch     = 256              // events read from the ring at a time
+	streamWrite    = 10 * time.Second // a client that does not take a write within this is dropped
+)
+
+// serveEvents streams the event ring: Server-Sent Events by default (id: seq, event: kind,
+// data: the Event as JSON), ?format=text for one Event.Line per event. It starts with the last
+// ?n=N events (default 20, at most shm.EventCap), or after the Last-Event-ID a reconnecting
+// client sends, then polls the ring until the client goes away, the server closes the connection
+// or the worker serving it starts draining. Events the ring overwrote before they were sent are
+// reported as an "missed" event (a "missed N events" line). An idle stream sends a comment every
+// heartbeat. Each write is flushed.
+func (h *handler) serveEvents(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	format := q.Get("format")
+	if format != "" && format != "sse" && format != "text" {
+		badRequest(w, "unknown format %q (want sse or text)", format)
+		return
+	}
+	n := defaultBacklog
+	if s := q.Get("n"); s != "" {
+		v, err := strconv.Atoi(s)
+		if err != nil || v < 0 || v > shm.EventCap {
+			badRequest(w, "n %q must be a number of events in 0..%d", s, shm.EventCap)
+			return
+		}
+		n = v
+	}
+	head := h.t.EventHead()
+	from := head - min(head, uint64(n))
+	if s := r.Header.Get("Last-Event-ID"); s != "" {
+		if id, err := strconv.ParseUint(s, 10, 64); err == nil && id < head {
+			from = id + 1
+		}
+	}
+
+	st := &stream{rc: http.NewResponseController(w), bw: bufio.NewWriter(w), text: format == "text"}
+	hd := w.Header()
+	if st.text {
+		hd.Set("Content-Type", "text/plain; charset=utf-8")
+	} else {
+		hd.Set("Content-Type", "text/event-stream")
+	}
+	hd.Set("Cache-Control", "no-store")
+	hd.Set("X-Accel-Buffering", "no") // a buffering proxy in front would hold the stream back
+	hd.Set("X-Content-Type-Options", "nosniff")
+	defer st.rc.SetWriteDeadline(time.Time{}) // a keep-alive connection's next request must not inherit it
+	w.WriteHeader(http.StatusOK)
+	st.arm()
+	if err := st.flush(); err != nil {
+		return
+	}
+
+	ctx := r.Context()
+	poll := time.NewTicker(h.poll)
+	defer poll.Stop()
+	lastWrite := time.Now()
+	for {
+		for {
+			evs, next, missed := h.t.ReadEvents(from, eventBatch)
+			from = next
+			if missed == 0 && len(evs) == 0 {
+				break
+			}
+			st.arm()
+			if missed > 0 {
+				st.missed(missed)
+			}
+			for _, ev := range evs {
+				st.event(NewEvent(ev))
+			}
+			if err := st.flush(); err != nil {
+				return
+			}
+			lastWrite = time.Now()
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-poll.C:
+		}
+		if h.draining() {
+			return
+		}
+		if time.Since(lastWrite) >= h.heartbeat {
+			st.arm()
+			st.comment("heartbeat " + time.Now().UTC().Format(time.RFC3339))
+			if err := st.flush(); err != nil {
+				return
+			}
+			lastWrite = time.Now()
+		}
+	}
+}
+
+// draining reports whether the worker process serving the request has been told to drain (or
+// is marked dead), so that its streams end instead of holding the drain up until
+// shutdown_timeout. A process that is not in the worker table (a test, hcctl) never drains.
+func (h *handler) draining() bool {
+	pid := os.Getpid()
+	for _, w := range h.t.Workers() {
+		if w.Token.Pid() == pid && (w.State == shm.WorkerDraining || w.State == shm.WorkerDead) {
+			return true
+		}
+	}
+	return false
+}
+
+// stream writes one event stream in its format. Writes are buffered until flush.
+type stream struct {
+	rc   *http.ResponseController
+	bw   *bufio.Writer
+	text bool
+}
+
+func (s *stream) event(e Event) {
+	if s.text {
+		s.bw.WriteString(e.Line() + "\n")
+		return
+	}
+	data, _ := json.Marshal(e) // cannot fail: strings and numbers only
+	s.bw.WriteString("id: " + strconv.FormatUint(e.Seq, 10) + "\nevent: " + e.Kind + "\ndata: ")
+	s.bw.Write(data)
+	s.bw.WriteString("\n\n")
+}
+
+func (s *stream) missed(n uint64) {
+	if s.text {
+		s.bw.WriteString("missed " + strconv.FormatUint(n, 10) + " events\n")
+		return
+	}
+	s.bw.WriteString("event: missed\ndata: {\"missed\": " + strconv.FormatUint(n, 10) + "}\n\n")
+}
+
+func (s *stream) comment(c string) {
+	if s.text {
+		s.bw.WriteString("# " + c + "\n")
+		return
+	}
+	s.bw.WriteString(": " + c + "\n\n")
+}
+
+// arm gives the writes that follow streamWrite to complete, so that a client that stopped
+// reading cannot hold the handler forever. Not every writer supports deadlines; the stream works
+// without.
+func (s *stream) arm() { s.rc.SetWriteDeadline(time.Now().Add(streamWrite)) }
+
+// flush sends what was written.
+func (s *stream) flush() error {
+	if err := s.bw.Flush(); err != nil {
+		return err
+	}
+	return s.rc.Flush()
+}
