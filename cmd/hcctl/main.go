@@ -1,9 +1,14 @@
 // Command hcctl inspects and controls a running (or stopped) hcproxy through its health table.
 //
-//	hcctl [-c FILE | --table PATH] COMMAND [flags]
+//	hcctl [-c FILE | --table PATH] COMMAND [flags] [args]
 //
-// It reads the table file directly, so it answers while the workers are saturated and after the
-// proxy stopped. Exit status: 0 ok, 1 failure, 2 usage error.
+// dump, tail and workers read the table file directly (read-only), so they answer while the
+// workers are saturated and after the proxy stopped; set writes an admin state into it, which
+// every worker's balancer honours at once. reload, stop and quit signal the master through the
+// pid file the config names; check runs one probe from this process with the configured check.
+// Each command is a small type with its own FlagSet and usage text (one file each).
+//
+// Exit status: 0 ok (check: the check passed), 1 failure (one line on stderr), 2 usage error.
 package main
 
 import (
@@ -42,6 +47,13 @@ var commands = []struct {
 	new            func(*env) command
 }{
 	{"dump", "print every server's health, and the workers, from the table", newDump},
+	{"tail", "print the last events of the event ring, then follow it", newTail},
+	{"workers", "print the worker table: pids, generations, states, load", newWorkers},
+	{"set", "set a server's admin state: drain, maint or ready", newSet},
+	{"check", "run one health check of a server now and print the result", newCheck},
+	{"reload", "tell the master to reload its config (SIGHUP)", newSignal("reload")},
+	{"stop", "tell the master to stop at once (SIGTERM)", newSignal("stop")},
+	{"quit", "tell the master to stop gracefully (SIGQUIT)", newSignal("quit")},
 }
 
 // env is what every command shares: output streams and the table location from -c or --table
@@ -73,6 +85,14 @@ func (e *env) resolveTable() (string, error) {
 		return "", err
 	}
 	return cfg.Table, nil
+}
+
+// loadConfig loads the config that -c names; cmd is the command that needs it, for the error.
+func (e *env) loadConfig(cmd string) (*config.Config, error) {
+	if e.configPath == "" {
+		return nil, usageError(cmd + ": needs -c FILE (the hcproxy config)")
+	}
+	return config.Load(e.configPath)
 }
 
 // openTable attaches the table named by -c or --table.
@@ -141,6 +161,45 @@ func dispatch(ctx context.Context, args []string, stdout io.Writer) error {
 
 // parseFlags parses a command's flags; -h prints its usage to stdout.
 func parseFlags(fs *flag.FlagSet, c command, stdout io.Writer, args []string) error {
+	if err := parseFlagsOnly(fs, c, stdout, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usageError(fmt.Sprintf("%s: unexpected argument %q", fs.Name(), fs.Arg(0)))
+	}
+	return nil
+}
+
+// parseArgs parses a command's flags, which may come before, between or after its positional
+// arguments, and returns exactly len(names) positional arguments (names are for the error). After
+// "--" everything is positional. -h prints its usage to stdout.
+func parseArgs(fs *flag.FlagSet, c command, stdout io.Writer, args []string, names ...string) ([]string, error) {
+	var pos []string
+	for {
+		if err := parseFlagsOnly(fs, c, stdout, args); err != nil {
+			return nil, err
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			break
+		}
+		if i := len(args) - len(rest) - 1; i >= 0 && args[i] == "--" {
+			pos = append(pos, rest...)
+			break
+		}
+		pos, args = append(pos, rest[0]), rest[1:]
+	}
+	switch {
+	case len(pos) < len(names):
+		return nil, usageError(fmt.Sprintf("%s: missing %s", fs.Name(), strings.Join(names[len(pos):], " ")))
+	case len(pos) > len(names):
+		return nil, usageError(fmt.Sprintf("%s: unexpected argument %q", fs.Name(), pos[len(names)]))
+	}
+	return pos, nil
+}
+
+// parseFlagsOnly parses flags up to the first positional argument.
+func parseFlagsOnly(fs *flag.FlagSet, c command, stdout io.Writer, args []string) error {
 	fs.SetOutput(io.Discard)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -148,9 +207,6 @@ func parseFlags(fs *flag.FlagSet, c command, stdout io.Writer, args []string) er
 			return err
 		}
 		return usageError(fs.Name() + ": " + err.Error())
-	}
-	if fs.NArg() > 0 {
-		return usageError(fmt.Sprintf("%s: unexpected argument %q", fs.Name(), fs.Arg(0)))
 	}
 	return nil
 }
@@ -160,7 +216,7 @@ func usage() string {
 	b.WriteString(`hcctl inspects and controls hcproxy through its shared health table.
 
 Usage:
-  hcctl [-c FILE | --table PATH] COMMAND [flags]
+  hcctl [-c FILE | --table PATH] COMMAND [flags] [args]
 
 Options (also accepted after COMMAND):
   -c FILE       hcproxy config file; its "table" setting names the table
@@ -174,7 +230,11 @@ Commands:
 	b.WriteString(`
 Run "hcctl COMMAND -h" for a command's flags.
 
-Exit status: 0 ok, 1 failure (unreadable or corrupt table, bad config), 2 usage error.
+Exit status:
+  0  ok (for check: the check passed)
+  1  failure: unreadable or corrupt table, bad config, no such server, no master running,
+     a check that failed; the reason is one line on stderr
+  2  usage error: unknown command or flag, missing or extra argument, bad value
 `)
 	return b.String()
 }
