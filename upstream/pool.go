@@ -52,3 +52,35 @@ func (p *Pool) Pick(r *http.Request, also func(*Server) bool) (s *Server, degrad
 	}
 	return nil, false
 }
+
+// PickKey is Pick for callers that have no *http.Request (the fast path): key is what the hash
+// balancer would take from the request (see NewHash's hashKey); other balancers ignore it. It
+// does not retain key, so key may alias a reused buffer.
+func (p *Pool) PickKey(key string, also func(*Server) bool) (s *Server, degraded bool) {
+	avail, anyway := Available, NotInMaintenance
+	if also != nil {
+		avail = func(s *Server) bool { return Available(s) && also(s) }
+		anyway = func(s *Server) bool { return NotInMaintenance(s) && also(s) }
+	}
+	if s = pickKey(p.primary, key, avail); s != nil {
+		return s, false
+	}
+	if p.backup != nil {
+		if s = pickKey(p.backup, key, avail); s != nil {
+			return s, false
+		}
+	}
+	if p.anyDown {
+		if s = pickKey(p.primary, key, anyway); s != nil {
+			return s, true
+		}
+	}
+	return nil, false
+}
+
+func pickKey(b Balancer, key string, ok func(*Server) bool) *Server {
+	if h, isHash := b.(*Hash); isHash {
+		return h.PickKey(key, ok)
+	}
+	return b.Pick(nil, ok) // the other balancers do not look at the request
+}

@@ -1,0 +1,252 @@
+package fastpath
+
+import (
+	"errors"
+	"io"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"hcproxy/upstream"
+)
+
+// States of a client connection, for Drain: only an idle one may be closed from outside.
+const (
+	stateIdle    = iota // waiting for a request head
+	stateActive         // reading a request or answering it
+	stateClosing        // closed by CloseIdle
+)
+
+// clientConn is one client connection and the buffers its requests reuse. Its goroutine (serve)
+// owns everything but state and idleSince, which CloseIdle reads.
+type clientConn struct {
+	s  *Server
+	c  net.Conn
+	ip []byte // the client's address without the port
+
+	in    rbuf
+	req   head
+	resp  head
+	out   []byte // the upstream request head (and a body that was buffered with it)
+	rout  []byte // the client response head (and the first body bytes)
+	rid   []byte // the request id
+	key   []byte // the hash balancer's key of the current request
+	tried []*upstream.Server
+
+	state     atomic.Int32
+	idleSince atomic.Int64 // unix nanoseconds
+
+	scanned        int       // how far headEnd looked into in.buffered() for the current head
+	headerDeadline bool      // the read deadline is the header timeout of the head begun
+	rdl, wdl       time.Time // the read and write deadlines set on c
+}
+
+var clientConns = sync.Pool{New: func() any { return new(clientConn) }}
+
+func newClientConn(s *Server, c net.Conn) *clientConn {
+	cc := clientConns.Get().(*clientConn)
+	cc.s, cc.c = s, c
+	if n := s.o.MaxHeadBytes + 4<<10; len(cc.in.buf) != n {
+		cc.in.buf = make([]byte, n)
+	}
+	cc.in.r, cc.in.w = 0, 0
+	cc.rdl, cc.wdl, cc.headerDeadline = time.Time{}, time.Time{}, false
+	cc.ip = cc.ip[:0]
+	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+		cc.ip = a.AddrPort().Addr().Unmap().AppendTo(cc.ip)
+	} else if host, _, err := net.SplitHostPort(c.RemoteAddr().String()); err == nil {
+		cc.ip = append(cc.ip, host...)
+	}
+	cc.state.Store(stateIdle)
+	cc.idleSince.Store(time.Now().UnixNano())
+	return cc
+}
+
+func (cc *clientConn) release() {
+	cc.s, cc.c = nil, nil
+	cc.req.reset()
+	cc.resp.reset()
+	cc.tried = cc.tried[:0]
+	clientConns.Put(cc)
+}
+
+// serve reads and answers the requests of the connection until it closes, either side ends
+// keep-alive, or a request is malformed.
+func (cc *clientConn) serve() {
+	defer func() {
+		cc.c.Close()
+		cc.s.untrack(cc)
+		cc.release()
+	}()
+	first := true
+	for {
+		if err := cc.readHead(first); err != nil {
+			var pe *parseError
+			if errors.As(err, &pe) && cc.state.Load() == stateActive {
+				cc.writeError(pe.status, false)
+			}
+			return
+		}
+		if !cc.serveRequest() {
+			return
+		}
+		first = false
+		cc.idleSince.Store(time.Now().UnixNano())
+		if !cc.state.CompareAndSwap(stateActive, stateIdle) {
+			return
+		}
+	}
+}
+
+// readHead reads the next request head into cc.req: it must begin within the idle timeout (the
+// header timeout on a new connection) and be complete within the header timeout of its first
+// byte. The connection is active once any byte of it arrived.
+func (cc *clientConn) readHead(first bool) error {
+	o := &cc.s.o
+	cc.scanned = 0
+	cc.rid = cc.rid[:0]
+	for {
+		cc.skipEmptyLines()
+		if cc.in.len() > 0 {
+			if !cc.state.CompareAndSwap(stateIdle, stateActive) && cc.state.Load() != stateActive {
+				return net.ErrClosed
+			}
+			b := cc.in.buffered()
+			if n := headEnd(b, cc.scanned); n > 0 {
+				if n > o.MaxHeadBytes {
+					return errHeadTooLarge
+				}
+				err := parseRequest(b[:n], &cc.req)
+				if err == nil {
+					cc.in.consume(n)
+				}
+				return err
+			}
+			cc.scanned = len(b)
+			if len(b) >= o.MaxHeadBytes {
+				return errHeadTooLarge
+			}
+		}
+		timeout := o.ClientIdleTimeout
+		if first {
+			timeout = o.ClientHeaderTimeout
+		}
+		if cc.in.len() > 0 {
+			// A head has begun: it gets the header timeout from here on (set once).
+			if cc.scanned > 0 && o.ClientHeaderTimeout > 0 && !cc.headerDeadline {
+				cc.rdl = time.Now().Add(o.ClientHeaderTimeout)
+				cc.c.SetReadDeadline(cc.rdl)
+				cc.headerDeadline = true
+			}
+		} else if timeout > 0 {
+			cc.rdl = lazyDeadline(cc.c.SetReadDeadline, cc.rdl, timeout)
+			cc.headerDeadline = false
+		} else {
+			cc.rdl = time.Time{}
+			cc.c.SetReadDeadline(cc.rdl)
+		}
+		if cc.in.w == len(cc.in.buf) && cc.in.r > 0 {
+			cc.in.w = copy(cc.in.buf, cc.in.buf[cc.in.r:cc.in.w])
+			cc.in.r = 0
+		}
+		if _, err := cc.in.fill(cc.c); err != nil {
+			if cc.in.len() > 0 && err == io.EOF {
+				return io.ErrUnexpectedEOF
+			}
+			return err
+		}
+	}
+}
+
+// skipEmptyLines drops CRLFs before a request line (RFC 9112 section 2.2: a server should ignore
+// at least one, some clients send one after a body).
+func (cc *clientConn) skipEmptyLines() {
+	b := cc.in.buffered()
+	i := 0
+	for i < len(b) && (b[i] == '\r' || b[i] == '\n') && i < 4 {
+		i++
+	}
+	if i > 0 {
+		cc.in.consume(i)
+	}
+}
+
+// writeError answers the current request with status and a short text body; keep says whether
+// the connection stays open after it.
+func (cc *clientConn) writeError(status int, keep bool) bool {
+	text := statusText(status)
+	b := cc.rout[:0]
+	b = append(b, "HTTP/1.1 "...)
+	b = strconv.AppendInt(b, int64(status), 10)
+	b = append(b, ' ')
+	b = append(b, text...)
+	b = append(b, "\r\nContent-Type: text/plain; charset=utf-8\r\nX-Content-Type-Options: nosniff\r\n"...)
+	body := text
+	if status == 503 {
+		body = "503 Service Unavailable: no available server in upstream " + cc.s.name
+	}
+	b = append(b, "Content-Length: "...)
+	b = strconv.AppendInt(b, int64(len(body)+1), 10)
+	b = append(b, "\r\n"...)
+	if h := cc.s.o.RequestIDHeader; h != "" && len(cc.rid) > 0 {
+		b = append(b, h...)
+		b = append(b, ": "...)
+		b = append(b, cc.rid...)
+		b = append(b, "\r\n"...)
+	}
+	if !keep || cc.s.draining.Load() {
+		keep = false
+		b = append(b, "Connection: close\r\n"...)
+	}
+	b = append(b, "\r\n"...)
+	if !equalFold(cc.req.method, "head") {
+		b = append(b, body...)
+		b = append(b, '\n')
+	}
+	cc.rout = b
+	cc.setWriteDeadline()
+	_, err := cc.c.Write(b)
+	return keep && err == nil
+}
+
+func (cc *clientConn) setWriteDeadline() {
+	if t := cc.s.o.ClientIdleTimeout; t > 0 {
+		cc.wdl = lazyDeadline(cc.c.SetWriteDeadline, cc.wdl, t)
+	}
+}
+
+// lazyDeadline moves a deadline that was set to cur to now+d, but only when that moves it by
+// more than d/8: a timeout then holds within 1/8 of its length, and a busy keep-alive connection
+// does not reset its timers on every request. It returns the deadline in force.
+func lazyDeadline(set func(time.Time) error, cur time.Time, d time.Duration) time.Time {
+	next := time.Now().Add(d)
+	if gap := next.Sub(cur); !cur.IsZero() && gap >= 0 && gap < d/8 {
+		return cur
+	}
+	set(next)
+	return next
+}
+
+func statusText(code int) string {
+	switch code {
+	case 400:
+		return "Bad Request"
+	case 405:
+		return "Method Not Allowed"
+	case 417:
+		return "Expectation Failed"
+	case 431:
+		return "Request Header Fields Too Large"
+	case 501:
+		return "Not Implemented"
+	case 502:
+		return "Bad Gateway"
+	case 503:
+		return "Service Unavailable"
+	case 504:
+		return "Gateway Timeout"
+	}
+	return "Error"
+}

@@ -1,0 +1,26 @@
+// Package fastpath is hcproxy's own HTTP/1.1 forwarding path, the default data plane of a
+// worker's [[server]] listeners (engine = "fast"; "std" keeps net/http's ReverseProxy).
+//
+// A Server accepts on its listeners and serves each client connection on one goroutine (Go's
+// netpoller does the waiting; no goroutine per request). A connection reads request heads into
+// a pooled buffer and parses them in place (parse.go: method, target, version and headers as
+// slices of that buffer, strict about framing: Content-Length with Transfer-Encoding, two
+// Content-Lengths, bad chunk sizes and malformed lines are 400 and close, a head beyond
+// MaxHeadBytes is 431). The upstream request head is written from those slices (request.go):
+// the client's headers in their order and spelling less the hop-by-hop ones, plus
+// X-Forwarded-*/Forwarded, the request id and Via. The balancer of package upstream picks the
+// server (Pool.PickKey, without an http.Request), and tries, retries and passive accounting
+// follow upstream's retrier exactly (forward.go).
+//
+// Each server has a bounded LIFO stack of idle keep-alive connections (upconn.go), shared by
+// the listeners of a worker through Pools. Bodies stream both ways and are never held whole:
+// Content-Length bodies are copied (large ones spliced by the kernel), chunked bodies pass as
+// they are while a scanner checks their framing, close-delimited bodies run to EOF, and a 101
+// joins the two connections until either closes (response.go).
+//
+// Invariants: only a connection's goroutine touches its buffers; a request is retried only
+// before any response byte went to the client and while its body can be sent again (no body
+// byte was read from the socket beyond what came with the head); every try counts the server's
+// active requests up, and its end counts them down. Drain stops accepting, puts Connection:
+// close on every later response and closes connections idle for IdleGrace.
+package fastpath

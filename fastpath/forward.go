@@ -1,0 +1,410 @@
+package fastpath
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"strconv"
+	"syscall"
+	"time"
+
+	"hcproxy/shm"
+	"hcproxy/upstream"
+)
+
+// exchange is the state of one client request across its tries.
+type exchange struct {
+	keepClient bool  // the client connection may serve another request after this one
+	upgrading  bool  // the client asked for an Upgrade
+	streaming  bool  // part of the body is still to be read from the client
+	bodyRead   bool  // body bytes were read from the client socket: the request cannot be replayed
+	bodyLeft   int64 // Content-Length body bytes still to be read from the client
+	chunks     chunkScanner
+	sent100    bool
+	interim    bool // a 1xx response went to the client: no retry after it
+	start      time.Time
+	upTime     time.Duration
+	tries      int
+	bytes      int64
+	status     int
+}
+
+// clientError is a failure on the client's side while its body streams upstream.
+type clientError struct{ err error }
+
+func (e *clientError) Error() string { return "fastpath: client: " + e.err.Error() }
+func (e *clientError) Unwrap() error { return e.err }
+
+// isClientError reports whether err is a *clientError (never wrapped: a type assertion, which
+// unlike errors.As allocates nothing).
+func isClientError(err error) bool {
+	_, ok := err.(*clientError)
+	return ok
+}
+
+// serveRequest forwards cc.req (its head parsed, its body unread) and answers the client; it
+// returns whether the connection may serve another request.
+func (cc *clientConn) serveRequest() bool {
+	s, req := cc.s, &cc.req
+	o := &s.o
+	if o.OnRequest != nil {
+		o.OnRequest()
+	}
+	x := exchange{keepClient: !req.connClose && (req.minor == 1 || req.connKeepAlive)}
+	x.upgrading = req.upgrade != nil && req.connUpgrade && req.minor == 1
+	if o.AccessLog != nil || o.Retry.Timeout > 0 {
+		x.start = time.Now()
+	}
+	cc.requestID()
+	var entry *upstream.Entry
+	if o.AccessLog != nil {
+		entry = cc.newEntry(x.start)
+	}
+	var key string
+	if s.key != nil {
+		cc.key = append(cc.key[:0], s.key(cc, req)...)
+		key = unsafeString(cc.key)
+	}
+	srv, _ := s.pool.PickKey(key, nil)
+	if srv == nil {
+		cc.buildRequest(nil, false)
+		if cc.bufferBody(&x) != nil || x.streaming {
+			x.keepClient = false
+		}
+		x.status = 503
+		keep := cc.writeError(503, x.keepClient)
+		cc.logAccess(entry, &x, nil)
+		return keep
+	}
+	cc.buildRequest(srv, x.upgrading)
+	if err := cc.bufferBody(&x); err != nil {
+		x.status = 400
+		cc.writeError(400, false)
+		cc.logAccess(entry, &x, nil)
+		return false
+	}
+	u, srv, err := cc.tryServers(&x, srv, key)
+	if err != nil {
+		srv.Slot.AddActive(-1)
+		var ce *clientError
+		switch {
+		case errors.As(err, &ce):
+			if ce.err == errBadChunk {
+				x.status = 400
+				cc.writeError(400, false)
+			} else {
+				s.log.Debug("client went away", "upstream", s.name, "server", srv.Address, "err", ce.err)
+				x.status = 499
+			}
+		default:
+			s.log.Warn("upstream request failed", "upstream", s.name, "server", srv.Address, "tries", x.tries, "err", err)
+			x.status = 502
+			if isTimeout(err) {
+				x.status = 504
+			}
+			x.keepClient = cc.writeError(x.status, x.keepClient && !x.streaming)
+		}
+		cc.logAccess(entry, &x, srv)
+		return x.keepClient && x.status != 499 && x.status != 400
+	}
+	keep := cc.forwardResponse(&x, u, srv)
+	cc.logAccess(entry, &x, srv)
+	return keep
+}
+
+// bufferBody appends the part of the request body that came with the head to cc.out, so that
+// the head and a small body go upstream in one write and can be sent again on a retry; it notes
+// in x what is left to stream from the client.
+func (cc *clientConn) bufferBody(x *exchange) error {
+	req := &cc.req
+	switch {
+	case req.chunked:
+		b := cc.in.buffered()
+		n, _, err := x.chunks.scan(b, false, nil)
+		if err != nil {
+			return err
+		}
+		cc.out = append(cc.out, b[:n]...)
+		cc.in.consume(n)
+		x.streaming = !x.chunks.done()
+	case req.contentLength > 0:
+		k := min(req.contentLength, int64(cc.in.len()))
+		cc.out = append(cc.out, cc.in.buffered()[:k]...)
+		cc.in.consume(int(k))
+		x.bodyLeft = req.contentLength - k
+		x.streaming = x.bodyLeft > 0
+	}
+	return nil
+}
+
+// tryServers sends the request to srv and, as the retry policy allows, to other servers, with
+// the passive accounting of upstream's retrier. It returns the connection whose response head
+// is in cc.resp (the server's active count still held), or the last error (with the count of
+// the server it names still held).
+func (cc *clientConn) tryServers(x *exchange, srv *upstream.Server, key string) (*upConn, *upstream.Server, error) {
+	s := cc.s
+	o := &s.o
+	cc.tried = cc.tried[:0]
+	first := time.Now()
+	defer func() { x.upTime = time.Since(first) }()
+	for {
+		x.tries++
+		cc.tried = append(cc.tried, srv)
+		srv.Slot.AddActive(1)
+		srv.Slot.AddRequest()
+		u, err := cc.roundTrip(x, srv)
+		if isClientError(err) {
+			return nil, srv, err
+		}
+		kind := classify(err)
+		if err == nil && o.Retry.On.Status[cc.resp.status] {
+			kind = failStatus
+		}
+		now := shm.Now()
+		if err == nil && o.Eject5xx > 0 && srv.Slot.Response(now, cc.resp.status >= 500, o.Eject5xx, o.FailTimeout) {
+			s.ejected(srv, strconv.Itoa(o.Eject5xx)+" consecutive 5xx")
+		}
+		counted := kind == failStatus || (kind == failConnect && o.Retry.On.Connect) || (kind == failTimeout && o.Retry.On.Timeout)
+		if kind != failNone && kind != failStatus {
+			srv.Slot.AddError()
+		}
+		if counted && srv.Slot.PassiveFailure(now, o.MaxFails, o.FailTimeout) {
+			s.ejected(srv, "max_fails")
+		}
+		if !counted || !cc.canRetry(x, kind) {
+			return u, srv, err
+		}
+		next, _ := s.pool.PickKey(key, cc.untried)
+		if next == nil {
+			return u, srv, err
+		}
+		if u != nil {
+			u.close()
+		}
+		srv.Slot.AddActive(-1)
+		s.log.Info("retrying on another server", "upstream", s.name, "server", srv.Address, "next", next.Address, "try", x.tries+1, "after", failName(kind, cc.resp.status))
+		srv = next
+	}
+}
+
+func (cc *clientConn) untried(s *upstream.Server) bool {
+	for _, t := range cc.tried {
+		if t == s {
+			return false
+		}
+	}
+	return true
+}
+
+// canRetry is upstream's retrier.canRetry: within the tries and the time of the policy, never
+// once body bytes were read from the client (they cannot be sent again) or a response byte went
+// to it, and a non-idempotent request only after a refused connection unless allowed.
+func (cc *clientConn) canRetry(x *exchange, kind int) bool {
+	p := &cc.s.o.Retry
+	if x.tries > p.Tries || x.bodyRead || x.interim {
+		return false
+	}
+	if p.Timeout > 0 && time.Since(x.start) >= p.Timeout {
+		return false
+	}
+	if !idempotent(cc.req.method) && !p.NonIdempotent && kind != failConnect {
+		return false
+	}
+	return true
+}
+
+func (s *Server) ejected(srv *upstream.Server, why string) {
+	s.log.Warn("server ejected by passive checks", "upstream", s.name, "server", srv.Address, "why", why, "for", s.o.FailTimeout)
+	if s.o.OnEject != nil {
+		s.o.OnEject(srv, why)
+	}
+}
+
+// roundTrip sends the request to srv over an idle connection (or a new one) and reads the
+// response head into cc.resp. A reused connection that the server had closed is replaced by a
+// new one, once, when nothing came back and the request can be sent again.
+func (cc *clientConn) roundTrip(x *exchange, srv *upstream.Server) (*upConn, error) {
+	pool := cc.s.pools[srv]
+	u := pool.get(time.Now())
+	for {
+		if u == nil {
+			c, err := cc.s.dialer.Dial("tcp", srv.Address)
+			if err != nil {
+				return nil, err
+			}
+			u = pool.wrap(c)
+		}
+		got, err := cc.exchangeOn(x, u)
+		if err == nil {
+			return u, nil
+		}
+		u.close()
+		if !u.reused || got || x.bodyRead || isClientError(err) || isTimeout(err) {
+			return nil, err
+		}
+		u = nil // the server closed the idle connection: try a new one
+	}
+}
+
+// exchangeOn writes the request (streaming the rest of its body) to u and reads the response
+// head; got says whether any response byte arrived.
+func (cc *clientConn) exchangeOn(x *exchange, u *upConn) (got bool, err error) {
+	o := &cc.s.o
+	if _, err := u.c.Write(cc.out); err != nil {
+		return false, err
+	}
+	if x.streaming {
+		if err := cc.streamBody(x, u); err != nil {
+			if isClientError(err) {
+				return false, err
+			}
+			// The server stopped reading: it may have answered early (413, 401...).
+		}
+	}
+	if o.ReadTimeout > 0 {
+		u.rdl = lazyDeadline(u.c.SetReadDeadline, u.rdl, o.ReadTimeout)
+	}
+	scanned := 0
+	for {
+		b := u.in.buffered()
+		if len(b) > 0 {
+			got = true
+			if n := headEnd(b, scanned); n > 0 {
+				if err := parseResponse(b[:n], &cc.resp); err != nil {
+					return true, err
+				}
+				if st := cc.resp.status; st < 200 && st != 101 {
+					// An interim response (103 Early Hints, a 100 the server sent anyway):
+					// to an HTTP/1.1 client as it is, then wait for the final one.
+					if cc.req.minor == 1 && !(st == 100 && x.sent100) {
+						x.interim = true
+						if _, err := cc.c.Write(b[:n]); err != nil {
+							return true, &clientError{err}
+						}
+					}
+					u.in.consume(n)
+					scanned = 0
+					continue
+				}
+				u.in.consume(n) // the head's slices stay valid until the next fill
+				return true, nil
+			}
+			scanned = len(b)
+			if len(b) >= o.MaxHeadBytes {
+				return true, errBadResponseHeader
+			}
+		}
+		if _, err := u.in.fill(u.c); err != nil {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return got || u.in.len() > 0, err
+		}
+	}
+}
+
+// streamBody sends the rest of the request body from the client to u, as it arrives: a
+// Content-Length body byte for byte, a chunked body as it is once its framing checked out.
+func (cc *clientConn) streamBody(x *exchange, u *upConn) error {
+	o := &cc.s.o
+	if cc.req.expect100 && !x.sent100 {
+		x.sent100 = true
+		if _, err := io.WriteString(cc.c, "HTTP/1.1 100 Continue\r\n\r\n"); err != nil {
+			return &clientError{err}
+		}
+	}
+	for x.streaming {
+		if o.ClientIdleTimeout > 0 {
+			cc.rdl = lazyDeadline(cc.c.SetReadDeadline, cc.rdl, o.ClientIdleTimeout)
+		}
+		x.bodyRead = true
+		if _, err := cc.in.fill(cc.c); err != nil {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return &clientError{err}
+		}
+		var out []byte
+		if cc.req.chunked {
+			b := cc.in.buffered()
+			n, _, err := x.chunks.scan(b, false, nil)
+			if err != nil {
+				return &clientError{err}
+			}
+			out = b[:n]
+			x.streaming = !x.chunks.done()
+		} else {
+			b := cc.in.buffered()
+			out = b[:min(int64(len(b)), x.bodyLeft)]
+			x.bodyLeft -= int64(len(out))
+			x.streaming = x.bodyLeft > 0
+		}
+		if o.ReadTimeout > 0 {
+			u.c.SetWriteDeadline(time.Now().Add(o.ReadTimeout))
+		}
+		_, err := u.c.Write(out)
+		cc.in.consume(len(out))
+		if err != nil {
+			return err
+		}
+	}
+	if o.ReadTimeout > 0 {
+		u.c.SetWriteDeadline(time.Time{})
+	}
+	return nil
+}
+
+// failure kinds, as upstream's retrier classifies them
+const (
+	failNone = iota
+	failConnect
+	failTimeout
+	failOther
+	failStatus
+)
+
+func classify(err error) int {
+	if err == nil {
+		return failNone
+	}
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "dial" {
+		if op.Timeout() {
+			return failTimeout
+		}
+		return failConnect
+	}
+	if errors.Is(err, syscall.ECONNREFUSED) {
+		return failConnect
+	}
+	if isTimeout(err) {
+		return failTimeout
+	}
+	return failOther
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout() || errors.Is(err, context.DeadlineExceeded)
+}
+
+func failName(kind, status int) string {
+	switch kind {
+	case failConnect:
+		return "connect"
+	case failTimeout:
+		return "timeout"
+	case failStatus:
+		return strconv.Itoa(status)
+	}
+	return "error"
+}
+
+func idempotent(method []byte) bool {
+	switch string(method) {
+	case "GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE":
+		return true
+	}
+	return false
+}

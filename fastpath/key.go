@@ -1,0 +1,64 @@
+package fastpath
+
+import (
+	"bytes"
+	"strings"
+	"unsafe"
+)
+
+// keyFunc returns the hash balancer's key of a request (see upstream.NewHash): a view into the
+// request's buffer, valid while the request head is.
+type keyFunc func(cc *clientConn, h *head) []byte
+
+func newKeyFunc(hashKey string) keyFunc {
+	switch {
+	case hashKey == "uri":
+		return func(_ *clientConn, h *head) []byte { return h.target }
+	case strings.HasPrefix(hashKey, "header:"):
+		name := strings.ToLower(hashKey[len("header:"):])
+		return func(_ *clientConn, h *head) []byte { return h.get(name) }
+	case strings.HasPrefix(hashKey, "cookie:"):
+		name := []byte(hashKey[len("cookie:"):])
+		return func(_ *clientConn, h *head) []byte { return cookie(h, name) }
+	}
+	return func(cc *clientConn, _ *head) []byte { return cc.ip }
+}
+
+// cookie returns the value of the cookie name in the request's Cookie headers, as net/http's
+// Request.Cookie finds it (quotes removed), nil when it has none.
+func cookie(h *head, name []byte) []byte {
+	for i := range h.headers {
+		if !equalFold(h.headers[i].name, "cookie") {
+			continue
+		}
+		v := h.headers[i].value
+		for len(v) > 0 {
+			var part []byte
+			if j := bytes.IndexByte(v, ';'); j >= 0 {
+				part, v = v[:j], v[j+1:]
+			} else {
+				part, v = v, nil
+			}
+			part = trimOWS(part)
+			eq := bytes.IndexByte(part, '=')
+			if eq < 0 || !bytes.Equal(part[:eq], name) {
+				continue
+			}
+			val := part[eq+1:]
+			if len(val) > 1 && val[0] == '"' && val[len(val)-1] == '"' {
+				val = val[1 : len(val)-1]
+			}
+			return val
+		}
+	}
+	return nil
+}
+
+// unsafeString views b as a string without copying; the string must not outlive b's contents
+// (upstream.Pool.PickKey does not retain its key).
+func unsafeString(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	return unsafe.String(&b[0], len(b))
+}
