@@ -15,7 +15,10 @@ import (
 // children through (*os.File).Fd, which switches a pollable file to blocking mode, and that would
 // switch every worker's listener with it. A file that Go never registered with its poller is left
 // alone. Each worker's net.FileListener sets non-blocking mode once; the master never touches it.
-func listen(addr string) (*os.File, error) {
+func listen(addr string) (*os.File, error) { return listenSocket(addr, false) }
+
+// listenSocket is listen, with SO_REUSEPORT set when reuseport is true (steering.go).
+func listenSocket(addr string, reuseport bool) (*os.File, error) {
 	ta, err := net.ResolveTCPAddr("tcp", addr)
 	if err != nil {
 		return nil, err
@@ -41,6 +44,12 @@ func listen(addr string) (*os.File, error) {
 	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1); err != nil {
 		unix.Close(fd)
 		return nil, fmt.Errorf("SO_REUSEADDR: %w", err)
+	}
+	if reuseport {
+		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEPORT, 1); err != nil {
+			unix.Close(fd)
+			return nil, fmt.Errorf("SO_REUSEPORT: %w", err)
+		}
 	}
 	if err := unix.Bind(fd, sa); err != nil {
 		unix.Close(fd)

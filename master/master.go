@@ -28,6 +28,7 @@ type generation struct {
 	cfgJSON []byte
 	slots   []worker.SlotRef
 	used    map[int]bool // slot indices this generation uses
+	fresh   []int        // slots allocated for it (freed again if it fails to start)
 }
 
 // Master is the master process.
@@ -41,6 +42,7 @@ type Master struct {
 	lock      *flock.Flock
 	table     *shm.Table
 	listeners map[string]*os.File
+	steer     *steering // listener steering (steering.go)
 	lifelineR *os.File
 	lifelineW *os.File
 	events    chan event
@@ -63,6 +65,9 @@ func Run(path string) error {
 		return err
 	}
 	m := &Master{path: path, cfg: cfg, listeners: map[string]*os.File{}, events: make(chan event, 64), procs: map[*proc]bool{}}
+	if err := prepareUser(cfg); err != nil {
+		return err
+	}
 	if err := m.openLog(cfg); err != nil {
 		return err
 	}
@@ -79,11 +84,16 @@ func Run(path string) error {
 	}
 	defer m.table.Close()
 	m.table.SetMaster(os.Getpid())
-	m.retireStrangers()
+	if m.retireStrangers() == 0 {
+		m.table.ResetActive()
+	}
 	if m.lifelineR, m.lifelineW, err = pipe(); err != nil {
 		return err
 	}
 	defer m.lifelineW.Close()
+	if m.steer, err = newSteering(cfg, m.log); err != nil {
+		return err
+	}
 	if err := m.openListeners(cfg); err != nil {
 		m.closeListeners(nil)
 		return err
@@ -125,15 +135,19 @@ func (m *Master) openLog(cfg *config.Config) error {
 func tableCapacity(cfg *config.Config) int { return 2 * cfg.MaxServers }
 
 // retireStrangers marks the worker entries left by a previous master as draining, so the new
-// generation takes their checks over; entries whose process is gone are freed.
-func (m *Master) retireStrangers() {
+// generation takes their checks over; entries whose process is gone are freed. It returns how
+// many are still alive.
+func (m *Master) retireStrangers() int {
+	n := 0
 	for _, w := range m.table.Workers() {
 		if w.Token == 0 || !alive(w.Token.Pid()) {
 			m.table.FreeWorker(w.Index)
 			continue
 		}
 		m.table.SetWorkerState(w.Index, shm.WorkerDraining)
+		n++
 	}
+	return n
 }
 
 func alive(pid int) bool {
@@ -143,6 +157,12 @@ func alive(pid int) bool {
 func (m *Master) openListeners(cfg *config.Config) error {
 	addrs := []string{}
 	for _, s := range cfg.Servers {
+		if m.steer.bpf() {
+			if err := m.steer.open(s.Listen); err != nil {
+				return err
+			}
+			continue
+		}
 		addrs = append(addrs, s.Listen)
 	}
 	if cfg.Status != nil {
@@ -178,6 +198,7 @@ func (m *Master) closeListeners(keep *config.Config) {
 			delete(m.listeners, a)
 		}
 	}
+	m.steer.closeExcept(keep)
 }
 
 // prepare maps every server of cfg to its slot, allocating slots for new (address, check) keys
@@ -215,8 +236,9 @@ func (m *Master) prepare(cfg *config.Config, gen uint64) (*generation, error) {
 			h, _ := shm.ParseHealth(c.Initial)
 			var err error
 			if i, err = m.table.Alloc(k.check, k.addr, label, c.Interval, weights[k], h); err != nil {
-				return nil, err
+				return g, err
 			}
+			g.fresh = append(g.fresh, i)
 		}
 		idx[k] = i
 		g.used[i] = true
@@ -265,6 +287,7 @@ func (m *Master) startGeneration(g *generation) error {
 			}
 			if fresh[ev.p] && ev.kind == evReady {
 				ev.p.ready = true
+				m.steer.ready(ev.p.index)
 				n++
 				continue
 			}
@@ -293,6 +316,7 @@ func (m *Master) startGeneration(g *generation) error {
 func (m *Master) abort(ps map[*proc]bool) {
 	for p := range ps {
 		p.expected = true
+		m.steer.drop(p.index)
 		if p.cmd != nil && p.cmd.Process != nil {
 			p.cmd.Process.Kill()
 		}
@@ -316,6 +340,7 @@ func (m *Master) count(ps map[*proc]bool) int {
 // checks even before it releases them.
 func (m *Master) drain(p *proc) {
 	p.expected = true
+	m.steer.drop(p.index) // no new connection for it from now on
 	m.table.SetWorkerState(p.index, shm.WorkerDraining)
 	p.send("drain")
 }
@@ -326,10 +351,14 @@ func (m *Master) handle(ev event) {
 	switch ev.kind {
 	case evReady:
 		p.ready = true
+		if !p.expected {
+			m.steer.ready(p.index)
+		}
 		if m.cur != nil && p.gen == m.cur.gen {
 			m.log.Info("worker respawned", "worker_pid", p.pid)
 		}
 	case evExit:
+		m.steer.drop(p.index)
 		delete(m.procs, p)
 		if p.control != nil {
 			p.control.Close()
@@ -398,10 +427,10 @@ func (m *Master) doRespawn() {
 	}
 }
 
-// freePending frees the slots of removed servers once no worker older than the current
-// generation is left.
+// freePending frees the slots of removed servers, and closes the listeners the current
+// generation does not use, once no worker older than the current generation is left.
 func (m *Master) freePending() {
-	if len(m.pending) == 0 || m.cur == nil {
+	if m.cur == nil {
 		return
 	}
 	for p := range m.procs {
@@ -485,6 +514,12 @@ func (m *Master) reload() {
 	g, err := m.prepare(cfg, m.cur.gen+1)
 	if err != nil {
 		m.log.Error("reload failed, keeping the running configuration", "err", err)
+		m.undoPrepare(g)
+		return
+	}
+	if err := m.startGeneration(g); err != nil {
+		m.log.Error("reload failed: new workers did not start, keeping the running configuration", "err", err)
+		m.undoPrepare(g)
 		return
 	}
 	for i := 0; i < m.table.Capacity(); i++ {
@@ -492,15 +527,51 @@ func (m *Master) reload() {
 			m.pending = append(m.pending, i)
 		}
 	}
-	if err := m.startGeneration(g); err != nil {
-		m.log.Error("reload failed: new workers did not start, keeping the running configuration", "err", err)
-		return
-	}
 	if cfg.ErrorLog != m.logPath || cfg.LogFormat != m.logFormat {
 		m.openLog(cfg)
 	}
 	m.log.Info("reloaded", "generation", g.gen, "workers", cfg.Workers, "took", time.Since(start).Round(time.Millisecond))
 	m.freePending()
+}
+
+// undoPrepare takes back what a reload that failed after prepare did: it frees the slots it
+// allocated, restores the running config's labels, intervals and weights, and closes the
+// listeners only the failed config wanted.
+func (m *Master) undoPrepare(g *generation) {
+	if g != nil {
+		for _, i := range g.fresh {
+			m.table.Free(i)
+		}
+	}
+	if _, err := m.prepare(m.cfg, m.cur.gen); err != nil {
+		m.log.Error("restore the running configuration's slots", "err", err)
+	}
+	m.closeListeners(mergeConfigs(m.cfg, m.olderConfigs()...))
+}
+
+// olderConfigs returns the configs of generations still draining (their listeners stay open
+// until they are gone).
+func (m *Master) olderConfigs() []*config.Config {
+	var out []*config.Config
+	for p := range m.procs {
+		if p.gen < m.cur.gen && p.cfg != nil {
+			out = append(out, p.cfg)
+		}
+	}
+	return out
+}
+
+// mergeConfigs returns a config whose listeners are those of all of cs (for closeListeners).
+func mergeConfigs(c *config.Config, cs ...*config.Config) *config.Config {
+	if len(cs) == 0 {
+		return c
+	}
+	merged := *c
+	merged.Servers = append([]config.Server(nil), c.Servers...)
+	for _, o := range cs {
+		merged.Servers = append(merged.Servers, o.Servers...)
+	}
+	return &merged
 }
 
 // shutdown drains (graceful) or stops (fast) every worker and waits for them: up to
@@ -517,6 +588,7 @@ func (m *Master) shutdown(graceful bool) error {
 	m.log.Info("shutting down", "graceful", graceful, "workers", len(m.procs))
 	for p := range m.procs {
 		p.expected = true
+		m.steer.drop(p.index)
 		m.table.SetWorkerState(p.index, shm.WorkerDraining)
 		p.send(cmd)
 	}
@@ -525,6 +597,16 @@ func (m *Master) shutdown(graceful bool) error {
 		select {
 		case ev := <-m.events:
 			m.handle(ev)
+		case sig := <-m.sigs:
+			// As nginx: TERM or INT during a graceful stop makes it a fast one.
+			if graceful && (sig == syscall.SIGTERM || sig == syscall.SIGINT) {
+				graceful = false
+				m.log.Info("fast stop requested during graceful stop", "workers", len(m.procs))
+				for p := range m.procs {
+					p.send("stop")
+				}
+				deadline = time.After(5 * time.Second)
+			}
 		case <-deadline:
 			for p := range m.procs {
 				m.log.Warn("worker did not exit in time, killing it", "worker_pid", p.pid)

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"time"
 
+	"hcproxy/config"
 	"hcproxy/worker"
 )
 
@@ -25,6 +26,7 @@ type proc struct {
 	started  time.Time
 	ready    bool
 	expected bool // told to drain or stop: its exit is not a crash
+	cfg      *config.Config
 }
 
 type eventKind int
@@ -54,7 +56,7 @@ func (m *Master) spawn(g *generation) (*proc, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &proc{index: idx, gen: g.gen}
+	p := &proc{index: idx, gen: g.gen, cfg: g.cfg}
 	fail := func(err error) (*proc, error) {
 		m.table.FreeWorker(idx)
 		return nil, err
@@ -76,8 +78,13 @@ func (m *Master) spawn(g *generation) (*proc, error) {
 	names := []string{worker.FdTable, worker.FdControl, worker.FdLifeline, worker.FdPayload}
 	files := []*os.File{m.table.File(), theirs, m.lifelineR, pf}
 	for _, s := range g.cfg.Servers {
+		f, err := m.listenerFor(s.Listen, idx)
+		if err != nil {
+			mine.Close()
+			return fail(err)
+		}
 		names = append(names, worker.FdListen(s.Listen))
-		files = append(files, m.listeners[s.Listen])
+		files = append(files, f)
 	}
 	if g.cfg.Status != nil {
 		names = append(names, worker.FdStatus)
@@ -91,6 +98,10 @@ func (m *Master) spawn(g *generation) (*proc, error) {
 		Stdout:     os.Stdout,
 		Stderr:     os.Stderr,
 		ExtraFiles: files,
+	}
+	if cmd.SysProcAttr, err = workerAttr(g.cfg); err != nil { // user = "..." (privileges.go)
+		mine.Close()
+		return fail(err)
 	}
 	if err := cmd.Start(); err != nil {
 		mine.Close()
