@@ -25,7 +25,16 @@ test: build
 fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzParse$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=50x ./config
 	$(GO) test -run='^$$' -fuzz='^FuzzParseResponse$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=50x ./probe
+	$(GO) test -run='^$$' -fuzz='^FuzzMatchStep$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=50x ./probe
+	$(GO) test -run='^$$' -fuzz='^FuzzRESP$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=50x ./probe
+	$(GO) test -run='^$$' -fuzz='^FuzzMySQLHandshake$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=50x ./probe
+	$(GO) test -run='^$$' -fuzz='^FuzzPostgresMessages$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=50x ./probe
+	$(GO) test -run='^$$' -fuzz='^FuzzSMTPReply$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=50x ./probe
+	$(GO) test -run='^$$' -fuzz='^FuzzFastCGI$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=50x ./probe
+	$(GO) test -run='^$$' -fuzz='^FuzzAgentLine$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=50x ./probe
+	$(GO) test -run='^$$' -fuzz='^FuzzGRPCHealth$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=50x ./probe
 	$(GO) test -run='^$$' -fuzz='^FuzzAttach$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=50x ./shm
+	$(GO) test -run='^$$' -fuzz='^FuzzParseRequest$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=50x ./fastpath
 
 lint:
 	gofmt -l . | tee /dev/stderr | (! read)

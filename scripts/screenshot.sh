@@ -37,7 +37,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-bin/hcdemo -duration 40s >"$log" 2>&1 &
+bin/hcdemo -duration 90s >"$log" 2>&1 &
 demo_pid=$!
 
 # app3_state prints app-3's state from the JSON status, or nothing while the page does not answer.
@@ -46,14 +46,15 @@ app3_state() {
 import json, sys
 for b in json.load(sys.stdin).get("backends") or []:
     if b.get("address") == sys.argv[1]:
-        print(b.get("state", ""))
+        print(b.get("state", "") + " " + str(b.get("transitions", 0)))
         break
 ' "$app3" 2>/dev/null || true
 }
 
 echo "screenshot: demo running (pid $demo_pid), waiting for app-3 to go down"
-deadline=$((SECONDS + 30))
-until [[ $(app3_state) == down ]]; do
+deadline=$((SECONDS + 60))
+# down a second time (after a down-up cycle), so the history strip shows the flapping.
+until [[ $(app3_state) == "down "[3-9]* ]]; do
 	if ! kill -0 "$demo_pid" 2>/dev/null; then
 		echo "screenshot: the demo exited:" >&2
 		cat "$log" >&2

@@ -1,6 +1,9 @@
 package shm
 
-import "fmt"
+import (
+	"fmt"
+	"runtime"
+)
 
 // EventKind says what an event records.
 type EventKind uint8
@@ -44,7 +47,7 @@ type Event struct {
 
 // Event entry offsets, relative to the entry.
 const (
-	eSeq   = 0 // Seq+1 once the entry is complete, 0 while it is written
+	eSeq   = 0 // Seq+1 once the entry is complete, eWriting|Seq while it is written, 0 never written
 	eTime  = 8
 	eInfo  = 16 // kind | old<<8 | new<<16 | reason<<24 | slot<<32
 	ePid   = 24
@@ -52,18 +55,46 @@ const (
 	eAddr  = 40
 	eLabel = eAddr + 48
 	eEnd   = eLabel + 40
+
+	eWriting = 1 << 63
 )
 
-// AppendEvent adds ev to the ring (any process may, concurrently): it takes the next sequence
-// number, marks the entry incomplete, writes it, and marks it complete. It returns the sequence
-// number. Seq and TimeMs (when zero) are filled in.
+// AppendEvent adds ev to the ring (any process may, concurrently) and returns its sequence
+// number; Seq and TimeMs (when zero) are filled in. The writer takes the next number, claims the
+// entry by a CAS of its sequence word from the older event's value to a writing mark (with its
+// number), writes it, and publishes the number with a CAS. A writer that finds a newer event
+// there (it was lapped) drops its own, which readers count as missed; a writer never waits long
+// for an older one that holds the entry (it may have been stopped or died inside): it takes the
+// entry over, so an append cannot block a worker.
 func (t *Table) AppendEvent(ev Event) uint64 {
 	if t.readOnly {
 		return 0
 	}
 	seq := t.m.add(hEventHead, 1) - 1
 	off := eventOff(int(seq % EventCap))
-	t.m.store(off+eSeq, 0)
+	mine := eWriting | seq
+	for try := 0; ; try++ {
+		cur := t.m.load(off + eSeq)
+		if cur&eWriting != 0 {
+			holder := cur &^ eWriting
+			if holder >= seq {
+				return seq // lapped: a newer event is being written here
+			}
+			// An older writer holds it. It takes nanoseconds; one that holds it much longer
+			// was stopped or died inside: take the entry from it (its publish will fail).
+			if try >= 1000 && t.m.cas(off+eSeq, cur, mine) {
+				break
+			}
+			runtime.Gosched()
+			continue
+		}
+		if cur > seq+1 {
+			return seq // lapped: a newer event holds the entry
+		}
+		if t.m.cas(off+eSeq, cur, mine) {
+			break
+		}
+	}
 	if ev.TimeMs == 0 {
 		ev.TimeMs = NowMs()
 	}
@@ -73,7 +104,7 @@ func (t *Table) AppendEvent(ev Event) uint64 {
 	t.m.store(off+eExtra, ev.Extra)
 	t.m.storeString(off+eAddr, 48, ev.Address)
 	t.m.storeString(off+eLabel, 40, ev.Label)
-	t.m.store(off+eSeq, seq+1)
+	t.m.cas(off+eSeq, mine, seq+1) // fails only if a later writer took the entry from us
 	return seq
 }
 
@@ -99,7 +130,7 @@ func (t *Table) ReadEvents(from uint64, max int) (evs []Event, next, missed uint
 	for ; seq < head && len(evs) < max; seq++ {
 		off := eventOff(int(seq % EventCap))
 		s1 := t.m.load(off + eSeq)
-		if s1 == 0 || s1 < seq+1 {
+		if s1&eWriting != 0 || s1 < seq+1 {
 			if head-seq > EventCap/2 {
 				// Its writer stalled (or a writer of an older lap finished over it): half a
 				// ring later it is not coming; count it missed rather than wait forever.

@@ -23,9 +23,13 @@ type target struct {
 	prober   probe.Prober
 	interval time.Duration
 	timeout  time.Duration
-	rise     int
-	fall     int
-	seed     uint64 // deterministic per slot: jitter and rendezvous hashing
+	// downInterval and fastInterval replace interval after some results (intervalAfter);
+	// 0 means interval.
+	downInterval time.Duration
+	fastInterval time.Duration
+	rise         int
+	fall         int
+	seed         uint64 // deterministic per slot: jitter and rendezvous hashing
 }
 
 // ownership is what the checker knows about a slot it owns.
@@ -35,9 +39,10 @@ type ownership struct {
 }
 
 type outcome struct {
-	t     *target
-	fence uint32
-	res   probe.Result
+	t       *target
+	fence   uint32
+	started int64 // monotonic ns when the probe started
+	res     probe.Result
 }
 
 // checker schedules and runs this worker's checks; see the package comment. One goroutine (run)
@@ -227,7 +232,10 @@ func (c *checker) scan() int64 {
 				o = &ownership{fence: fence}
 				c.owned[t] = o
 			}
-			s.Renew(c.tok, c.leaseFor(t, now))
+			if !s.Renew(c.tok, c.leaseFor(t, now)) {
+				delete(c.owned, t) // taken over since the owner was read: never probe it now
+				continue
+			}
 			if !o.running {
 				if now >= s.NextDue() {
 					c.start(t, o, now)
@@ -256,7 +264,7 @@ func (c *checker) scan() int64 {
 		}
 		c.owned[t] = &ownership{fence: fence}
 		c.table.AppendEvent(shm.Event{Kind: shm.EventOwner, Slot: s.Index(), Address: t.server, Label: t.label, Pid: c.tok.Pid(), Extra: uint64(owner.Pid())})
-		if due == 0 || due > now+2*int64(t.interval) {
+		if due == 0 || due > now+2*int64(t.longestInterval()) {
 			// Never scheduled, or a schedule from another boot: start at a deterministic
 			// offset within one interval, so checks do not march in step.
 			s.SetNextDue(now + int64(t.seed%uint64(t.interval)))
@@ -267,6 +275,25 @@ func (c *checker) scan() int64 {
 		next = min(next, s.NextDue())
 	}
 	return next
+}
+
+// intervalAfter is the time from the start of a check to the start of the next, given the
+// check's result and the health it left: fast_interval while a rise or fall streak is under way
+// (the result disagrees with the health, like HAProxy's fastinter), else down_interval while
+// down (HAProxy's downinter), else interval.
+func (t *target) intervalAfter(ok bool, h shm.Health) time.Duration {
+	switch {
+	case t.fastInterval > 0 && ok != (h == shm.Up):
+		return t.fastInterval
+	case t.downInterval > 0 && h == shm.Down:
+		return t.downInterval
+	}
+	return t.interval
+}
+
+// longestInterval is the longest time between two checks of t.
+func (t *target) longestInterval() time.Duration {
+	return max(t.interval, t.downInterval, t.fastInterval)
 }
 
 // nextDue continues the schedule from due: the first due time after now, in whole intervals.
@@ -298,7 +325,7 @@ func (c *checker) start(t *target, o *ownership, now int64) {
 		defer func() { <-c.sem }()
 		res := c.probe(ctx, t)
 		select {
-		case c.results <- outcome{t: t, fence: fence, res: res}:
+		case c.results <- outcome{t: t, fence: fence, started: now, res: res}:
 		case <-c.done:
 		}
 	}()
@@ -346,6 +373,10 @@ func (c *checker) finish(ctx context.Context, o outcome) {
 		c.logTransition(o.t, tr, o.res)
 	}
 	now := shm.Now()
+	if iv := o.t.intervalAfter(o.res.OK(), tr.To); iv != o.t.interval {
+		// start scheduled the next check one interval on; this result asks for another.
+		s.SetNextDue(max(o.started+int64(iv), now))
+	}
 	s.Renew(c.tok, c.leaseFor(o.t, now))
 	// Hand the slot back to its preferred worker right after a check, so the next one is
 	// made there on schedule.

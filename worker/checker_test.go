@@ -85,3 +85,34 @@ func TestTakeable(t *testing.T) {
 		}
 	}
 }
+
+// TestIntervalAfter pins the state-dependent schedule: fast_interval while a streak is under way,
+// down_interval while down, interval otherwise, and interval for every state when neither is set.
+func TestIntervalAfter(t *testing.T) {
+	iv, down, fast := time.Second, 10*time.Second, 200*time.Millisecond
+	both := &target{interval: iv, downInterval: down, fastInterval: fast}
+	plain := &target{interval: iv}
+	cases := []struct {
+		name string
+		t    *target
+		ok   bool
+		h    shm.Health
+		want time.Duration
+	}{
+		{"steady up", both, true, shm.Up, iv},
+		{"first failure while up: falling", both, false, shm.Up, fast},
+		{"steady down", both, false, shm.Down, down},
+		{"first pass while down: rising", both, true, shm.Down, fast},
+		{"down without fast_interval", &target{interval: iv, downInterval: down}, true, shm.Down, down},
+		{"neither set, down", plain, false, shm.Down, iv},
+		{"neither set, falling", plain, false, shm.Up, iv},
+	}
+	for _, c := range cases {
+		if got := c.t.intervalAfter(c.ok, c.h); got != c.want {
+			t.Errorf("%s: intervalAfter = %v, want %v", c.name, got, c.want)
+		}
+	}
+	if got := both.longestInterval(); got != down {
+		t.Errorf("longestInterval = %v, want %v", got, down)
+	}
+}

@@ -3,6 +3,7 @@ package worker
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -12,6 +13,7 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -20,6 +22,7 @@ import (
 	"encoding/json"
 
 	"hcproxy/config"
+	"hcproxy/fastpath"
 	"hcproxy/probe"
 	"hcproxy/shm"
 	"hcproxy/status"
@@ -52,6 +55,8 @@ type worker struct {
 	checker   *checker
 	servers   []*http.Server
 	lns       []net.Listener
+	fast      []*fastpath.Server // engine = "fast": the [[server]] listeners' servers
+	fastLns   []net.Listener
 	conns     *conns
 	draining  atomic.Bool
 	access    map[string]*LogFile           // access logs by path
@@ -106,11 +111,8 @@ func start() (*worker, error) {
 			w.access[s.AccessLog] = lf
 		}
 	}
+	pools := fastpath.NewPools() // one idle-connection pool per upstream server for all listeners
 	for _, s := range w.cfg.Servers {
-		proxy, err := w.proxyFor(s)
-		if err != nil {
-			return nil, err
-		}
 		f := files[FdListen(s.Listen)]
 		if f == nil {
 			return nil, fmt.Errorf("listener for %s not passed", s.Listen)
@@ -120,6 +122,14 @@ func start() (*worker, error) {
 		if err != nil {
 			return nil, fmt.Errorf("listener %s: %w", s.Listen, err)
 		}
+		if w.cfg.Engine != "std" {
+			w.fast = append(w.fast, fastpath.New(s.Upstream, w.upstreams[s.Upstream], fastpath.Options{
+				Options: w.optionsFor(s), ClientHeaderTimeout: s.ClientHeaderTimeout, ClientIdleTimeout: s.ClientIdleTimeout, Pools: pools,
+			}))
+			w.fastLns = append(w.fastLns, ln)
+			continue
+		}
+		proxy := w.proxyFor(s)
 		srv := &http.Server{
 			Handler:           drainHandler{next: proxy, draining: &w.draining},
 			ConnState:         w.conns.track,
@@ -141,7 +151,7 @@ func start() (*worker, error) {
 			return nil, fmt.Errorf("status listener: %w", err)
 		}
 		w.servers = append(w.servers, &http.Server{
-			Handler:           status.Handler(w.table),
+			Handler:           status.Handler(w.table, status.Options{Allowed: w.cfg.Status.Allowed, Admin: w.cfg.Status.Admin, Log: w.log}),
 			ConnState:         w.conns.track,
 			ReadHeaderTimeout: 10 * time.Second,
 			IdleTimeout:       30 * time.Second,
@@ -197,13 +207,18 @@ func (w *worker) buildTargets() ([]*target, error) {
 
 // proxyFor makes the proxy of one [[server]] listener. Each listener has its own (its own
 // balancer state and access log settings) over the upstream's shared servers.
-func (w *worker) proxyFor(s config.Server) (http.Handler, error) {
+func (w *worker) proxyFor(s config.Server) http.Handler {
+	return upstream.NewProxy(s.Upstream, w.upstreams[s.Upstream], w.optionsFor(s))
+}
+
+// optionsFor makes the proxy options of one [[server]] listener, for either engine.
+func (w *worker) optionsFor(s config.Server) upstream.Options {
 	u := w.cfg.Upstreams[s.Upstream]
 	var al *upstream.AccessLog
 	if s.AccessLog != "" {
 		al = upstream.NewAccessLog(s.AccessLogFormat, w.access[s.AccessLog])
 	}
-	return upstream.NewProxy(u.Name, w.upstreams[u.Name], upstream.Options{
+	return upstream.Options{
 		ConnectTimeout: u.ConnectTimeout, ReadTimeout: u.ReadTimeout, Log: w.log,
 		OnRequest: func() { w.table.CountRequest(w.payload.Index) },
 		Balancer:  u.Balancer, HashKey: u.HashKey, AllDown: u.AllDown,
@@ -216,7 +231,7 @@ func (w *worker) proxyFor(s config.Server) (http.Handler, error) {
 				Old: uint8(shm.Up), New: uint8(shm.Down), Pid: os.Getpid()})
 		},
 		AccessLog: al, RequestIDHeader: s.RequestIDHeader, Forwarded: s.Forwarded, Via: s.Via, Keepalive: u.Keepalive,
-	}), nil
+	}
 }
 
 func newTarget(slot shm.Slot, server string, c *config.Check) (*target, error) {
@@ -231,35 +246,129 @@ func newTarget(slot shm.Slot, server string, c *config.Check) (*target, error) {
 	return &target{
 		slot: slot, addr: addr, server: server, label: slot.Label(), prober: p,
 		interval: c.Interval, timeout: c.Timeout, rise: c.Rise, fall: c.Fall,
+		downInterval: c.DownInterval, fastInterval: c.FastInterval,
 		seed: seedOf(slot.Key(), server),
 	}, nil
 }
 
-// CheckAddr is the address a check of server connects to: the server's, or its host with the
-// check's port.
+// CheckAddr is the address a check of server connects to: the host of the check's address
+// override ("host" or "host:port") or else the server's, with the check's port, else the
+// override's, else the server's.
 func CheckAddr(server string, c *config.Check) (string, error) {
-	if c.Port == 0 {
+	if c.Address == "" && c.Port == 0 {
 		return server, nil
 	}
-	host, _, err := net.SplitHostPort(server)
-	if err != nil {
-		return "", err
+	var host, port string
+	if c.Address != "" {
+		if h, p, err := net.SplitHostPort(c.Address); err == nil {
+			host, port = h, p
+		} else {
+			host = strings.Trim(c.Address, "[]")
+		}
 	}
-	return net.JoinHostPort(host, strconv.Itoa(c.Port)), nil
+	if c.Port != 0 {
+		port = strconv.Itoa(c.Port)
+	}
+	if host == "" || port == "" {
+		sh, sp, err := net.SplitHostPort(server)
+		if err != nil {
+			return "", err
+		}
+		if host == "" {
+			host = sh
+		}
+		if port == "" {
+			port = sp
+		}
+	}
+	return net.JoinHostPort(host, port), nil
 }
 
-// NewProber builds the probe a check describes (also used by hcctl check).
+// NewProber builds the probe a check describes (also used by hcctl check). It reads the TLS
+// files a check names, so a missing CA or key is an error here, not a failing check.
 func NewProber(c *config.Check) (probe.Prober, error) {
+	var expectHeader *probe.HeaderMatch
+	if c.ExpectHeader != "" {
+		name, value, _ := strings.Cut(c.ExpectHeader, ":")
+		expectHeader = &probe.HeaderMatch{Name: strings.TrimSpace(name), Value: strings.TrimSpace(value)}
+	}
+	httpOpts := probe.HTTPOptions{
+		Send: c.Send, URI: c.URI, Host: c.Host, StatusOK: c.StatusOK,
+		ExpectBody: c.ExpectBody, BodyRegexp: c.BodyRegexp(), MaxResponse: c.MaxResponse,
+		Headers: c.HeaderList(), ExpectHeader: expectHeader,
+	}
+	if len(c.ExpectStatus) == 0 {
+		httpOpts.StatusOK = nil // 2xx or 3xx
+	}
 	switch c.Type {
 	case "http":
-		return probe.NewHTTP(probe.HTTPOptions{
-			Send: c.Send, URI: c.URI, Host: c.Host, StatusOK: c.StatusOK,
-			ExpectBody: c.ExpectBody, BodyRegexp: c.BodyRegexp(), MaxResponse: c.MaxResponse,
-		}), nil
+		return probe.NewHTTP(httpOpts), nil
 	case "tcp":
-		return probe.NewTCP(), nil
+		if len(c.Sequence) == 0 {
+			return probe.NewTCP(), nil
+		}
+		return probe.NewTCPSequence(probe.TCPOptions{Sequence: probeSteps(c.Steps()), MaxResponse: c.MaxResponse}), nil
+	case "tls":
+		o := tlsOptions(c)
+		o.CertMinDays = c.CertMinDays
+		return probe.NewTLS(o)
+	case "https":
+		return probe.NewHTTPS(httpOpts, tlsOptions(c))
+	case "grpc":
+		o := probe.GRPCOptions{Service: c.Service, MaxResponse: c.MaxResponse}
+		if c.TLS {
+			t := tlsOptions(c)
+			o.TLS = &t
+		}
+		return probe.NewGRPC(o)
+	case "redis":
+		return probe.NewRedis(probe.RedisOptions{Password: c.Password, Role: c.Role, MaxResponse: c.MaxResponse}), nil
+	case "mysql":
+		return probe.NewMySQL(probe.MySQLOptions{User: c.User, MaxResponse: c.MaxResponse}), nil
+	case "postgres":
+		return probe.NewPostgres(probe.PostgresOptions{User: c.User, Database: c.Database, Password: c.Password, MaxResponse: c.MaxResponse}), nil
+	case "smtp":
+		return probe.NewSMTP(probe.SMTPOptions{EHLO: c.EHLO, MaxResponse: c.MaxResponse}), nil
+	case "fastcgi":
+		return probe.NewFastCGI(probe.FastCGIOptions{
+			URI: c.URI, StatusOK: httpOpts.StatusOK, ExpectBody: c.ExpectBody, BodyRegexp: c.BodyRegexp(), MaxResponse: c.MaxResponse,
+		}), nil
+	case "agent":
+		return probe.NewAgent(probe.AgentOptions{Send: c.Send, MaxResponse: c.MaxResponse}), nil
 	}
 	return nil, fmt.Errorf("check type %q not supported", c.Type)
+}
+
+// tlsOptions maps a check's TLS settings.
+func tlsOptions(c *config.Check) probe.TLSOptions {
+	o := probe.TLSOptions{
+		ServerName: c.SNI, Insecure: c.SkipVerify, CAFile: c.CAFile, CertFile: c.CertFile, KeyFile: c.KeyFile,
+		CertMinDays: c.CertMinDays,
+	}
+	switch c.MinVersion {
+	case "1.0":
+		o.MinVersion = tls.VersionTLS10
+	case "1.1":
+		o.MinVersion = tls.VersionTLS11
+	case "1.3":
+		o.MinVersion = tls.VersionTLS13
+	}
+	return o
+}
+
+// probeSteps maps a compiled tcp sequence.
+func probeSteps(steps []config.Step) []probe.Step {
+	out := make([]probe.Step, len(steps))
+	for i, s := range steps {
+		out[i] = probe.Step{Send: s.Send, Expect: s.Expect, Regexp: s.Regexp}
+		switch s.Match {
+		case "exact":
+			out[i].Match = probe.MatchExact
+		case "regex":
+			out[i].Match = probe.MatchRegexp
+		}
+	}
+	return out
 }
 
 // serve runs the worker until it is told to stop or drain, or its master dies.
@@ -271,6 +380,13 @@ func (w *worker) serve() int {
 			defer wg.Done()
 			srv.Serve(ln) // returns when the listener is closed
 		}(srv, w.lns[i])
+	}
+	for i, fs := range w.fast {
+		wg.Add(1)
+		go func(fs *fastpath.Server, ln net.Listener) {
+			defer wg.Done()
+			fs.Serve(ln) // returns when the listener is closed (Drain, Close)
+		}(fs, w.fastLns[i])
 	}
 	w.checker.Start(context.Background())
 	w.table.SetWorkerState(w.payload.Index, shm.WorkerReady)
@@ -284,13 +400,13 @@ func (w *worker) serve() int {
 	go w.readControl(cmds)
 	go w.watchLifeline(cmds)
 	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGQUIT)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGQUIT, syscall.SIGUSR1)
 	for {
 		var cmd string
 		select {
 		case cmd = <-cmds:
 		case sig := <-sigs:
-			cmd = map[os.Signal]string{syscall.SIGTERM: "stop", syscall.SIGQUIT: "drain"}[sig]
+			cmd = map[os.Signal]string{syscall.SIGTERM: "stop", syscall.SIGQUIT: "drain", syscall.SIGUSR1: "reopen"}[sig]
 		}
 		switch cmd {
 		case "nudge":
@@ -305,7 +421,7 @@ func (w *worker) serve() int {
 				}
 			}
 		case "drain", "master-gone":
-			w.drain(cmd)
+			w.drain(cmd, cmds, sigs)
 			wg.Wait()
 			return 0
 		case "stop":
@@ -314,6 +430,9 @@ func (w *worker) serve() int {
 				ln.Close()
 			}
 			w.conns.closeAll()
+			for _, fs := range w.fast {
+				fs.Close()
+			}
 			w.log.Info("worker stopped")
 			return 0
 		}
@@ -323,23 +442,39 @@ func (w *worker) serve() int {
 // drain stops checks and accepting, lets requests in flight finish (each answered with
 // Connection: close), closes idle connections after a grace, and returns when none is left or
 // shutdown_timeout has passed.
-func (w *worker) drain(why string) {
+func (w *worker) drain(why string, cmds <-chan string, sigs <-chan os.Signal) {
 	w.draining.Store(true)
-	w.checker.Stop() // releases every slot at once: the new owners take over on schedule
+	w.table.SetWorkerState(w.payload.Index, shm.WorkerDraining) // the others stop counting on it at once
+	w.checker.Stop()                                            // releases every slot: the new owners take over on schedule
 	for _, ln := range w.lns {
 		ln.Close()
 	}
+	for _, fs := range w.fast {
+		fs.Drain() // closes its listeners; Connection: close from now on; idle ones closed after idleGrace
+	}
 	w.log.Info("worker draining", "why", why, "timeout", w.cfg.ShutdownTimeout)
 	deadline := time.Now().Add(w.cfg.ShutdownTimeout)
-	for w.conns.closeIdle(idleGrace) > 0 {
+	for w.conns.closeIdle(idleGrace)+w.fastConns() > 0 {
 		if time.Now().After(deadline) {
 			w.log.Warn("shutdown_timeout reached, closing connections with requests in flight")
 			w.conns.closeAll()
+			for _, fs := range w.fast {
+				fs.Close()
+			}
 			break
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 	w.log.Info("worker drained")
+}
+
+// fastConns returns how many client connections the fast path's servers still have.
+func (w *worker) fastConns() int {
+	n := 0
+	for _, fs := range w.fast {
+		n += fs.Conns()
+	}
+	return n
 }
 
 func (w *worker) readControl(cmds chan<- string) {

@@ -83,6 +83,7 @@ type proxy struct {
 	cmd    *exec.Cmd
 	log    *syncBuffer
 	done   chan struct{}
+	env    []string // added to the master's environment
 }
 
 type syncBuffer struct {
@@ -107,7 +108,9 @@ type proxyOpts struct {
 	interval string
 	rise     int
 	fall     int
-	extra    string // appended to the check table
+	extra    string   // appended to the check table
+	top      string   // top-level keys, prepended to the config
+	env      []string // added to the master's environment
 }
 
 func (o proxyOpts) withDefaults() proxyOpts {
@@ -153,6 +156,9 @@ fall = %d
 expect_body = "ok"
 %s
 `, o.workers, p.status, p.listen, strings.Join(servers, ", "), o.interval, o.rise, o.fall, o.extra)
+	if o.top != "" {
+		cfg = o.top + "\n" + cfg
+	}
 	if err := os.WriteFile(p.config, []byte(cfg), 0o644); err != nil {
 		p.t.Fatal(err)
 	}
@@ -163,7 +169,7 @@ expect_body = "ok"
 func startProxy(t *testing.T, o proxyOpts, backends []*backend.Backend) *proxy {
 	t.Helper()
 	dir := t.TempDir()
-	p := &proxy{t: t, dir: dir, config: filepath.Join(dir, "hcproxy.toml"), listen: freePort(t), status: freePort(t), log: &syncBuffer{}}
+	p := &proxy{t: t, dir: dir, config: filepath.Join(dir, "hcproxy.toml"), listen: freePort(t), status: freePort(t), log: &syncBuffer{}, env: o.env}
 	p.writeConfig(o, backends)
 	p.start()
 	t.Cleanup(p.kill)
@@ -175,6 +181,9 @@ func (p *proxy) start() {
 	p.t.Helper()
 	p.cmd = exec.Command(bin.hcproxy, "-c", p.config)
 	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
+	if p.env != nil {
+		p.cmd.Env = append(os.Environ(), p.env...)
+	}
 	if err := p.cmd.Start(); err != nil {
 		p.t.Fatal(err)
 	}
