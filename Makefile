@@ -50,3 +50,15 @@ bench: build
 
 clean:
 	rm -rf $(BIN)
+
+# chaos: the chaos suite (chaos/, build tag chaos; real binaries on loopback, faults injected,
+# each scenario prints a RESULT line and fails when its promise breaks). See docs/chaos.md.
+# soak: steady load, reloads and a flapping server for DURATION; fails on memory/thread growth.
+DURATION ?= 10m
+SOAK_TIMEOUT ?= 3h
+.PHONY: chaos soak
+chaos:
+	$(GO) test -tags chaos -count=1 -v -timeout 30m ./chaos
+
+soak:
+	HCPROXY_SOAK=$(DURATION) $(GO) test -tags chaos -count=1 -v -run '^TestSoak$$' -timeout $(SOAK_TIMEOUT) ./chaos

@@ -425,6 +425,16 @@ func cpuTicks(pid int) int64 {
 
 const clockTicks = 100 // USER_HZ on Linux
 
+// userTicks is utime of pid in clock ticks.
+func userTicks(pid int) int64 {
+	f, err := procStat(pid)
+	if err != nil || len(f) < 13 {
+		return 0
+	}
+	u, _ := strconv.ParseInt(f[11], 10, 64)
+	return u
+}
+
 // procStatus returns VmRSS (KiB) and Threads from /proc/PID/status.
 func procStatus(pid int) (rssKiB, threads int64) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
