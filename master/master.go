@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"os/exec"
 	"os/signal"
 	"strings"
 	"syscall"
@@ -378,10 +379,21 @@ func (m *Master) handle(ev event) {
 		}
 		attrs := []any{"worker_pid", p.pid, "generation", p.gen, "status", exitStatus(ev.err), "lived", time.Since(p.started).Round(time.Millisecond)}
 		if m.cur != nil && p.gen == m.cur.gen {
-			attrs = append(attrs, "respawn_in", m.scheduleRespawn(time.Since(p.started)))
+			attrs = append(attrs, "respawn_in", m.scheduleRespawn(time.Since(p.started), killed(ev.err)))
 		}
 		m.log.Error("worker exited unexpectedly", attrs...)
 	}
+}
+
+// killed reports whether a worker's exit was a signal's doing.
+func killed(err error) bool {
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok {
+			return ws.Signaled()
+		}
+	}
+	return false
 }
 
 func exitStatus(err error) string {
@@ -396,10 +408,15 @@ func exitStatus(err error) string {
 }
 
 // scheduleRespawn replaces a crashed worker, at once the first time and with a doubling delay
-// (up to 10s) while workers keep dying young, so a crash loop cannot spin the CPU. It returns
-// the delay.
-func (m *Master) scheduleRespawn(lived time.Duration) time.Duration {
+// (up to 10s) while workers keep dying young, so a crash loop cannot spin the CPU. A worker
+// killed by a signal (kill -9, the OOM killer) did not crash by itself: it is replaced at once,
+// so kills from outside cannot shrink the pool. It returns the delay.
+func (m *Master) scheduleRespawn(lived time.Duration, killed bool) time.Duration {
 	m.missing++
+	if killed {
+		m.respawn = time.After(0)
+		return 0
+	}
 	switch {
 	case lived > 10*time.Second:
 		m.backoff = 0

@@ -63,12 +63,21 @@ func dialReason(ctx context.Context, err error) Reason {
 	switch {
 	case errors.Is(err, syscall.ECONNREFUSED):
 		return ConnectRefused
+	case localExhaustion(err):
+		return LocalError
 	case isTimeout(err), ctx.Err() != nil:
 		// A cancelled context stops the dial like an expired deadline would.
 		return ConnectTimeout
 	default:
 		return ConnectError
 	}
+}
+
+// localExhaustion reports whether err is this host running out of a resource (descriptors,
+// buffers, memory) rather than anything the peer did.
+func localExhaustion(err error) bool {
+	return errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) ||
+		errors.Is(err, syscall.ENOBUFS) || errors.Is(err, syscall.ENOMEM)
 }
 
 // isTimeout reports whether err is a deadline expiry of any layer.

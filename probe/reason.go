@@ -31,6 +31,10 @@ const (
 	AuthFailed     Reason = 16 // "auth_failed": the server rejected the configured credentials
 	NotServing     Reason = 17 // "not_serving": gRPC health status other than SERVING (the status is in the detail)
 	AgentDown      Reason = 18 // "agent_down": the agent reported down, failed or stopped
+	// LocalError means this host could not run the check (out of file descriptors, buffers or
+	// memory). It says nothing about the server, so the scheduler does not record it as a
+	// failure: a proxy under fd exhaustion must not mark healthy servers down.
+	LocalError Reason = 19 // "local_error"
 )
 
 // reasonNames is indexed by Reason; append only.
@@ -54,6 +58,7 @@ var reasonNames = [...]string{
 	AuthFailed:     "auth_failed",
 	NotServing:     "not_serving",
 	AgentDown:      "agent_down",
+	LocalError:     "local_error",
 }
 
 // String returns the snake_case name of r, or "reason_N" for a value this

@@ -1,6 +1,12 @@
 package probe
 
-import "testing"
+import (
+	"context"
+	"net"
+	"os"
+	"syscall"
+	"testing"
+)
 
 // TestReasonValuesStable pins the numbers stored in the shared table.
 func TestReasonValuesStable(t *testing.T) {
@@ -9,7 +15,7 @@ func TestReasonValuesStable(t *testing.T) {
 		4: "timeout", 5: "early_close", 6: "bad_response", 7: "bad_status",
 		8: "body_mismatch", 9: "too_large", 10: "send_error", 11: "internal",
 		12: "tls_handshake", 13: "cert_expiring", 14: "unexpected_reply", 15: "server_error",
-		16: "auth_failed", 17: "not_serving", 18: "agent_down",
+		16: "auth_failed", 17: "not_serving", 18: "agent_down", 19: "local_error",
 	}
 	for r, name := range want {
 		if r.String() != name {
@@ -36,5 +42,19 @@ func TestReasonRoundTrip(t *testing.T) {
 		if r, ok := ParseReason(bad); ok {
 			t.Errorf("ParseReason(%q) = %v, true", bad, r)
 		}
+	}
+}
+
+// Out of descriptors on this host is not the server's fault.
+func TestDialReasonLocalExhaustion(t *testing.T) {
+	for _, errno := range []syscall.Errno{syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS} {
+		err := &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("socket", errno)}
+		if r := dialReason(context.Background(), err); r != LocalError {
+			t.Errorf("%v: %v, want local_error", errno, r)
+		}
+	}
+	refused := &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}
+	if r := dialReason(context.Background(), refused); r != ConnectRefused {
+		t.Errorf("refused: %v", r)
 	}
 }

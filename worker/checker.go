@@ -56,18 +56,23 @@ type checker struct {
 	log     *slog.Logger
 	tick    time.Duration
 
-	wake    chan struct{}
-	results chan outcome
-	owned   map[*target]*ownership
-	sem     chan struct{}
-	probes  sync.WaitGroup
-	ctx     context.Context // cancelled by Stop; in-flight probes run under it
-	cancel  context.CancelFunc
-	done    chan struct{}
-	stopped sync.Once
+	wake         chan struct{}
+	results      chan outcome
+	owned        map[*target]*ownership
+	sem          chan struct{}
+	last         view      // the worker table as the last scan saw it
+	lastLocalLog time.Time // rate limit of the "out of resources" warning
+	probes       sync.WaitGroup
+	ctx          context.Context // cancelled by Stop; in-flight probes run under it
+	cancel       context.CancelFunc
+	done         chan struct{}
+	stopped      sync.Once
 }
 
 const maxConcurrentProbes = 1024
+
+// minScanGap bounds how often the checker walks its slots: a check starts at most this late.
+const minScanGap = 5 * time.Millisecond
 
 func newChecker(t *shm.Table, tok shm.Token, index int, gen uint64, targets []*target, log *slog.Logger) *checker {
 	return &checker{
@@ -124,11 +129,16 @@ func (c *checker) run(ctx context.Context) {
 		case <-timer.C:
 		case <-c.wake:
 		case o := <-c.results:
+			// Record it and go back to waiting: the armed timer brings the next scan. A scan
+			// after every result would cost servers x results per interval (10,000 servers:
+			// most of a core).
 			c.finish(ctx, o)
+			continue
 		}
-		// Sleep until the next owned check is due, or one tick to look for claims.
+		// Sleep until the next owned check is due, or one tick to look for claims; scans are
+		// at least minScanGap apart, so checks due close together start in one scan.
 		wait := time.Duration(c.scan() - shm.Now())
-		timer.Reset(max(0, min(wait, c.tick)))
+		timer.Reset(max(minScanGap, min(wait, c.tick)))
 	}
 }
 
@@ -218,6 +228,7 @@ func (c *checker) scan() int64 {
 	now := shm.Now()
 	next := now + int64(c.tick)
 	v := c.view()
+	c.last = v
 	c.table.Heartbeat(c.index, len(c.owned))
 	for _, t := range c.targets {
 		s := t.slot
@@ -355,6 +366,15 @@ func (c *checker) finish(ctx context.Context, o outcome) {
 		return
 	}
 	s := o.t.slot
+	if o.res.Reason == probe.LocalError {
+		// This host could not run the check (out of descriptors): that says nothing about
+		// the server, so nothing is recorded; the next check is on schedule.
+		if now := time.Now(); now.Sub(c.lastLocalLog) > 10*time.Second {
+			c.lastLocalLog = now
+			c.log.Warn("check not run: this host is out of resources; server state left as it is", "upstream", o.t.label, "server", o.t.server, "detail", o.res.Detail)
+		}
+		return
+	}
 	tr, err := s.Record(c.tok, own.fence, shm.Result{
 		OK: o.res.OK(), Reason: uint8(o.res.Reason), Status: o.res.Status, RTT: o.res.RTT, Detail: o.res.Detail,
 	}, o.t.rise, o.t.fall)
@@ -379,8 +399,9 @@ func (c *checker) finish(ctx context.Context, o outcome) {
 	}
 	s.Renew(c.tok, c.leaseFor(o.t, now))
 	// Hand the slot back to its preferred worker right after a check, so the next one is
-	// made there on schedule.
-	v := c.view()
+	// made there on schedule (by the view of the last scan: reading the worker table for
+	// every result would cost as much as the check).
+	v := c.last
 	if pref := v.preferred(o.t.seed); pref != 0 && pref != c.tok && v.isLive(pref) && v.gen == c.gen {
 		if s.Release(c.tok) {
 			delete(c.owned, o.t)

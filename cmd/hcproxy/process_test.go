@@ -323,8 +323,9 @@ func TestHcctlCorruptTable(t *testing.T) {
 	}
 }
 
-// A worker that keeps dying young is respawned with a doubling delay, so a crash loop cannot spin
-// the CPU.
+// A worker that keeps crashing young (here SIGABRT: the Go runtime's crash path, exit status 2)
+// is respawned with a doubling delay, so a crash loop cannot spin the CPU; one killed from
+// outside (SIGKILL) is replaced at once.
 func TestCrashLoopBacksOff(t *testing.T) {
 	bs := startBackends(t, 1)
 	p := startProxy(t, proxyOpts{workers: 1}, bs)
@@ -332,7 +333,7 @@ func TestCrashLoopBacksOff(t *testing.T) {
 		d := p.waitWorkers(1)
 		for _, w := range d.Workers {
 			if w.State == "ready" {
-				syscall.Kill(w.Pid, syscall.SIGKILL)
+				syscall.Kill(w.Pid, syscall.SIGABRT)
 			}
 		}
 		waitFor(t, "crash logged", func() bool { return strings.Count(p.log.String(), "worker exited unexpectedly") > i })
@@ -346,6 +347,12 @@ func TestCrashLoopBacksOff(t *testing.T) {
 	want := []string{"100ms", "200ms", "400ms", "800ms"}
 	if strings.Join(delays, " ") != strings.Join(want, " ") {
 		t.Fatalf("respawn delays %v, want %v", delays, want)
+	}
+	d := p.waitWorkers(1)
+	syscall.Kill(d.Workers[len(d.Workers)-1].Pid, syscall.SIGKILL)
+	waitFor(t, "kill logged", func() bool { return strings.Count(p.log.String(), "worker exited unexpectedly") == 5 })
+	if !strings.Contains(p.log.String(), "respawn_in=0s") {
+		t.Error("a worker killed from outside was not replaced at once")
 	}
 	p.waitWorkers(1)
 }
