@@ -23,7 +23,7 @@ func (t *Table) Alloc(key uint64, addr, label string, interval time.Duration, we
 		}
 		fence := s.State().Fence() + 1
 		for _, off := range []int{sOwner, sLease, sNextDue, sHistory, sLastCheckMs, sLastRTT, sLastResult,
-			sChecks, sFailures, sTransitions, sSinceReason, sPassive, sActive, sRequests, sErrors, sRTTSum, sPassWindow, sPassCount, sEjectUntil, sConsec5xx, sUpSinceNs} {
+			sChecks, sFailures, sTransitions, sSinceReason, sPassive, sActive, sRequests, sErrors, sRTTSum, sPassWindow, sPassCount, sEjectUntil, sConsec5xx, sUpSinceNs, sAgentWeight} {
 			s.m.store(s.off+off, 0)
 		}
 		for off := sRTTBuckets; off < slotEnd; off += 8 {

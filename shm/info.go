@@ -35,6 +35,7 @@ type SlotInfo struct {
 	RTTSumUs    uint64
 	RTTBuckets  [len(RTTBounds) + 1]uint64 // per bucket (not cumulative); the last is +Inf
 	FailReasons [MaxReasons]uint64         // failed checks by probe reason code
+	AgentWeight int                        // percent an agent asked for, -1 none
 }
 
 // Info reads the slot. The diagnostic record is read under its seqlock (retried while a write is
@@ -60,6 +61,7 @@ func (s Slot) Info() SlotInfo {
 		Requests:    s.m.load(s.off + sRequests),
 		Errors:      s.m.load(s.off + sErrors),
 		Weight:      s.Weight(),
+		AgentWeight: s.AgentWeight(),
 		RTTSumUs:    s.m.load(s.off + sRTTSum),
 	}
 	for i := range in.RTTBuckets {

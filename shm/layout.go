@@ -94,7 +94,8 @@ const (
 	sEjectUntil  = sPassCount + 8                     // monotonic ns until which a passive ejection holds
 	sConsec5xx   = sEjectUntil + 8                    // consecutive 5xx responses (outlier detection)
 	sUpSinceNs   = sConsec5xx + 8                     // monotonic ns of the last transition to up (slow start)
-	slotEnd      = sUpSinceNs + 8
+	sAgentWeight = sUpSinceNs + 8                     // weight in percent an agent check asked for, plus 1 (0: none)
+	slotEnd      = sAgentWeight + 8
 )
 
 // RTTBounds are the upper bounds (inclusive) of the check round-trip histogram's buckets.

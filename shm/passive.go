@@ -70,3 +70,24 @@ func (s Slot) EjectedUntil() int64 { return int64(s.m.load(s.off + sEjectUntil))
 // UpSince returns the monotonic time of the server's last transition to up, 0 if it never made
 // one (it started up).
 func (s Slot) UpSince() int64 { return int64(s.m.load(s.off + sUpSinceNs)) }
+
+// SetAgent records what the server's agent check asked for: a weight in percent of the
+// configured one (-1: none) and an admin state (kept apart from the operator's, which hcctl
+// sets). It returns the agent admin state it replaced.
+func (s Slot) SetAgent(weightPct int, a Admin) Admin {
+	if weightPct < 0 {
+		s.m.store(s.off+sAgentWeight, 0)
+	} else {
+		s.m.store(s.off+sAgentWeight, uint64(weightPct)+1)
+	}
+	for {
+		st := s.State()
+		nst := st&^agentMask | State(a&3)<<6
+		if s.m.cas(s.off+sState, uint64(st), uint64(nst)) {
+			return st.AgentAdmin()
+		}
+	}
+}
+
+// AgentWeight returns the weight in percent the agent asked for, -1 when none.
+func (s Slot) AgentWeight() int { return int(s.m.load(s.off+sAgentWeight)) - 1 }

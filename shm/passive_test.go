@@ -71,3 +71,26 @@ func TestUpSinceOnTransition(t *testing.T) {
 		t.Fatalf("up-since %d not set at the transition (before %d)", s.UpSince(), before)
 	}
 }
+
+// The agent's admin state and weight live beside the operator's and survive check results.
+func TestAgentState(t *testing.T) {
+	tb := heapTable(t, 1)
+	i, _ := tb.Alloc(1, "a:1", "u", time.Second, 4, Up)
+	s := tb.Slot(i)
+	if s.AgentWeight() != -1 || s.State().AgentAdmin() != Ready {
+		t.Fatal("a fresh slot has agent settings")
+	}
+	if old := s.SetAgent(75, Drain); old != Ready || s.Available() || s.AgentWeight() != 75 {
+		t.Fatalf("agent drain: old %v available %v weight %d", old, s.Available(), s.AgentWeight())
+	}
+	tok := tb.NewToken(1)
+	f, _ := s.Claim(0, tok, 0)
+	s.Record(tok, f, Result{OK: true}, 1, 1)
+	if s.State().AgentAdmin() != Drain || s.State().Admin() != Ready {
+		t.Fatal("a check result lost the agent's state, or it leaked into the operator's")
+	}
+	s.SetAgent(-1, Ready)
+	if !s.Available() || s.AgentWeight() != -1 {
+		t.Fatal("agent ready did not restore the server")
+	}
+}

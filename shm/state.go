@@ -65,6 +65,7 @@ func (a Admin) String() string {
 //
 //	bits 0-1  health      bits 2-3  admin      bit 4  last result passed
 //	bit 5     ejected by passive checks (the data plane saw it fail)
+//	bits 6-7  admin state an agent check asked for (HAProxy's agent-check drain/maint)
 //	bits 8-23 streak (consecutive results equal to the last one, saturating)
 //	bits 32-63 fence (bumped by every claim)
 type State uint64
@@ -91,9 +92,15 @@ func (s State) Ejected() bool { return s&stateEjected != 0 }
 
 const stateEjected State = 1 << 5
 
+// agentMask holds the agent's admin state (bits 6-7).
+const agentMask State = 3 << 6
+
+// AgentAdmin returns the admin state the server's agent asked for (Ready when none).
+func (s State) AgentAdmin() Admin { return Admin(s >> 6 & 3) }
+
 // Available reports whether the data plane may send new requests to the server: health up, admin
-// ready, and not ejected by passive checks.
-func (s State) Available() bool { return s&(3|3<<2|stateEjected) == State(Up) }
+// ready (the operator's and the agent's), and not ejected by passive checks.
+func (s State) Available() bool { return s&(3|3<<2|stateEjected|agentMask) == State(Up) }
 
 func makeState(h Health, a Admin, lastOK bool, streak int, fence uint32) State {
 	if streak > maxStreak {
@@ -125,5 +132,5 @@ func (s State) next(ok bool, rise, fall int) State {
 	case h == Checking && !ok:
 		h = Down
 	}
-	return makeState(h, s.Admin(), ok, streak, s.Fence()) | s&stateEjected
+	return makeState(h, s.Admin(), ok, streak, s.Fence()) | s&(stateEjected|agentMask)
 }

@@ -193,7 +193,7 @@ refresh <input name="refresh" size="3" value="{{if .Refresh}}{{.Refresh}}{{end}}
 {{range .Rows}}<tr class="{{.Class}}">
 <td class="server"><code>{{.Address}}</code></td>
 <td class="state">{{.State}}{{if .Ejected}} (ejected){{end}}</td>
-<td class="admin">{{.Admin}}</td>
+<td class="admin">{{.Admin}}{{if ne .AgentAdmin "ready"}} (agent: {{.AgentAdmin}}){{end}}</td>
 <td class="owner">{{if .Stale}}<span class="stale" title="not a ready worker of the current generation">{{.Owner}} (gone)</span>{{else}}{{.Owner}}{{end}}</td>
 <td class="checked">{{.Checked}}</td>
 <td class="result">{{.Result}}{{if .Detail}}: {{.Detail}}{{end}}{{if .OldDetail}} <span class="old">(last failure: {{.OldDetail}})</span>{{end}}</td>
@@ -206,7 +206,7 @@ refresh <input name="refresh" size="3" value="{{if .Refresh}}{{.Refresh}}{{end}}
 <td class="requests">{{.Requests}}</td>
 <td class="errors">{{.Errors}}</td>
 <td class="passive">{{.PassiveFailures}}</td>
-<td class="weight">{{.Weight}}</td>
+<td class="weight">{{.Weight}}{{if ge .AgentWeightPct 0}} (agent {{.AgentWeightPct}}%){{end}}</td>
 <td class="interval">{{.Interval}}</td>
 <td class="history"><span class="hist">{{range .Runs}}{{if .Pass}}<b>{{.Marks}}</b>{{else}}<s>{{.Marks}}</s>{{end}}{{end}}</span></td>
 </tr>

@@ -64,6 +64,8 @@ type Backend struct {
 	PassiveFailures uint64 `json:"passive_failures"` // failed requests counted by passive checks
 	Ejected         bool   `json:"ejected"`          // taken out by passive checks until a check passes
 	Weight          int    `json:"weight"`           // configured balancing weight
+	AgentAdmin      string `json:"agent_admin"`      // admin state an agent check asked for: ready, drain, maint
+	AgentWeightPct  int    `json:"agent_weight_pct"` // weight in percent an agent check asked for, -1 none
 }
 
 // Build turns a snapshot of the table into a Document; now is its generation time. It never drops
@@ -132,6 +134,8 @@ func backend(in shm.SlotInfo) Backend {
 		PassiveFailures: in.Passive,
 		Ejected:         in.State.Ejected(),
 		Weight:          in.Weight,
+		AgentAdmin:      in.State.AgentAdmin().String(),
+		AgentWeightPct:  in.AgentWeight,
 	}
 	if in.Owner != 0 {
 		b.OwnerPid, b.OwnerSerial = in.Owner.Pid(), in.Owner.Serial()

@@ -24,7 +24,10 @@ const weightScale = 100
 // its weight, or during slow start a share of it that grows linearly from 1% to full.
 func (s *Server) weightAt(now int64) int {
 	w := s.Weight * weightScale
-	if s.SlowStart <= 0 {
+	if pct := s.Slot.AgentWeight(); pct >= 0 {
+		w = w * pct / 100 // an agent check asked for a share of the weight; 0% takes no requests
+	}
+	if s.SlowStart <= 0 || w == 0 {
 		return w
 	}
 	up := s.Slot.UpSince()
@@ -101,6 +104,9 @@ func (r *RoundRobin) Pick(_ *http.Request, ok func(*Server) bool) *Server {
 			continue
 		}
 		w := s.weightAt(now)
+		if w <= 0 {
+			continue
+		}
 		r.current[i] += w
 		total += w
 		if best < 0 || r.current[i] > r.current[best] {

@@ -194,3 +194,30 @@ func TestWeightedShares(t *testing.T) {
 		}
 	}
 }
+
+// An agent's weight scales the configured one; 0% takes no requests.
+func TestAgentWeight(t *testing.T) {
+	ss, _ := servers(t, 1, 1)
+	ss[0].Slot.SetAgent(50, shm.Ready)
+	for _, name := range []string{"round_robin", "random_two", "least_conn"} {
+		b := New(name, "", ss)
+		n := 0
+		for i := 0; i < 3000; i++ {
+			if b.Pick(nil, Available) == ss[0] {
+				n++
+			}
+		}
+		if name != "least_conn" && (n < 800 || n > 1200) {
+			t.Errorf("%s: a server at 50%% weight got %d of 3000, want about 1000", name, n)
+		}
+	}
+	ss[0].Slot.SetAgent(0, shm.Ready)
+	for _, name := range []string{"round_robin", "random_two", "least_conn"} {
+		b := New(name, "", ss)
+		for i := 0; i < 100; i++ {
+			if b.Pick(nil, Available) == ss[0] {
+				t.Fatalf("%s picked a server whose agent asked for 0%%", name)
+			}
+		}
+	}
+}

@@ -34,6 +34,9 @@ func (l *LeastConn) Pick(_ *http.Request, ok func(*Server) bool) *Server {
 			continue
 		}
 		a, w := max(s.Slot.Active(), 0), int64(s.weightAt(now))
+		if w <= 0 {
+			continue
+		}
 		// a/w < bestActive/bestWeight, without division.
 		if best == nil || a*bestWeight < bestActive*w {
 			best, bestActive, bestWeight, bestAt = s, a, w, j

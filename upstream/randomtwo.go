@@ -47,6 +47,9 @@ func (b *RandomTwo) draw(n int, now int64, ok func(*Server) bool) *Server {
 		}
 		last = s
 		w := s.weightAt(now)
+		if w <= 0 {
+			continue
+		}
 		if n < w {
 			return s
 		}

@@ -382,6 +382,9 @@ func (c *checker) finish(ctx context.Context, o outcome) {
 		delete(c.owned, o.t)
 		return
 	}
+	if ag := o.res.Agent; ag != nil {
+		c.applyAgent(o.t, ag)
+	}
 	if tr.Restored {
 		c.table.AppendEvent(shm.Event{Kind: shm.EventPassive, Slot: s.Index(), Address: o.t.server, Label: o.t.label,
 			Old: uint8(shm.Down), New: uint8(shm.Up), Pid: c.tok.Pid()})
@@ -430,4 +433,29 @@ func seedOf(key uint64, addr string) uint64 {
 	h.Write(b[:])
 	h.Write([]byte(addr))
 	return mix(h.Sum64())
+}
+
+// applyAgent writes what an agent check asked for into the table: a weight in percent of the
+// configured one, and an admin state (drain, maint, ready) kept apart from the operator's. Every
+// worker's balancer honours both at once; an admin change is an event and a log line.
+func (c *checker) applyAgent(t *target, ag *probe.AgentReply) {
+	s := t.slot
+	admin := s.State().AgentAdmin()
+	switch ag.Admin {
+	case "ready":
+		admin = shm.Ready
+	case "drain":
+		admin = shm.Drain
+	case "maint":
+		admin = shm.Maint
+	}
+	weight := ag.Weight
+	if weight < 0 {
+		weight = s.AgentWeight() // a line without a weight keeps the last one
+	}
+	if old := s.SetAgent(weight, admin); old != admin {
+		c.table.AppendEvent(shm.Event{Kind: shm.EventAdmin, Slot: s.Index(), Address: t.server, Label: t.label,
+			Old: uint8(old), New: uint8(admin), Pid: c.tok.Pid(), Extra: 1})
+		c.log.Info("agent set admin state", "upstream", t.label, "server", t.server, "from", old.String(), "to", admin.String(), "weight_pct", weight)
+	}
 }
