@@ -2,7 +2,6 @@ package fastpath
 
 import (
 	"bytes"
-	"errors"
 )
 
 // header is one header field of a parsed head; both slices point into the buffer the head was
@@ -66,9 +65,6 @@ var (
 	errBadChunk       = &parseError{400, "fastpath: malformed chunked encoding"}
 	errConnect        = &parseError{405, "fastpath: CONNECT is not supported"}
 )
-
-// errIncomplete says the buffer does not hold a whole head (or chunk line) yet.
-var errIncomplete = errors.New("fastpath: incomplete")
 
 // headEnd returns the length of the head at the start of b (through the empty line that ends
 // it), or -1 when b does not hold all of it. from is where the previous call stopped looking.

@@ -107,7 +107,7 @@ func TestRetryOnConnectFailureAndPassiveEjection(t *testing.T) {
 }
 
 func TestRetryOnListedStatusOnly(t *testing.T) {
-	bad := newBackend(t, func(w http.ResponseWriter, r *http.Request) { http.Error(w, "busy", 503) })
+	bad := newBackend(t, func(w http.ResponseWriter, r *http.Request) { http.Error(w, "busy", http.StatusServiceUnavailable) })
 	good := newBackend(t, ok200("good"))
 	srv, _ := proxyFor(t, Options{Retry: RetryPolicy{Tries: 1, On: ParseFailures([]string{"connect", "503"})}}, bad.addr(), good.addr())
 	for i := 0; i < 6; i++ {
@@ -155,7 +155,7 @@ func TestRetriesAreBounded(t *testing.T) {
 	var bs []*backend
 	var addrs []string
 	for i := 0; i < 4; i++ {
-		b := newBackend(t, func(w http.ResponseWriter, r *http.Request) { http.Error(w, "no", 503) })
+		b := newBackend(t, func(w http.ResponseWriter, r *http.Request) { http.Error(w, "no", http.StatusServiceUnavailable) })
 		bs = append(bs, b)
 		addrs = append(addrs, b.addr())
 	}
