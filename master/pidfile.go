@@ -17,7 +17,8 @@ var ErrRunning = errors.New("master: another hcproxy master is running")
 // lockPidFile takes the pid file's lock and writes our pid into it. The file is never unlinked:
 // a new master must lock the same inode that an old one may still hold.
 func lockPidFile(path string) (*flock.Flock, error) {
-	fl := flock.New(path, flock.SetFlag(os.O_CREATE|os.O_RDWR), flock.SetPermissions(0o600))
+	// Never through a symlink: a planted link must not make the root master truncate another file.
+	fl := flock.New(path, flock.SetFlag(os.O_CREATE|os.O_RDWR|syscall.O_NOFOLLOW), flock.SetPermissions(0o600))
 	ok, err := fl.TryLock()
 	if err != nil {
 		return nil, fmt.Errorf("lock pid file %s: %w", path, err)
@@ -26,7 +27,7 @@ func lockPidFile(path string) (*flock.Flock, error) {
 		pid, _ := ReadPid(path)
 		return nil, fmt.Errorf("%w (pid %d holds %s)", ErrRunning, pid, path)
 	}
-	if err := os.WriteFile(path, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o600); err != nil {
+	if err := writePid(path); err != nil {
 		fl.Unlock()
 		return nil, fmt.Errorf("write pid file %s: %w", path, err)
 	}
@@ -84,4 +85,14 @@ func Signal(pidFile, name string) error {
 		return fmt.Errorf("signal %s to pid %d: %w", name, pid, err)
 	}
 	return nil
+}
+
+// writePid writes our pid into the (locked) pid file, never through a symlink.
+func writePid(path string) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_TRUNC|syscall.O_NOFOLLOW, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = f.WriteString(strconv.Itoa(os.Getpid()) + "\n")
+	return errors.Join(err, f.Close())
 }
