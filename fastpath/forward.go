@@ -6,7 +6,6 @@ import (
 	"io"
 	"net"
 	"strconv"
-	"syscall"
 	"time"
 
 	"hcproxy/shm"
@@ -357,32 +356,14 @@ func (cc *clientConn) streamBody(x *exchange, u *upConn) error {
 
 // failure kinds, as upstream's retrier classifies them
 const (
-	failNone = iota
-	failConnect
-	failTimeout
-	failOther
-	failStatus
+	failNone    = upstream.FailNone
+	failConnect = upstream.FailConnect
+	failTimeout = upstream.FailTimeout
+	failOther   = upstream.FailOther
+	failStatus  = upstream.FailStatus
 )
 
-func classify(err error) int {
-	if err == nil {
-		return failNone
-	}
-	var op *net.OpError
-	if errors.As(err, &op) && op.Op == "dial" {
-		if op.Timeout() {
-			return failTimeout
-		}
-		return failConnect
-	}
-	if errors.Is(err, syscall.ECONNREFUSED) {
-		return failConnect
-	}
-	if isTimeout(err) {
-		return failTimeout
-	}
-	return failOther
-}
+var classify = upstream.Classify
 
 func isTimeout(err error) bool {
 	var ne net.Error

@@ -78,16 +78,26 @@ type retrier struct {
 	name string
 }
 
-// failure kinds
+// Failure kinds of one try, as Classify sees them (the fast path classifies the same way).
 const (
-	failNone = iota
-	failConnect
-	failTimeout
-	failOther
-	failStatus
+	FailNone = iota
+	FailConnect
+	FailTimeout
+	FailOther
+	FailStatus
 )
 
-func classify(err error) int {
+const (
+	failNone    = FailNone
+	failConnect = FailConnect
+	failTimeout = FailTimeout
+	failOther   = FailOther
+	failStatus  = FailStatus
+)
+
+// Classify says what kind of failure err is: a dial that was refused or failed (FailConnect), a
+// timeout at any stage (FailTimeout), anything else (FailOther), or none.
+func Classify(err error) int {
 	if err == nil {
 		return failNone
 	}
@@ -139,7 +149,7 @@ func (t *retrier) RoundTrip(req *http.Request) (*http.Response, error) {
 		s.Slot.AddActive(1)
 		s.Slot.AddRequest()
 		resp, err := t.base.RoundTrip(req)
-		kind := classify(err)
+		kind := Classify(err)
 		if err == nil && t.o.Retry.On.Status[resp.StatusCode] {
 			kind = failStatus
 		}
