@@ -1,12 +1,22 @@
 # hcproxy: make run (demo), make test (everything CI runs), make lint, make bench.
 GO      ?= go
+# The binaries are built with Go 1.27.3, taken from the module proxy by the go command on first use
+# (go.mod still says 1.26.8, the oldest Go the code builds with). 1.26.8's standard library has
+# known vulnerabilities in net/http, crypto/tls, crypto/x509 and html/template that govulncheck
+# reports; 1.27.3 has none. `make GOTOOLCHAIN=local ...` builds with the machine's own Go.
+export GOTOOLCHAIN ?= go1.27.3
+# govulncheck reads the Go vulnerability database from a pinned snapshot of golang.org/x/vulndb,
+# fetched through the module proxy (vuln.go.dev itself may not be reachable). Bump it to refresh;
+# `make lint VULNDB=https://vuln.go.dev` uses the live database where it is reachable.
+VULNDB_SNAPSHOT ?= v0.0.0-20261105234957-e22db6528018
+VULNDB ?=
 GOFLAGS ?=
 BIN     := bin
 VERSION := $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X hcproxy/version.Version=$(VERSION)
 FUZZTIME ?= 10s
 
-.PHONY: all build test unit integration fuzz lint run bench clean
+.PHONY: all build test unit integration fuzz lint vuln run bench clean
 
 all: build
 
@@ -40,6 +50,14 @@ lint:
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
+	$(MAKE) vuln
+
+vuln:
+	@db="$(VULNDB)"; if [ -z "$$db" ]; then \
+		dir=$$($(GO) mod download -json golang.org/x/vulndb@$(VULNDB_SNAPSHOT) | sed -n 's/.*"Dir": "\(.*\)".*/\1/p'); \
+		[ -d "$$dir/data/osv" ] || { echo "vuln: could not fetch golang.org/x/vulndb@$(VULNDB_SNAPSHOT)"; exit 1; }; \
+		db="file://$$dir/data/osv"; fi; \
+	echo "govulncheck -db $$db"; $(GO) run golang.org/x/vuln/cmd/govulncheck@v1.9.0 -db "$$db" ./...
 
 # run: the demo: three local backends (one flapping), hcproxy with 2 workers, Ctrl-C stops all.
 run: build
