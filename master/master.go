@@ -212,6 +212,7 @@ func (m *Master) prepare(cfg *config.Config, gen uint64) (*generation, error) {
 	labels := map[key][]string{}
 	checks := map[key]*config.Check{}
 	weights := map[key]int{}
+	slows := map[key]time.Duration{}
 	var order []key
 	for _, name := range cfg.UpstreamNames() {
 		u := cfg.Upstreams[name]
@@ -221,6 +222,7 @@ func (m *Master) prepare(cfg *config.Config, gen uint64) (*generation, error) {
 				order = append(order, k)
 				checks[k] = &u.Check
 				weights[k] = s.Weight
+				slows[k] = slowStart(u, s)
 			}
 			labels[k] = append(labels[k], name)
 		}
@@ -241,6 +243,7 @@ func (m *Master) prepare(cfg *config.Config, gen uint64) (*generation, error) {
 			}
 			g.fresh = append(g.fresh, i)
 		}
+		m.table.SetSlowStart(i, slows[k])
 		idx[k] = i
 		g.used[i] = true
 	}
@@ -253,6 +256,20 @@ func (m *Master) prepare(cfg *config.Config, gen uint64) (*generation, error) {
 	var err error
 	g.cfgJSON, err = cfg.Marshal()
 	return g, err
+}
+
+// slowStart is the slow-start ramp the balancers of upstream u give its server s: the server's
+// own slow_start, else the upstream's (as worker's buildTargets sets upstream.Server.SlowStart);
+// none under hash, which does not ramp. The table records it for the status page, like the
+// weight, from the first upstream that lists the server.
+func slowStart(u *config.Upstream, s config.UpstreamServer) time.Duration {
+	if u.Balancer == "hash" {
+		return 0
+	}
+	if s.SlowStart > 0 {
+		return s.SlowStart
+	}
+	return u.SlowStart
 }
 
 // freeUnused frees every allocated slot that g does not use.

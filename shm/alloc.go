@@ -65,6 +65,15 @@ func (t *Table) UpdateSlot(i int, label string, interval time.Duration, weight i
 	s.m.store(s.off+sInterval, uint64(interval))
 }
 
+// SetSlowStart records the slow-start ramp of allocated slot i (0 for none) for the status view.
+// The master calls it with the weight it passes to Alloc or UpdateSlot, from the same upstream:
+// no worker reads it to balance, so the moment between the two writes shows nothing wrong (a
+// fresh slot has not come up yet, so it does not ramp).
+func (t *Table) SetSlowStart(i int, d time.Duration) {
+	s := t.Slot(i)
+	s.m.store(s.off+sSlowStart, uint64(max(d, 0)))
+}
+
 // Free returns slot i to the free list: ownership dropped, fence bumped so no former owner can
 // write into it again.
 func (t *Table) Free(i int) {

@@ -36,6 +36,8 @@ type SlotInfo struct {
 	RTTBuckets  [len(RTTBounds) + 1]uint64 // per bucket (not cumulative); the last is +Inf
 	FailReasons [MaxReasons]uint64         // failed checks by probe reason code
 	AgentWeight int                        // percent an agent asked for, -1 none
+	UpSinceNs   int64                      // monotonic ns of the last transition to up, 0 none
+	SlowStart   time.Duration              // slow-start ramp the master recorded, 0 none
 }
 
 // Info reads the slot. The diagnostic record is read under its seqlock (retried while a write is
@@ -62,6 +64,8 @@ func (s Slot) Info() SlotInfo {
 		Errors:      s.m.load(s.off + sErrors),
 		Weight:      s.Weight(),
 		AgentWeight: s.AgentWeight(),
+		UpSinceNs:   s.UpSince(),
+		SlowStart:   s.SlowStart(),
 		RTTSumUs:    s.m.load(s.off + sRTTSum),
 	}
 	for i := range in.RTTBuckets {
@@ -98,13 +102,14 @@ type Snapshot struct {
 	Generation uint64
 	MasterPid  int
 	Capacity   int
+	NowNs      int64 // CLOCK_MONOTONIC (Now) when it was taken: "now" for its monotonic times
 	Workers    []WorkerInfo
 	Slots      []SlotInfo // allocated slots, in index order
 }
 
 // Snapshot copies the header, the worker table and every allocated slot.
 func (t *Table) Snapshot() Snapshot {
-	sn := Snapshot{Generation: t.Generation(), MasterPid: t.MasterPid(), Capacity: t.slots, Workers: t.Workers()}
+	sn := Snapshot{Generation: t.Generation(), MasterPid: t.MasterPid(), Capacity: t.slots, NowNs: Now(), Workers: t.Workers()}
 	for i := 0; i < t.slots; i++ {
 		if s := t.Slot(i); s.Used() {
 			sn.Slots = append(sn.Slots, s.Info())

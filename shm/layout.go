@@ -3,7 +3,11 @@ package shm
 import "time"
 
 // The table's layout. Version bumps whenever any offset or meaning below changes; Attach refuses a
-// table of another version (the operator removes the file, or a new master recreates it).
+// table of another version (the operator removes the file, or a new master recreates it). A field
+// appended in a slot's unused tail (before SlotSize) changes neither, so it needs no bump if 0
+// means "none" for it: a table an older build wrote holds 0 there (the file is created zeroed and
+// an older build never writes past its slotEnd), and a newer master rewrites master-owned fields
+// of every slot it uses when it starts.
 const (
 	Magic   = 0x3130_4c42_5450_4348 // "HCPTBL01" in little-endian byte order
 	Version = 1
@@ -95,7 +99,8 @@ const (
 	sConsec5xx   = sEjectUntil + 8                    // consecutive 5xx responses (outlier detection)
 	sUpSinceNs   = sConsec5xx + 8                     // monotonic ns of the last transition to up (slow start)
 	sAgentWeight = sUpSinceNs + 8                     // weight in percent an agent check asked for, plus 1 (0: none)
-	slotEnd      = sAgentWeight + 8
+	sSlowStart   = sAgentWeight + 8                   // slow-start ramp, ns (of the first upstream listing it), written by the master; 0 none
+	slotEnd      = sSlowStart + 8
 )
 
 // RTTBounds are the upper bounds (inclusive) of the check round-trip histogram's buckets.

@@ -208,6 +208,11 @@ func (s Slot) AddError() { s.m.add(s.off+sErrors, 1) }
 // Weight returns the configured weight the master recorded.
 func (s Slot) Weight() int { return int(s.m.load(s.off + sWeight)) }
 
+// SlowStart returns the slow-start ramp the master recorded (that of the first upstream listing
+// the server, as for Weight), 0 for none. It is for display: each worker's balancer ramps by its
+// own configuration (upstream.Server.SlowStart).
+func (s Slot) SlowStart() time.Duration { return time.Duration(s.m.load(s.off + sSlowStart)) }
+
 // beginWrite enters the seqlock: it returns the even value it moved from, and false when a writer
 // holds it (or died inside; the next claim repairs that).
 func (s Slot) beginWrite() (uint64, bool) {

@@ -37,6 +37,8 @@ func TestLayoutPinned(t *testing.T) {
 	pins := map[string][2]int{
 		"sState": {sState, 32}, "sOwner": {sOwner, 16}, "sAddr": {sAddr, 160}, "sDetail": {sDetail, 288},
 		"hGeneration": {hGeneration, 80}, "slotsOff": {slotsOff, 32768 + 4096*128}, "hWorkers": {hWorkers, 256},
+		// Appended in the slot's unused tail without a bump: older tables read 0 there, "none".
+		"sSlowStart": {sSlowStart, 816},
 	}
 	for name, p := range pins {
 		if p[0] != p[1] {

@@ -2,6 +2,7 @@ package status
 
 import (
 	"encoding/csv"
+	"encoding/json"
 	"fmt"
 	"io"
 	"reflect"
@@ -22,7 +23,7 @@ var backendColumns = func() []string {
 
 // WriteCSV writes the backends as CSV (RFC 4180): a header line with the JSON field names of
 // Backend, in struct order, then one record per backend with the same values as the JSON
-// document (booleans as true/false, numbers in decimal, strings as they are).
+// document (booleans as true/false, numbers as JSON writes them, strings as they are).
 func WriteCSV(w io.Writer, backends []Backend) error {
 	cw := csv.NewWriter(w)
 	if err := cw.Write(backendColumns); err != nil {
@@ -53,6 +54,10 @@ func csvValue(v reflect.Value) string {
 		return strconv.FormatInt(v.Int(), 10)
 	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
 		return strconv.FormatUint(v.Uint(), 10)
+	case reflect.Float32, reflect.Float64:
+		if b, err := json.Marshal(v.Interface()); err == nil { // exactly its JSON number
+			return string(b)
+		}
 	}
 	panic(fmt.Sprintf("status: no CSV form for a %s field of Backend", v.Kind()))
 }

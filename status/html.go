@@ -30,17 +30,18 @@ type group struct {
 
 type row struct {
 	Backend
-	Class     string // CSS classes: the state, the admin state when not ready, "ejected"
-	Owner     string
-	Stale     bool // owner is not a ready worker of the current generation
-	Result    string
-	Detail    string // shown beside the result: the failure's detail
-	OldDetail string // the last failure's detail while the last check passed
-	RTT       string
-	Checked   string
-	Since     string
-	Interval  string
-	Runs      []run // the history strip
+	Class      string // CSS classes: the state, the admin state when not ready, "ejected"
+	Owner      string
+	Stale      bool // owner is not a ready worker of the current generation
+	Result     string
+	Detail     string // shown beside the result: the failure's detail
+	OldDetail  string // the last failure's detail while the last check passed
+	RTT        string
+	Checked    string
+	Since      string
+	Interval   string
+	WeightCell string // the configured weight, then the effective one and why when they differ
+	Runs       []run  // the history strip
 }
 
 // run is a stretch of equal results in the history strip.
@@ -121,8 +122,31 @@ func newRow(b Backend, now time.Time, live map[[2]uint64]bool) row {
 	if b.IntervalMs > 0 {
 		r.Interval = (time.Duration(b.IntervalMs) * time.Millisecond).String()
 	}
+	r.WeightCell = weightText(b)
 	r.Runs = runs(b.History)
 	return r
+}
+
+// weightText shows the configured weight, and the effective one when it differs, with the
+// reasons: "10 → 2.5 (agent 50%, slow start 50%, 22s left)". An agent's percentage is shown even
+// when it changes nothing ("1 (agent 100%)").
+func weightText(b Backend) string {
+	s := strconv.Itoa(b.Weight)
+	if b.EffectiveWeight != float64(b.Weight) {
+		s += " → " + strconv.FormatFloat(b.EffectiveWeight, 'f', -1, 64)
+	}
+	var why []string
+	if b.AgentWeightPct >= 0 {
+		why = append(why, "agent "+strconv.Itoa(b.AgentWeightPct)+"%")
+	}
+	if left := b.SlowStartRemainingMs; left > 0 && b.SlowStartMs > 0 {
+		done := 100 * (b.SlowStartMs - left) / b.SlowStartMs
+		why = append(why, "slow start "+strconv.FormatInt(done, 10)+"%, "+Age(time.Duration(left+999)/1000*time.Second)+" left")
+	}
+	if len(why) > 0 {
+		s += " (" + strings.Join(why, ", ") + ")"
+	}
+	return s
 }
 
 // runs splits a history string ("++-+") into stretches of equal results.
@@ -206,7 +230,7 @@ refresh <input name="refresh" size="3" value="{{if .Refresh}}{{.Refresh}}{{end}}
 <td class="requests">{{.Requests}}</td>
 <td class="errors">{{.Errors}}</td>
 <td class="passive">{{.PassiveFailures}}</td>
-<td class="weight">{{.Weight}}{{if ge .AgentWeightPct 0}} (agent {{.AgentWeightPct}}%){{end}}</td>
+<td class="weight">{{.WeightCell}}</td>
 <td class="interval">{{.Interval}}</td>
 <td class="history"><span class="hist">{{range .Runs}}{{if .Pass}}<b>{{.Marks}}</b>{{else}}<s>{{.Marks}}</s>{{end}}{{end}}</span></td>
 </tr>

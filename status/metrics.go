@@ -30,7 +30,7 @@ type collector struct {
 	t *shm.Table
 
 	up, available, admin, consecutive, weight, active *prometheus.Desc
-	duration                                          *prometheus.Desc
+	eweight, duration                                 *prometheus.Desc
 	checks, failures, transitions                     *prometheus.Desc
 	requests, errors, passive                         *prometheus.Desc
 	wRequests, wOwned, wHeartbeat                     *prometheus.Desc
@@ -52,6 +52,7 @@ func newCollector(t *shm.Table) *collector {
 		admin:       d("server_admin_state", "The operator's admin state of the server: 1 for the current state (ready, drain, maint), 0 for the others.", append(server, "state")...),
 		consecutive: d("server_consecutive", "Consecutive check results equal to the last one.", server...),
 		weight:      d("server_weight", "Configured balancing weight of the server.", server...),
+		eweight:     d("server_effective_weight", "Balancing weight the server gets while available: its weight times its agent check's percentage and slow-start ramp.", server...),
 		active:      d("server_active_requests", "Requests in flight to the server, all workers.", server...),
 		duration:    d("check_duration_seconds", "Round-trip time of the server's active checks.", server...),
 		checks:      d("checks_total", "Active checks of the server.", server...),
@@ -72,7 +73,7 @@ func newCollector(t *shm.Table) *collector {
 
 // Describe sends every descriptor.
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.up, c.available, c.admin, c.consecutive, c.weight, c.active, c.duration,
+	for _, d := range []*prometheus.Desc{c.up, c.available, c.admin, c.consecutive, c.weight, c.eweight, c.active, c.duration,
 		c.checks, c.failures, c.transitions, c.requests, c.errors, c.passive, c.wRequests, c.wOwned, c.wHeartbeat,
 		c.generation, c.slotsUsed, c.capacity, c.events} {
 		ch <- d
@@ -80,8 +81,10 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 // Collect reads one snapshot and sends its metrics.
-func (c *collector) Collect(ch chan<- prometheus.Metric) {
-	sn := c.t.Snapshot()
+func (c *collector) Collect(ch chan<- prometheus.Metric) { c.collect(ch, c.t.Snapshot()) }
+
+// collect sends the metrics of sn (and the table's event count).
+func (c *collector) collect(ch chan<- prometheus.Metric, sn shm.Snapshot) {
 	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
 	}
@@ -102,6 +105,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		}
 		gauge(c.consecutive, float64(in.State.Streak()), l...)
 		gauge(c.weight, float64(in.Weight), l...)
+		gauge(c.eweight, float64(in.EffectiveWeight(sn.NowNs))/shm.WeightScale, l...)
 		gauge(c.active, float64(in.Active), l...)
 		ch <- c.histogram(in)
 		counter(c.checks, in.Checks, l...)
@@ -116,7 +120,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.passive, in.Passive, l...)
 	}
 
-	now := shm.Now()
+	now := sn.NowNs
 	seen := map[[3]string]bool{}
 	for _, w := range sn.Workers {
 		l := [3]string{strconv.Itoa(w.Token.Pid()), strconv.FormatUint(w.Generation, 10), w.State.String()}

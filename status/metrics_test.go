@@ -109,6 +109,7 @@ func TestMetrics(t *testing.T) {
 		{"hcproxy_server_consecutive", app2, 2},
 		{"hcproxy_server_weight", api, 3},
 		{"hcproxy_server_weight", shared, 2},
+		{"hcproxy_server_effective_weight", api, 3},
 		{"hcproxy_server_active_requests", app1, 2},
 		{"hcproxy_checks_total", app2, 3},
 		{"hcproxy_check_failures_total", append(app2, "reason", "bad_status"), 2},

@@ -66,10 +66,18 @@ type Backend struct {
 	Weight          int    `json:"weight"`           // configured balancing weight
 	AgentAdmin      string `json:"agent_admin"`      // admin state an agent check asked for: ready, drain, maint
 	AgentWeightPct  int    `json:"agent_weight_pct"` // weight in percent an agent check asked for, -1 none
+	// EffectiveWeight is the weight the balancers give the server while it is available, as a
+	// decimal: Weight times AgentWeightPct and the slow-start ramp (shm.EffectiveWeight), with
+	// the weight and slow start of the first upstream listing it (the master records no slow
+	// start for hash, which does not ramp; hash also ignores an agent's percentage).
+	EffectiveWeight      float64 `json:"effective_weight"`
+	SlowStartMs          int64   `json:"slow_start_ms"`           // slow-start ramp, 0 none
+	SlowStartRemainingMs int64   `json:"slow_start_remaining_ms"` // time left of the ramp, 0 when none runs
 }
 
-// Build turns a snapshot of the table into a Document; now is its generation time. It never drops
-// a slot: a backend whose owner is gone is shown with that owner.
+// Build turns a snapshot of the table into a Document; now is its generation time (wall clock),
+// and the snapshot's NowNs the monotonic time its effective weights are computed at. It never
+// drops a slot: a backend whose owner is gone is shown with that owner.
 func Build(sn shm.Snapshot, now time.Time) Document {
 	d := Document{
 		Generation:      sn.Generation,
@@ -93,7 +101,7 @@ func Build(sn shm.Snapshot, now time.Time) Document {
 		})
 	}
 	for _, in := range sn.Slots {
-		d.Backends = append(d.Backends, backend(in))
+		d.Backends = append(d.Backends, backend(in, sn.NowNs))
 	}
 	sort.SliceStable(d.Backends, func(i, j int) bool {
 		a, b := d.Backends[i], d.Backends[j]
@@ -108,7 +116,8 @@ func Build(sn shm.Snapshot, now time.Time) Document {
 	return d
 }
 
-func backend(in shm.SlotInfo) Backend {
+// backend is the wire form of a slot; mono is the snapshot's monotonic time (shm.Snapshot.NowNs).
+func backend(in shm.SlotInfo, mono int64) Backend {
 	b := Backend{
 		Slot:            in.Index,
 		Upstream:        in.Label,
@@ -136,6 +145,10 @@ func backend(in shm.SlotInfo) Backend {
 		Weight:          in.Weight,
 		AgentAdmin:      in.State.AgentAdmin().String(),
 		AgentWeightPct:  in.AgentWeight,
+
+		EffectiveWeight:      float64(in.EffectiveWeight(mono)) / shm.WeightScale,
+		SlowStartMs:          in.SlowStart.Milliseconds(),
+		SlowStartRemainingMs: (in.SlowStartLeft(mono) + time.Millisecond - 1).Milliseconds(), // > 0 while it runs
 	}
 	if in.Owner != 0 {
 		b.OwnerPid, b.OwnerSerial = in.Owner.Pid(), in.Owner.Serial()

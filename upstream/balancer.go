@@ -17,24 +17,17 @@ type Server struct {
 	Slot      shm.Slot
 }
 
-// weightScale lets slow start ramp a weight of 1 in steps.
-const weightScale = 100
-
-// weightAt returns the server's effective weight (scaled by weightScale) at monotonic time now:
-// its weight, or during slow start a share of it that grows linearly from 1% to full.
+// weightAt returns the server's effective weight (in units of 1/shm.WeightScale) at monotonic
+// time now: shm.EffectiveWeight of its weight, its agent check's percentage and, when it has a
+// slow start, its last transition to up. The status page shows the same function of the slot, so
+// the two agree (where several upstreams share the slot, the page shows the first upstream's
+// weight and slow start, as the master records them).
 func (s *Server) weightAt(now int64) int {
-	w := s.Weight * weightScale
-	if pct := s.Slot.AgentWeight(); pct >= 0 {
-		w = w * pct / 100 // an agent check asked for a share of the weight; 0% takes no requests
+	var up int64
+	if s.SlowStart > 0 {
+		up = s.Slot.UpSince()
 	}
-	if s.SlowStart <= 0 || w == 0 {
-		return w
-	}
-	up := s.Slot.UpSince()
-	if up == 0 || now-up >= int64(s.SlowStart) || now < up {
-		return w
-	}
-	return max(1, int(int64(w)*(now-up)/int64(s.SlowStart)))
+	return shm.EffectiveWeight(s.Weight, s.Slot.AgentWeight(), up, int64(s.SlowStart), now)
 }
 
 // clock returns shm.Now() when any server ramps (slow start), else 0: only then do balancers
