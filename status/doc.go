@@ -25,6 +25,10 @@
 //   - Access: Options.Allowed decides per client address (loopback only by default) before any
 //     path is looked at; refused clients get 403 everywhere. POST /status/admin exists only with
 //     Options.Admin, and refuses cross-origin browser requests.
+//   - Hostile clients: NewServer answers a head of MaxHeadBytes or more with 431 and bounds the
+//     time to read a head and a whole request; the handler refuses a chunked body (400, connection
+//     closed), which is also how a Content-Length plus Transfer-Encoding smuggling attempt looks
+//     once net/http has parsed it.
 //
 // Handler lists the paths and their parameters.
 package status

@@ -23,7 +23,8 @@ const (
 // client sends, then polls the ring until the client goes away, the server closes the connection
 // or the worker serving it starts draining. Events the ring overwrote before they were sent are
 // reported as an "missed" event (a "missed N events" line). An idle stream sends a comment every
-// heartbeat. Each write is flushed.
+// heartbeat. Each write is flushed. The stream lifts the server's read deadline (NewServer's
+// ReadTimeout), so it lives as long as its client.
 func (h *handler) serveEvents(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	format := q.Get("format")
@@ -58,6 +59,10 @@ func (h *handler) serveEvents(w http.ResponseWriter, r *http.Request) {
 	hd.Set("Cache-Control", "no-store")
 	hd.Set("X-Accel-Buffering", "no") // a buffering proxy in front would hold the stream back
 	hd.Set("X-Content-Type-Options", "nosniff")
+	// ReadTimeout is for reading requests. net/http (1.26, 1.27) already lifts it when it starts
+	// the background read that watches for the client going away; the stream does not rely on
+	// that, since a read that hit the deadline would cancel ctx and end it.
+	st.rc.SetReadDeadline(time.Time{})
 	defer st.rc.SetWriteDeadline(time.Time{}) // a keep-alive connection's next request must not inherit it
 	w.WriteHeader(http.StatusOK)
 	st.arm()

@@ -39,9 +39,11 @@ type Options struct {
 //	GET /status/events      the event ring as Server-Sent Events, or ?format=text lines
 //	POST /status/admin      set a server's admin state (only with Options.Admin)
 //
-// A client that Options.Allowed refuses gets 403 on every path. Other errors: 404 on an unknown
-// path, 405 on a wrong method, 400 on a bad parameter, each with a one-line body. Only admin
-// actions write to t.
+// A request with a chunked body gets 400 and its connection is closed: no path takes one, and
+// net/http drops a Content-Length sent beside Transfer-Encoding, so a smuggling attempt (both)
+// looks chunked too. A client that Options.Allowed refuses gets 403 on every path. Other errors:
+// 404 on an unknown path, 405 on a wrong method, 400 on a bad parameter, each with a one-line
+// body. Only admin actions write to t.
 func Handler(t *shm.Table, o Options) http.Handler {
 	h := &handler{t: t, o: o, now: time.Now, poll: 100 * time.Millisecond, heartbeat: 15 * time.Second}
 	if h.o.Allowed == nil {
@@ -68,6 +70,11 @@ type handler struct {
 }
 
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if len(r.TransferEncoding) > 0 {
+		w.Header().Set("Connection", "close") // what follows the body is not read as a request
+		badRequest(w, "Transfer-Encoding is not accepted on the status listener")
+		return
+	}
 	ap, err := netip.ParseAddrPort(r.RemoteAddr)
 	if err != nil || !h.o.Allowed(ap.Addr().Unmap()) {
 		h.o.Log.Debug("status client refused", "client", r.RemoteAddr, "path", r.URL.Path)

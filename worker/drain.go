@@ -61,27 +61,37 @@ func (c *conns) closeAll() {
 // drainHandler answers with Connection: close once the worker drains, so a keep-alive client
 // moves to another worker after its current response instead of having its connection closed
 // under its next request.
+//
+// It also closes the connection after every request with a chunked body (RFC 9112 section 6.1).
+// net/http drops a Content-Length sent beside Transfer-Encoding and reads the body as chunked,
+// so a request that carried both (a smuggling attempt, which the fast engine answers 400) cannot
+// be told apart from a plain chunked one here. The upstream gets it with net/http's own framing
+// (chunked, no Content-Length); closing afterwards makes sure that nothing the client sent after
+// the chunked body, such as a second request hidden in a body that a Content-Length front end
+// counted, is ever read as a request.
 type drainHandler struct {
 	next     http.Handler
 	draining *atomic.Bool
 }
 
 func (h drainHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	h.next.ServeHTTP(&drainWriter{ResponseWriter: w, draining: h.draining}, r)
+	h.next.ServeHTTP(&drainWriter{ResponseWriter: w, draining: h.draining, chunked: len(r.TransferEncoding) > 0}, r)
 }
 
 // drainWriter sets Connection: close at the moment the response header is written, so that a
-// request which began before the drain still tells its client to reconnect.
+// request which began before the drain still tells its client to reconnect. A 101 (an upgrade
+// that ReverseProxy writes on the hijacked connection) never passes here.
 type drainWriter struct {
 	http.ResponseWriter
 	draining *atomic.Bool
+	chunked  bool // the request had a chunked body: close after the response
 	wrote    bool
 }
 
 func (w *drainWriter) WriteHeader(code int) {
 	if !w.wrote && code >= 200 {
 		w.wrote = true
-		if w.draining.Load() {
+		if w.chunked || w.draining.Load() {
 			w.Header().Set("Connection", "close")
 		}
 	}

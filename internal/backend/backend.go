@@ -1,6 +1,8 @@
 // Package backend is a real HTTP backend for tests and the demo: it listens on loopback, answers
 // traffic with its name, answers health checks (GET /health) with 200 "ok" or, when told to
 // fail, 503, and records the time of every health check it receives so tests can count them.
+// On request (Record) it also keeps the raw bytes its connections send, so a test can check what
+// a proxy forwarded byte for byte.
 package backend
 
 import (
@@ -27,9 +29,15 @@ type Backend struct {
 	hits    atomic.Int64
 	conns   atomic.Int64
 
-	mu     sync.Mutex
-	probes []time.Time
+	recording atomic.Bool
+
+	mu       sync.Mutex
+	probes   []time.Time
+	recorded []*recordedConn
 }
+
+// maxRecorded bounds the bytes Record keeps of one connection.
+const maxRecorded = 64 << 10
 
 // Start starts a backend on addr ("127.0.0.1:0" for any free port).
 func Start(name, addr string) (*Backend, error) {
@@ -57,8 +65,57 @@ func Start(name, addr string) (*Backend, error) {
 			b.conns.Add(1)
 		}
 	}}
-	go b.srv.Serve(ln)
+	go b.srv.Serve(recordingListener{Listener: ln, b: b})
 	return b, nil
+}
+
+// Record makes the backend keep the first 64 KiB that each connection it accepts from now on
+// sends it, health checks included.
+func (b *Backend) Record() { b.recording.Store(true) }
+
+// Received returns the raw bytes each recorded connection sent so far, in accept order.
+func (b *Backend) Received() []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := make([]string, len(b.recorded))
+	for i, c := range b.recorded {
+		c.mu.Lock()
+		out[i] = string(c.got)
+		c.mu.Unlock()
+	}
+	return out
+}
+
+type recordingListener struct {
+	net.Listener
+	b *Backend
+}
+
+func (l recordingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil || !l.b.recording.Load() {
+		return c, err
+	}
+	rc := &recordedConn{Conn: c}
+	l.b.mu.Lock()
+	l.b.recorded = append(l.b.recorded, rc)
+	l.b.mu.Unlock()
+	return rc, nil
+}
+
+// recordedConn keeps what is read from it, up to maxRecorded bytes.
+type recordedConn struct {
+	net.Conn
+	mu  sync.Mutex
+	got []byte
+}
+
+func (c *recordedConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	c.mu.Lock()
+	c.got = append(c.got, p[:min(n, max(maxRecorded-len(c.got), 0))]...)
+	c.mu.Unlock()
+	return n, err
 }
 
 func (b *Backend) health(w http.ResponseWriter, r *http.Request) {
