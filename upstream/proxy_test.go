@@ -101,8 +101,13 @@ func TestRetryOnConnectFailureAndPassiveEjection(t *testing.T) {
 	if in := ss[0].Slot.Info(); in.Passive != 2 || in.Errors != 2 {
 		t.Errorf("passive failures %d, errors %d, want 2 and 2", in.Passive, in.Errors)
 	}
+	// The proxy releases a request's count just after the client has its response: wait for it.
+	deadline := time.Now().Add(5 * time.Second)
+	for ss[1].Slot.Active() != 0 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
 	if a := ss[1].Slot.Active(); a != 0 {
-		t.Errorf("requests in flight after all finished: %d", a)
+		t.Errorf("requests in flight 5s after all finished: %d", a)
 	}
 }
 
