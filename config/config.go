@@ -88,6 +88,10 @@ type Status struct {
 	// Admin enables the admin actions of the status listener (POST
 	// /status/admin) for allowed clients. Key admin, default false.
 	Admin bool
+	// ClientHeaderTimeout bounds reading a request's head on the status
+	// listener; a slower client is disconnected. Key
+	// client_header_timeout, default 10s, 100ms..1h.
+	ClientHeaderTimeout time.Duration
 
 	allow []netip.Prefix // Allow, parsed
 }
@@ -141,6 +145,12 @@ type Server struct {
 	// ClientIdleTimeout closes a keep-alive client connection idle that
 	// long; key client_idle_timeout, default 75s (nginx's keepalive_timeout).
 	ClientIdleTimeout time.Duration
+	// ClientSendTimeout closes a client connection when one write of a
+	// response to it makes no progress for that long: it bounds the time
+	// between two successive writes, not the whole response, so a client
+	// that keeps reading is never cut off (nginx's send_timeout). Key
+	// client_send_timeout, default 60s (nginx's), 1ms..24h.
+	ClientSendTimeout time.Duration
 }
 
 // Upstream is one [upstream.NAME] table: a group of servers behind one
@@ -158,6 +168,12 @@ type Upstream struct {
 	// ReadTimeout bounds the wait for a server's response header after the
 	// request was sent. Key read_timeout, default 60s, 1ms..24h.
 	ReadTimeout time.Duration
+	// SendTimeout fails a request (as a timeout, like ReadTimeout) when one
+	// write of it (head or body) to a server makes no progress for that
+	// long: it bounds the time between two successive writes, not the whole
+	// transfer (nginx's proxy_send_timeout). Key send_timeout, default 60s,
+	// 1ms..24h.
+	SendTimeout time.Duration
 	// Balancer picks a server for each request among the available ones:
 	// "round_robin" (the default: smooth weighted round robin, nginx's),
 	// "least_conn" (fewest requests in flight across all workers, relative

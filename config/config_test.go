@@ -82,6 +82,7 @@ func TestRejections(t *testing.T) {
 		{"duplicate server address", base + "[upstream.b]\nservers = [\"127.0.0.1:1\", \"127.0.0.1:01\"] #<\n", "upstream.b.servers[1]", "duplicate server 127.0.0.1:1"},
 		{"duplicate listen", base + "[[server]]\nlisten = \"127.0.0.1:8080\" #<\nupstream = \"app\"\n", "server[1].listen", "is already the listen address of server[0].listen"},
 		{"status listen clash", base + "[status]\nlisten = \"127.0.0.1:8080\" #<\n", "status.listen", "already the listen address"},
+		{"status header timeout too short", base + "[status]\nclient_header_timeout = \"10ms\" #<\n", "status.client_header_timeout", `must be at least 100ms (got "10ms")`},
 		{"no servers", "[upstream.app]\nservers = [\"127.0.0.1:1\"]\n", "server", "at least one [[server]]"},
 		{"server as table", "[server] #<\nlisten = \":1\"\n", "server", "must be an array of tables, written [[server]]"},
 		{"missing listen", "[[server]] #<\nupstream = \"app\"\n[upstream.app]\nservers = [\"127.0.0.1:1\"]\n", "server[0].listen", "required"},
@@ -201,12 +202,13 @@ func TestDefaults(t *testing.T) {
 		Steering:        "auto",
 		ErrorLog:        "",
 		Servers: []Server{{Listen: "127.0.0.1:8080", Upstream: "app", AccessLogFormat: "combined", RequestIDHeader: "X-Request-ID",
-			Forwarded: "x-forwarded", ClientHeaderTimeout: 60 * time.Second, ClientIdleTimeout: 75 * time.Second}},
+			Forwarded: "x-forwarded", ClientHeaderTimeout: 60 * time.Second, ClientIdleTimeout: 75 * time.Second, ClientSendTimeout: 60 * time.Second}},
 		Upstreams: map[string]*Upstream{"app": {
 			Name:           "app",
 			Servers:        []UpstreamServer{{Address: "127.0.0.1:9101", Weight: 1}},
 			ConnectTimeout: 5 * time.Second,
 			ReadTimeout:    60 * time.Second,
+			SendTimeout:    60 * time.Second,
 			Balancer:       "round_robin",
 			AllDown:        "fail",
 			Retries:        1,
@@ -228,8 +230,8 @@ func TestDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Status == nil || c.Status.Listen != "127.0.0.1:8081" {
-		t.Errorf("status listen default: got %+v", c.Status)
+	if c.Status == nil || c.Status.Listen != "127.0.0.1:8081" || c.Status.ClientHeaderTimeout != 10*time.Second {
+		t.Errorf("status listen and header timeout defaults: got %+v", c.Status)
 	}
 	ch := c.Upstreams["app"].Check
 	if ch.URI != "" || ch.ExpectStatus != nil || ch.Interval != time.Second {

@@ -48,6 +48,7 @@ func decode(raw map[string]any, r *reporter) (*Config, keySet) {
 		st.address("listen", &c.Status.Listen, true)
 		st.strs("allow", &c.Status.Allow, `CIDR strings like ["10.0.0.0/8"]`)
 		st.boolean("admin", &c.Status.Admin)
+		st.duration("client_header_timeout", &c.Status.ClientHeaderTimeout)
 		st.done()
 	}
 	for _, t := range top.tables("server") {
@@ -61,6 +62,7 @@ func decode(raw map[string]any, r *reporter) (*Config, keySet) {
 		t.boolean("via", &s.Via)
 		t.duration("client_header_timeout", &s.ClientHeaderTimeout)
 		t.duration("client_idle_timeout", &s.ClientIdleTimeout)
+		t.duration("client_send_timeout", &s.ClientSendTimeout)
 		t.done()
 		c.Servers = append(c.Servers, s)
 	}
@@ -108,6 +110,7 @@ func decodeUpstream(t *table, name string) *Upstream {
 	}
 	t.duration("connect_timeout", &u.ConnectTimeout)
 	t.duration("read_timeout", &u.ReadTimeout)
+	t.duration("send_timeout", &u.SendTimeout)
 	t.str("balancer", &u.Balancer)
 	t.str("hash_key", &u.HashKey)
 	t.str("all_down", &u.AllDown)

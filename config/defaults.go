@@ -30,9 +30,12 @@ const (
 	DefaultForwarded           = "x-forwarded"
 	DefaultClientHeaderTimeout = 60 * time.Second
 	DefaultClientIdleTimeout   = 75 * time.Second
+	DefaultClientSendTimeout   = 60 * time.Second
+	DefaultStatusHeaderTimeout = 10 * time.Second
 	DefaultMaxFails            = 1
 	DefaultFailTimeout         = 10 * time.Second
 	DefaultReadTimeout         = 60 * time.Second
+	DefaultSendTimeout         = 60 * time.Second
 	DefaultCheckType           = "http"
 	DefaultInterval            = time.Second
 	DefaultTimeout             = time.Second
@@ -70,6 +73,7 @@ func applyDefaults(c *Config, set keySet) {
 	if c.Status != nil {
 		def(set, "status.listen", &c.Status.Listen, DefaultStatusListen)
 		def(set, "status.allow", &c.Status.Allow, DefaultStatusAllow())
+		def(set, "status.client_header_timeout", &c.Status.ClientHeaderTimeout, DefaultStatusHeaderTimeout)
 	}
 	for i := range c.Servers {
 		k := keyIndex("server", i)
@@ -79,6 +83,7 @@ func applyDefaults(c *Config, set keySet) {
 		def(set, k+".forwarded", &sv.Forwarded, DefaultForwarded)
 		def(set, k+".client_header_timeout", &sv.ClientHeaderTimeout, DefaultClientHeaderTimeout)
 		def(set, k+".client_idle_timeout", &sv.ClientIdleTimeout, DefaultClientIdleTimeout)
+		def(set, k+".client_send_timeout", &sv.ClientSendTimeout, DefaultClientSendTimeout)
 	}
 	for name, u := range c.Upstreams {
 		k := keyJoin("upstream", name)
@@ -87,6 +92,7 @@ func applyDefaults(c *Config, set keySet) {
 		}
 		def(set, k+".connect_timeout", &u.ConnectTimeout, DefaultConnectTimeout)
 		def(set, k+".read_timeout", &u.ReadTimeout, DefaultReadTimeout)
+		def(set, k+".send_timeout", &u.SendTimeout, DefaultSendTimeout)
 		def(set, k+".balancer", &u.Balancer, DefaultBalancer)
 		def(set, k+".all_down", &u.AllDown, DefaultAllDown)
 		def(set, k+".retries", &u.Retries, DefaultRetries)

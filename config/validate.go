@@ -23,6 +23,8 @@ const (
 	maxConnectTimeout  = time.Hour
 	minReadTimeout     = time.Millisecond
 	maxReadTimeout     = 24 * time.Hour
+	minSendTimeout     = time.Millisecond // send_timeout and client_send_timeout
+	maxSendTimeout     = 24 * time.Hour
 	maxRiseFall        = 100
 	minMaxResponse     = 64
 	maxMaxResponse     = 16 << 20
@@ -78,6 +80,7 @@ func validate(c *Config, r *reporter) error {
 		}
 		durRange(r, k+".client_header_timeout", s.ClientHeaderTimeout, 100*time.Millisecond, time.Hour)
 		durRange(r, k+".client_idle_timeout", s.ClientIdleTimeout, 0, 24*time.Hour)
+		durRange(r, k+".client_send_timeout", s.ClientSendTimeout, minSendTimeout, maxSendTimeout)
 		switch {
 		case s.Upstream == "":
 			r.addf(k+".upstream", "required")
@@ -92,6 +95,7 @@ func validate(c *Config, r *reporter) error {
 			r.addf("status.allow", "%v", err)
 		}
 		c.Status.allow = prefixes
+		durRange(r, "status.client_header_timeout", c.Status.ClientHeaderTimeout, 100*time.Millisecond, time.Hour)
 	}
 
 	for _, name := range c.UpstreamNames() {
@@ -135,6 +139,7 @@ func validateUpstream(r *reporter, u *Upstream) {
 	}
 	durRange(r, k+".connect_timeout", u.ConnectTimeout, minConnectTimeout, maxConnectTimeout)
 	durRange(r, k+".read_timeout", u.ReadTimeout, minReadTimeout, maxReadTimeout)
+	durRange(r, k+".send_timeout", u.SendTimeout, minSendTimeout, maxSendTimeout)
 	oneOf(r, k+".balancer", u.Balancer, "round_robin", "least_conn", "hash", "random_two")
 	oneOf(r, k+".all_down", u.AllDown, "fail", "any")
 	switch {

@@ -24,6 +24,7 @@ const (
 type clientConn struct {
 	s  *Server
 	c  net.Conn
+	io sockIO // reads and writes c
 	ip []byte // the client's address without the port
 
 	in    rbuf
@@ -48,6 +49,7 @@ var clientConns = sync.Pool{New: func() any { return new(clientConn) }}
 func newClientConn(s *Server, c net.Conn) *clientConn {
 	cc := clientConns.Get().(*clientConn)
 	cc.s, cc.c = s, c
+	cc.io.init(c)
 	if n := s.o.MaxHeadBytes + 4<<10; len(cc.in.buf) != n {
 		cc.in.buf = make([]byte, n)
 	}
@@ -66,6 +68,7 @@ func newClientConn(s *Server, c net.Conn) *clientConn {
 
 func (cc *clientConn) release() {
 	cc.s, cc.c = nil, nil
+	cc.io.clear()
 	cc.req.reset()
 	cc.resp.reset()
 	cc.tried = cc.tried[:0]
@@ -151,7 +154,7 @@ func (cc *clientConn) readHead(first bool) error {
 			cc.in.w = copy(cc.in.buf, cc.in.buf[cc.in.r:cc.in.w])
 			cc.in.r = 0
 		}
-		if _, err := cc.in.fill(cc.c); err != nil {
+		if _, err := cc.in.fill(&cc.io); err != nil {
 			if cc.in.len() > 0 && err == io.EOF {
 				return io.ErrUnexpectedEOF
 			}
@@ -207,12 +210,14 @@ func (cc *clientConn) writeError(status int, keep bool) bool {
 	}
 	cc.rout = b
 	cc.setWriteDeadline()
-	_, err := cc.c.Write(b)
+	_, err := cc.io.Write(b)
 	return keep && err == nil
 }
 
+// setWriteDeadline arms ClientSendTimeout for a write to the client that starts now: the bound is
+// on each write (nginx's send_timeout), so a client that keeps reading is never cut off.
 func (cc *clientConn) setWriteDeadline() {
-	if t := cc.s.o.ClientIdleTimeout; t > 0 {
+	if t := cc.s.o.ClientSendTimeout; t > 0 {
 		cc.wdl = lazyDeadline(cc.c.SetWriteDeadline, cc.wdl, t)
 	}
 }

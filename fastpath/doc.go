@@ -18,6 +18,13 @@
 // they are while a scanner checks their framing, close-delimited bodies run to EOF, and a 101
 // joins the two connections until either closes (response.go).
 //
+// Timeouts bound waiting, never a whole transfer: each read of a server's response
+// (ReadTimeout), each write to a server (SendTimeout, nginx's proxy_send_timeout) and each write
+// to the client (ClientSendTimeout, nginx's send_timeout) gets its deadline when it starts; a
+// body the kernel splices moves both deadlines with the progress the kernel reports on the two
+// sockets (splice.go). A send timeout to a server fails the try as a timeout; one to the client
+// closes the client's connection and the server's. A 101 tunnel has no deadlines.
+//
 // Invariants: only a connection's goroutine touches its buffers; a request is retried only
 // before any response byte went to the client and while its body can be sent again (no body
 // byte was read from the socket beyond what came with the head); every try counts the server's

@@ -250,7 +250,8 @@ func (cc *clientConn) roundTrip(x *exchange, srv *upstream.Server) (*upConn, err
 // head; got says whether any response byte arrived.
 func (cc *clientConn) exchangeOn(x *exchange, u *upConn) (got bool, err error) {
 	o := &cc.s.o
-	if _, err := u.c.Write(cc.out); err != nil {
+	u.setWriteDeadline(o.SendTimeout)
+	if _, err := u.io.Write(cc.out); err != nil {
 		return false, err
 	}
 	if x.streaming {
@@ -258,7 +259,12 @@ func (cc *clientConn) exchangeOn(x *exchange, u *upConn) (got bool, err error) {
 			if isClientError(err) {
 				return false, err
 			}
-			// The server stopped reading: it may have answered early (413, 401...).
+			// The server stopped reading: it may have answered early (413, 401...), and that
+			// answer goes to the client. A send timeout without one fails the try as a timeout
+			// (nginx's proxy_send_timeout) rather than waiting for an answer for ReadTimeout.
+			if isTimeout(err) && !u.answered() {
+				return false, err
+			}
 		}
 	}
 	if o.ReadTimeout > 0 {
@@ -278,7 +284,8 @@ func (cc *clientConn) exchangeOn(x *exchange, u *upConn) (got bool, err error) {
 					// to an HTTP/1.1 client as it is, then wait for the final one.
 					if cc.req.minor == 1 && !(st == 100 && x.sent100) {
 						x.interim = true
-						if _, err := cc.c.Write(b[:n]); err != nil {
+						cc.setWriteDeadline()
+						if _, err := cc.io.Write(b[:n]); err != nil {
 							return true, &clientError{err}
 						}
 					}
@@ -294,7 +301,7 @@ func (cc *clientConn) exchangeOn(x *exchange, u *upConn) (got bool, err error) {
 				return true, errBadResponseHeader
 			}
 		}
-		if _, err := u.in.fill(u.c); err != nil {
+		if _, err := u.in.fill(&u.io); err != nil {
 			if err == io.EOF {
 				err = io.ErrUnexpectedEOF
 			}
@@ -309,6 +316,7 @@ func (cc *clientConn) streamBody(x *exchange, u *upConn) error {
 	o := &cc.s.o
 	if cc.req.expect100 && !x.sent100 {
 		x.sent100 = true
+		cc.setWriteDeadline()
 		if _, err := io.WriteString(cc.c, "HTTP/1.1 100 Continue\r\n\r\n"); err != nil {
 			return &clientError{err}
 		}
@@ -318,7 +326,7 @@ func (cc *clientConn) streamBody(x *exchange, u *upConn) error {
 			cc.rdl = lazyDeadline(cc.c.SetReadDeadline, cc.rdl, o.ClientIdleTimeout)
 		}
 		x.bodyRead = true
-		if _, err := cc.in.fill(cc.c); err != nil {
+		if _, err := cc.in.fill(&cc.io); err != nil {
 			if err == io.EOF {
 				err = io.ErrUnexpectedEOF
 			}
@@ -339,19 +347,36 @@ func (cc *clientConn) streamBody(x *exchange, u *upConn) error {
 			x.bodyLeft -= int64(len(out))
 			x.streaming = x.bodyLeft > 0
 		}
-		if o.ReadTimeout > 0 {
-			u.c.SetWriteDeadline(time.Now().Add(o.ReadTimeout))
-		}
-		_, err := u.c.Write(out)
+		u.setWriteDeadline(o.SendTimeout)
+		_, err := u.io.Write(out)
 		cc.in.consume(len(out))
 		if err != nil {
 			return err
 		}
 	}
-	if o.ReadTimeout > 0 {
-		u.c.SetWriteDeadline(time.Time{})
-	}
 	return nil
+}
+
+// setWriteDeadline arms the send timeout d (0: none) for a write to u that starts now: the bound
+// is on each write of the request, head or body (nginx's proxy_send_timeout), not on all of it.
+func (u *upConn) setWriteDeadline(d time.Duration) {
+	if d > 0 {
+		u.wdl = lazyDeadline(u.c.SetWriteDeadline, u.wdl, d)
+	}
+}
+
+// answered reports whether the server sent response bytes that wait unread on u, waiting at
+// most a millisecond for them (they are in the socket's buffer already, or not at all). It
+// leaves u with no read deadline.
+func (u *upConn) answered() bool {
+	if u.in.len() > 0 {
+		return true
+	}
+	u.c.SetReadDeadline(time.Now().Add(time.Millisecond))
+	n, _ := u.in.fill(&u.io)
+	u.rdl = time.Time{}
+	u.c.SetReadDeadline(u.rdl)
+	return n > 0
 }
 
 // failure kinds, as upstream's retrier classifies them

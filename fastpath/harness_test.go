@@ -128,6 +128,12 @@ func startFast(t testing.TB, o Options, ss []*upstream.Server) (*Server, string)
 	if o.ClientIdleTimeout == 0 {
 		o.ClientIdleTimeout = 10 * time.Second
 	}
+	if o.SendTimeout == 0 {
+		o.SendTimeout = 10 * time.Second
+	}
+	if o.ClientSendTimeout == 0 {
+		o.ClientSendTimeout = 10 * time.Second
+	}
 	if o.Keepalive == 0 {
 		o.Keepalive = 8
 	}

@@ -10,7 +10,8 @@ import (
 )
 
 // Response bodies longer than spliceMin beyond what came with the head are copied by the kernel
-// (splice through a pipe) in segments of spliceSegment, each with fresh timeouts.
+// (splice through a pipe) in segments of spliceSegment, each with fresh timeouts that follow its
+// progress (splice.go).
 const (
 	spliceMin     = 64 << 10
 	spliceSegment = 1 << 20
@@ -84,8 +85,8 @@ func (cc *clientConn) forwardResponse(x *exchange, u *upConn, srv *upstream.Serv
 		framing, reuse, x.keepClient = bodyToEOF, false, false
 	}
 	decode := framing == bodyChunked && req.minor == 0 // an HTTP/1.0 client knows no chunks
-	if decode || cc.s.draining.Load() {
-		x.keepClient = false
+	if decode || x.streaming || cc.s.draining.Load() {
+		x.keepClient = false // x.streaming: an early answer, the rest of the request body unread
 	}
 
 	b := cc.rout[:0]
@@ -159,7 +160,7 @@ func (cc *clientConn) forwardResponse(x *exchange, u *upConn, srv *upstream.Serv
 		return false
 	}
 	cc.setWriteDeadline()
-	if _, werr := cc.c.Write(b); werr != nil {
+	if _, werr := cc.io.Write(b); werr != nil {
 		u.close()
 		return false
 	}
@@ -217,7 +218,7 @@ func (cc *clientConn) copyBody(x *exchange, u *upConn, framing int, decode bool)
 			cc.rout = out
 		}
 		cc.setWriteDeadline()
-		if _, err := cc.c.Write(out); err != nil {
+		if _, err := cc.io.Write(out); err != nil {
 			return total, err
 		}
 		total += int64(len(out))
@@ -231,7 +232,7 @@ func (cc *clientConn) refill(u *upConn) error {
 	if t := cc.s.o.ReadTimeout; t > 0 {
 		u.rdl = lazyDeadline(u.c.SetReadDeadline, u.rdl, t)
 	}
-	_, err := u.in.fill(u.c)
+	_, err := u.in.fill(&u.io)
 	if err == io.EOF {
 		err = io.ErrUnexpectedEOF
 	}
@@ -251,11 +252,7 @@ func (cc *clientConn) copyN(u *upConn, n int64) (int64, error) {
 			if n > 0 {
 				seg = min(seg, n)
 			}
-			if t := cc.s.o.ReadTimeout; t > 0 {
-				u.rdl = lazyDeadline(u.c.SetReadDeadline, u.rdl, t)
-			}
-			cc.setWriteDeadline()
-			k, err := dst.ReadFrom(&io.LimitedReader{R: u.c, N: seg})
+			k, err := cc.spliceN(dst, u, seg)
 			total += k
 			if n > 0 {
 				n -= k
@@ -284,7 +281,7 @@ func (cc *clientConn) copyN(u *upConn, n int64) (int64, error) {
 			n -= int64(len(out))
 		}
 		cc.setWriteDeadline()
-		if _, werr := cc.c.Write(out); werr != nil {
+		if _, werr := cc.io.Write(out); werr != nil {
 			return total, werr
 		}
 		total += int64(len(out))
@@ -298,9 +295,9 @@ func (cc *clientConn) copyN(u *upConn, n int64) (int64, error) {
 func (cc *clientConn) splice(u *upConn) {
 	cc.c.SetDeadline(time.Time{})
 	u.c.SetDeadline(time.Time{})
-	cc.rdl, cc.wdl, u.rdl = time.Time{}, time.Time{}, time.Time{}
+	cc.rdl, cc.wdl, u.rdl, u.wdl = time.Time{}, time.Time{}, time.Time{}, time.Time{}
 	if b := cc.in.buffered(); len(b) > 0 {
-		if _, err := u.c.Write(b); err != nil {
+		if _, err := u.io.Write(b); err != nil {
 			u.close()
 			return
 		}
@@ -314,7 +311,7 @@ func (cc *clientConn) splice(u *upConn) {
 		cc.c.Close()
 	}()
 	if b := u.in.buffered(); len(b) > 0 {
-		cc.c.Write(b)
+		cc.io.Write(b)
 		u.in.consume(len(b))
 	}
 	io.Copy(cc.c, u.c)

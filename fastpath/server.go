@@ -24,15 +24,17 @@ const (
 )
 
 // Options configure a Server. It takes the same upstream.Options as the net/http path (timeouts,
-// balancer, retries, passive checks, access log, forwarding headers, keepalive) plus the client
-// side's limits. The zero value of each field is usable.
+// the send timeouts of both sides among them, balancer, retries, passive checks, access log,
+// forwarding headers, keepalive) plus the client side's limits. The zero value of each field is
+// usable.
 type Options struct {
 	upstream.Options
 	// ClientHeaderTimeout bounds reading a request head from its first byte (and a new
 	// connection's first head from the accept); 0 = no bound.
 	ClientHeaderTimeout time.Duration
 	// ClientIdleTimeout closes a keep-alive connection that waits that long for its next request,
-	// and bounds each read of a request body and each write to the client; 0 = no bound.
+	// and bounds each read of a request body; 0 = no bound. Writes to the client are bounded by
+	// ClientSendTimeout (in upstream.Options).
 	ClientIdleTimeout time.Duration
 	// MaxHeadBytes bounds a request head (431 beyond it) and a response head (502); 0 =
 	// DefaultMaxHeadBytes.

@@ -27,7 +27,7 @@ func (b *rbuf) consume(n int) {
 // fill reads once from c into the free end of the buffer, first moving the buffered bytes to
 // the front when the free end is full. It returns errHeadTooLarge-like errFull when the buffer
 // is full of unconsumed bytes.
-func (b *rbuf) fill(c net.Conn) (int, error) {
+func (b *rbuf) fill(c *sockIO) (int, error) {
 	if b.w == len(b.buf) {
 		if b.r == 0 {
 			return 0, errFull
@@ -45,10 +45,12 @@ var errFull = &parseError{431, "fastpath: buffer full"}
 // upConn is one connection to an upstream server with its read buffer.
 type upConn struct {
 	c      net.Conn
+	io     sockIO // reads and writes c
 	in     rbuf
 	pool   *connPool
 	idleAt time.Time
 	rdl    time.Time // the read deadline set on c
+	wdl    time.Time // the write deadline set on c
 	reused bool      // it served a request before this one
 }
 
@@ -139,13 +141,15 @@ func (p *connPool) wrap(c net.Conn) *upConn {
 	if u == nil {
 		u = &upConn{in: rbuf{buf: make([]byte, p.bufSize)}, pool: p}
 	}
-	u.c, u.reused, u.rdl = c, false, time.Time{}
+	u.c, u.reused, u.rdl, u.wdl = c, false, time.Time{}, time.Time{}
+	u.io.init(c)
 	return u
 }
 
 // free returns u's buffer to the pool once its connection is closed.
 func (p *connPool) free(u *upConn) {
 	u.c = nil
+	u.io.clear()
 	u.in.r, u.in.w = 0, 0
 	p.bufs.Put(u)
 }

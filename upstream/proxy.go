@@ -30,6 +30,14 @@ type Options struct {
 	ConnectTimeout time.Duration // dialing an upstream server; 0 = no bound
 	ReadTimeout    time.Duration // waiting for the upstream's response header; 0 = no bound
 	Log            *slog.Logger  // nil = slog.Default()
+	// SendTimeout bounds each write of a request (head and body) to an upstream server, from its
+	// start to its end, not the whole request (nginx's proxy_send_timeout): a server that takes
+	// none of it for that long fails the try as a timeout. 0 = no bound.
+	SendTimeout time.Duration
+	// ClientSendTimeout bounds each write of a response to the client the same way (nginx's
+	// send_timeout): a client that takes none of it for that long is disconnected, one that
+	// keeps reading never is. An upgraded (101) connection has no such bound. 0 = no bound.
+	ClientSendTimeout time.Duration
 	// OnRequest, when not nil, is called once per request (the worker counts its requests).
 	OnRequest func()
 	// Balancer names the balancer (default round_robin), HashKey its key for "hash", AllDown
@@ -66,8 +74,12 @@ func NewProxy(name string, servers []*Server, o Options) *Proxy {
 	}
 	p := &Proxy{name: name, pool: NewPool(o.Balancer, o.HashKey, o.AllDown, servers), log: o.Log, onReq: o.OnRequest, o: o}
 	dialer := &net.Dialer{Timeout: o.ConnectTimeout, KeepAlive: 30 * time.Second}
+	dial := dialer.DialContext
+	if o.SendTimeout > 0 {
+		dial = sendTimeoutDial(dial, o.SendTimeout)
+	}
 	base := &http.Transport{
-		DialContext:           dialer.DialContext,
+		DialContext:           dial,
 		MaxIdleConns:          1024,
 		MaxIdleConnsPerHost:   max(o.Keepalive, 1),
 		IdleConnTimeout:       60 * time.Second,
@@ -112,6 +124,11 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p.onReq()
 	}
 	a := &attempts{in: r, start: time.Now()}
+	if d := p.o.ClientSendTimeout; d > 0 {
+		cw := newClientWriter(w, d)
+		defer cw.done()
+		w = cw
+	}
 	if h := p.o.RequestIDHeader; h != "" {
 		if a.requestID = r.Header.Get(h); a.requestID == "" || len(a.requestID) > 200 {
 			a.requestID = newRequestID()

@@ -141,6 +141,10 @@ func (t *retrier) RoundTrip(req *http.Request) (*http.Response, error) {
 		body = &trackedBody{rc: req.Body}
 		req.Body = body
 	}
+	var tunnel *tunnelConn
+	if t.o.SendTimeout > 0 && req.Header.Get("Upgrade") != "" {
+		req, tunnel = traceTunnel(req)
+	}
 	for {
 		s := a.server
 		a.tries++
@@ -149,6 +153,9 @@ func (t *retrier) RoundTrip(req *http.Request) (*http.Response, error) {
 		s.Slot.AddActive(1)
 		s.Slot.AddRequest()
 		resp, err := t.base.RoundTrip(req)
+		if err == nil && resp.StatusCode == http.StatusSwitchingProtocols && tunnel != nil {
+			tunnel.untimed()
+		}
 		kind := Classify(err)
 		if err == nil && t.o.Retry.On.Status[resp.StatusCode] {
 			kind = failStatus

@@ -33,6 +33,11 @@ import (
 // enough for a client that is about to send one to do so, short enough to finish the drain.
 const idleGrace = time.Second
 
+// stdMaxHeaderBytes is the http.Server.MaxHeaderBytes of the engine = "std" listeners: net/http
+// reads 4 KiB beyond it before it answers 431, so a request head is bounded as the fast engine
+// bounds it (fastpath.DefaultMaxHeadBytes).
+const stdMaxHeaderBytes = fastpath.DefaultMaxHeadBytes - 4<<10
+
 // Main runs a worker process and returns its exit code.
 func Main() int {
 	w, err := start()
@@ -131,10 +136,14 @@ func start() (*worker, error) {
 		}
 		proxy := w.proxyFor(s)
 		srv := &http.Server{
-			Handler:           drainHandler{next: proxy, draining: &w.draining},
-			ConnState:         w.conns.track,
+			Handler: drainHandler{next: proxy, draining: &w.draining},
+			ConnState: func(c net.Conn, st http.ConnState) {
+				upstream.ConnState(c, st) // an idle connection keeps no send deadline
+				w.conns.track(c, st)
+			},
 			ReadHeaderTimeout: s.ClientHeaderTimeout,
 			IdleTimeout:       s.ClientIdleTimeout,
+			MaxHeaderBytes:    stdMaxHeaderBytes,
 			ErrorLog:          slog.NewLogLogger(w.log.Handler(), slog.LevelDebug),
 		}
 		w.servers = append(w.servers, srv)
@@ -150,13 +159,11 @@ func start() (*worker, error) {
 		if err != nil {
 			return nil, fmt.Errorf("status listener: %w", err)
 		}
-		w.servers = append(w.servers, &http.Server{
-			Handler:           status.Handler(w.table, status.Options{Allowed: w.cfg.Status.Allowed, Admin: w.cfg.Status.Admin, Log: w.log}),
-			ConnState:         w.conns.track,
-			ReadHeaderTimeout: 10 * time.Second,
-			IdleTimeout:       30 * time.Second,
-			ErrorLog:          slog.NewLogLogger(w.log.Handler(), slog.LevelDebug),
-		})
+		h := status.Handler(w.table, status.Options{Allowed: w.cfg.Status.Allowed, Admin: w.cfg.Status.Admin, Log: w.log})
+		srv := status.NewServer(h, status.ServerOptions{HeaderTimeout: w.cfg.Status.ClientHeaderTimeout})
+		srv.ConnState = w.conns.track
+		srv.ErrorLog = slog.NewLogLogger(w.log.Handler(), slog.LevelDebug)
+		w.servers = append(w.servers, srv)
 		w.lns = append(w.lns, ln)
 	}
 	w.checker = newChecker(w.table, w.tok, w.payload.Index, w.payload.Generation, targets, w.log)
@@ -219,7 +226,7 @@ func (w *worker) optionsFor(s config.Server) upstream.Options {
 		al = upstream.NewAccessLog(s.AccessLogFormat, w.access[s.AccessLog])
 	}
 	return upstream.Options{
-		ConnectTimeout: u.ConnectTimeout, ReadTimeout: u.ReadTimeout, Log: w.log,
+		ConnectTimeout: u.ConnectTimeout, ReadTimeout: u.ReadTimeout, SendTimeout: u.SendTimeout, Log: w.log,
 		OnRequest: func() { w.table.CountRequest(w.payload.Index) },
 		Balancer:  u.Balancer, HashKey: u.HashKey, AllDown: u.AllDown,
 		Retry: upstream.RetryPolicy{
@@ -231,6 +238,7 @@ func (w *worker) optionsFor(s config.Server) upstream.Options {
 				Old: uint8(shm.Up), New: uint8(shm.Down), Pid: os.Getpid()})
 		},
 		AccessLog: al, RequestIDHeader: s.RequestIDHeader, Forwarded: s.Forwarded, Via: s.Via, Keepalive: u.Keepalive,
+		ClientSendTimeout: s.ClientSendTimeout,
 	}
 }
 

@@ -95,6 +95,8 @@ type proxyOpts struct {
 	fall     int
 	extra    string   // appended to the check table
 	top      string   // top-level keys, prepended to the config
+	server   string   // appended to the [[server]] table
+	upstream string   // appended to the [upstream.app] table (before its check table)
 	env      []string // added to the master's environment
 }
 
@@ -130,8 +132,10 @@ listen = %q
 [[server]]
 listen = %q
 upstream = "app"
+%s
 [upstream.app]
 servers = [%s]
+%s
 [upstream.app.check]
 uri = "/health"
 interval = %q
@@ -140,7 +144,7 @@ rise = %d
 fall = %d
 expect_body = "ok"
 %s
-`, o.workers, p.status, p.listen, strings.Join(servers, ", "), o.interval, o.rise, o.fall, o.extra)
+`, o.workers, p.status, p.listen, o.server, strings.Join(servers, ", "), o.upstream, o.interval, o.rise, o.fall, o.extra)
 	if o.top != "" {
 		cfg = o.top + "\n" + cfg
 	}

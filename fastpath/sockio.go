@@ -1,0 +1,139 @@
+package fastpath
+
+import (
+	"io"
+	"net"
+	"os"
+	"syscall"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// sockIO reads and writes a TCP connection with raw system calls made inside the callbacks of
+// syscall.RawConn: the connection stays in Go's network poller (deadlines, waiting for
+// readiness, Close waking a blocked reader all work as for net.Conn), but a read or write that
+// can proceed is one system call with no scheduler bookkeeping around it.
+//
+// Why: a non-blocking socket call never blocks, yet net.Conn's Read and Write tell the Go
+// scheduler they might (entersyscall/exitsyscall). With one P per worker process (GOMAXPROCS=1,
+// the prefork model), the runtime's monitor thread then takes the P away from any such call that
+// spans one of its 20 µs ticks (a loopback write runs the receiver's TCP stack inline and often
+// does) and hands it to another thread; under load that is tens of thousands of thread wake-ups
+// and hand-offs a second per worker, and the monitor never backs off. Measured under wrk on this
+// engine: about 12% of a worker's CPU was the monitor thread before this type.
+//
+// A sockIO for a connection that is not a *net.TCPConn (tests, pipes) uses its Read and Write.
+type sockIO struct {
+	c      net.Conn
+	rc     syscall.RawConn // nil: use c's Read and Write
+	p      []byte          // the buffer of the call in progress
+	n      int             // bytes moved by it
+	errno  unix.Errno      // its error, 0 for none
+	rd, wr func(fd uintptr) bool
+}
+
+// init binds s to c. It allocates once per connection (the two callbacks), never per call.
+// A pooled owner that binds its sockIO again keeps the callbacks, which point at s itself.
+func (s *sockIO) init(c net.Conn) {
+	rd, wr := s.rd, s.wr
+	*s = sockIO{c: c}
+	if tc, ok := c.(*net.TCPConn); ok {
+		if rc, err := tc.SyscallConn(); err == nil {
+			if rd == nil {
+				rd, wr = s.doRead, s.doWrite
+			}
+			s.rc, s.rd, s.wr = rc, rd, wr
+		}
+	}
+}
+
+// clear drops the connection, keeping the callbacks for the next init.
+func (s *sockIO) clear() { s.c, s.rc, s.p = nil, nil, nil }
+
+// Read reads into p like net.Conn's Read: at least one byte, io.EOF at the end of the stream,
+// a timeout net.Error at the read deadline.
+func (s *sockIO) Read(p []byte) (int, error) {
+	if s.rc == nil || len(p) == 0 {
+		return s.c.Read(p)
+	}
+	s.p, s.n, s.errno = p, 0, 0
+	err := s.rc.Read(s.rd)
+	n, errno := s.n, s.errno
+	s.p = nil
+	switch {
+	case err != nil:
+		return n, err
+	case errno != 0:
+		return n, opError("read", errno)
+	case n == 0:
+		return 0, io.EOF
+	}
+	return n, nil
+}
+
+// Write writes all of p like net.Conn's Write, or returns how much it wrote and why it stopped
+// (a timeout net.Error at the write deadline).
+func (s *sockIO) Write(p []byte) (int, error) {
+	if s.rc == nil {
+		return s.c.Write(p)
+	}
+	if len(p) == 0 {
+		return 0, nil
+	}
+	s.p, s.n, s.errno = p, 0, 0
+	err := s.rc.Write(s.wr)
+	n, errno := s.n, s.errno
+	s.p = nil
+	switch {
+	case err != nil:
+		return n, err
+	case errno != 0:
+		return n, opError("write", errno)
+	}
+	return n, nil
+}
+
+// doRead is the read callback: false asks the poller to wait until the socket is readable.
+func (s *sockIO) doRead(fd uintptr) bool {
+	for {
+		n, _, e := unix.RawSyscall(unix.SYS_READ, fd, uintptr(unsafe.Pointer(&s.p[0])), uintptr(len(s.p)))
+		switch e {
+		case 0:
+			s.n = int(n)
+			return true
+		case unix.EINTR:
+			continue
+		case unix.EAGAIN:
+			return false
+		}
+		s.errno = e
+		return true
+	}
+}
+
+// doWrite is the write callback: it writes until p is all sent, the socket buffer is full
+// (false: the poller waits until it is writable and calls again) or an error. MSG_NOSIGNAL: a
+// peer that closed gives EPIPE, not a signal.
+func (s *sockIO) doWrite(fd uintptr) bool {
+	for s.n < len(s.p) {
+		rest := s.p[s.n:]
+		n, _, e := unix.RawSyscall6(unix.SYS_SENDTO, fd, uintptr(unsafe.Pointer(&rest[0])), uintptr(len(rest)), unix.MSG_NOSIGNAL, 0, 0)
+		switch e {
+		case 0:
+			s.n += int(n)
+		case unix.EINTR:
+		case unix.EAGAIN:
+			return false
+		default:
+			s.errno = e
+			return true
+		}
+	}
+	return true
+}
+
+// opError is the error net.Conn would return for errno (only on a failing call).
+func opError(op string, errno unix.Errno) error {
+	return &net.OpError{Op: op, Net: "tcp", Err: os.NewSyscallError(op, errno)}
+}
