@@ -226,11 +226,10 @@ func (cc *clientConn) setWriteDeadline() {
 // more than d/8: a timeout then holds within 1/8 of its length, and a busy keep-alive connection
 // does not reset its timers on every request. It returns the deadline in force.
 func lazyDeadline(set func(time.Time) error, cur time.Time, d time.Duration) time.Time {
-	next := time.Now().Add(d)
-	if gap := next.Sub(cur); !cur.IsZero() && gap >= 0 && gap < d/8 {
-		return cur
+	next, ok := upstream.NextDeadline(cur, d)
+	if ok {
+		set(next)
 	}
-	set(next)
 	return next
 }
 

@@ -58,18 +58,11 @@ func (s *sockIO) Read(p []byte) (int, error) {
 		return s.c.Read(p)
 	}
 	s.p, s.n, s.errno = p, 0, 0
-	err := s.rc.Read(s.rd)
-	n, errno := s.n, s.errno
-	s.p = nil
-	switch {
-	case err != nil:
-		return n, err
-	case errno != 0:
-		return n, opError("read", errno)
-	case n == 0:
+	n, err := s.done("read", s.rc.Read(s.rd))
+	if err == nil && n == 0 {
 		return 0, io.EOF
 	}
-	return n, nil
+	return n, err
 }
 
 // Write writes all of p like net.Conn's Write, or returns how much it wrote and why it stopped
@@ -82,16 +75,18 @@ func (s *sockIO) Write(p []byte) (int, error) {
 		return 0, nil
 	}
 	s.p, s.n, s.errno = p, 0, 0
-	err := s.rc.Write(s.wr)
+	return s.done("write", s.rc.Write(s.wr))
+}
+
+// done ends a call whose RawConn Read or Write returned err: the bytes it moved, and err, or the
+// error of the system call that stopped it.
+func (s *sockIO) done(op string, err error) (int, error) {
 	n, errno := s.n, s.errno
 	s.p = nil
-	switch {
-	case err != nil:
-		return n, err
-	case errno != 0:
-		return n, opError("write", errno)
+	if err == nil && errno != 0 {
+		err = opError(op, errno)
 	}
-	return n, nil
+	return n, err
 }
 
 // doRead is the read callback: false asks the poller to wait until the socket is readable.

@@ -14,13 +14,13 @@ import (
 // proxy_send_timeout and send_timeout): a deadline is set when a write starts and holds until
 // the next one, so a peer that keeps taking bytes is never cut off, however long a request or
 // response lasts, and one that takes none for the timeout fails the write that waits on it.
-// Deadlines move lazily (see nextDeadline): a busy connection does not reset its timer on every
+// Deadlines move lazily (see NextDeadline): a busy connection does not reset its timer on every
 // write.
 
-// nextDeadline returns the write deadline for a write that starts now, given the one in force
+// NextDeadline returns the deadline for a read or write that starts now, given the one in force
 // (cur, zero for none): now+d, or cur itself when that is less than d/8 earlier, so the bound
-// holds within 1/8 of d. ok says whether the deadline must be set.
-func nextDeadline(cur time.Time, d time.Duration) (next time.Time, ok bool) {
+// holds within 1/8 of d. ok says whether the deadline must be set. Both engines use it.
+func NextDeadline(cur time.Time, d time.Duration) (next time.Time, ok bool) {
 	next = time.Now().Add(d)
 	if gap := next.Sub(cur); !cur.IsZero() && gap >= 0 && gap < d/8 {
 		return cur, false
@@ -47,7 +47,7 @@ func (c *sendConn) Write(b []byte) (int, error) {
 	if ns := c.dl.Load(); ns != 0 {
 		cur = time.Unix(0, ns)
 	}
-	if next, ok := nextDeadline(cur, c.d); ok {
+	if next, ok := NextDeadline(cur, c.d); ok {
 		c.Conn.SetWriteDeadline(next)
 		c.dl.Store(next.UnixNano())
 	}
@@ -123,7 +123,7 @@ func (w *clientWriter) arm() {
 	if w.hijacked {
 		return
 	}
-	if next, ok := nextDeadline(w.dl, w.d); ok {
+	if next, ok := NextDeadline(w.dl, w.d); ok {
 		w.rc.SetWriteDeadline(next) // ErrNotSupported: a writer with no connection, nothing to bound
 		w.dl = next
 	}
