@@ -52,9 +52,7 @@ func (cc *clientConn) serveRequest() bool {
 	}
 	x := exchange{keepClient: !req.connClose && (req.minor == 1 || req.connKeepAlive)}
 	x.upgrading = req.upgrade != nil && req.connUpgrade && req.minor == 1
-	if o.AccessLog != nil || o.Retry.Timeout > 0 {
-		x.start = time.Now()
-	}
+	x.start = cc.now // ticked when the request's bytes arrived
 	cc.requestID()
 	var entry *upstream.Entry
 	if o.AccessLog != nil {
@@ -145,14 +143,15 @@ func (cc *clientConn) tryServers(x *exchange, srv *upstream.Server, key string) 
 	s := cc.s
 	o := &s.o
 	cc.tried = cc.tried[:0]
-	first := time.Now()
-	defer func() { x.upTime = time.Since(first) }()
+	first := cc.now
+	defer func() { x.upTime = cc.now.Sub(first) }()
 	for {
 		x.tries++
 		cc.tried = append(cc.tried, srv)
 		srv.Slot.AddActive(1)
 		srv.Slot.AddRequest()
 		u, err := cc.roundTrip(x, srv)
+		cc.tick() // the response head arrived, or the try failed
 		if isClientError(err) {
 			return nil, srv, err
 		}
@@ -160,7 +159,7 @@ func (cc *clientConn) tryServers(x *exchange, srv *upstream.Server, key string) 
 		if err == nil && o.Retry.On.Status[cc.resp.status] {
 			kind = failStatus
 		}
-		now := shm.Now()
+		now := shm.At(cc.now)
 		if err == nil && o.Eject5xx > 0 && srv.Slot.Response(now, cc.resp.status >= 500, o.Eject5xx, o.FailTimeout) {
 			s.ejected(srv, strconv.Itoa(o.Eject5xx)+" consecutive 5xx")
 		}
@@ -225,7 +224,7 @@ func (s *Server) ejected(srv *upstream.Server, why string) {
 // new one, once, when nothing came back and the request can be sent again.
 func (cc *clientConn) roundTrip(x *exchange, srv *upstream.Server) (*upConn, error) {
 	pool := cc.s.pools[srv]
-	u := pool.get(time.Now())
+	u := pool.get(cc.now)
 	for {
 		if u == nil {
 			c, err := cc.s.dialer.Dial("tcp", srv.Address)
@@ -250,7 +249,7 @@ func (cc *clientConn) roundTrip(x *exchange, srv *upstream.Server) (*upConn, err
 // head; got says whether any response byte arrived.
 func (cc *clientConn) exchangeOn(x *exchange, u *upConn) (got bool, err error) {
 	o := &cc.s.o
-	u.setWriteDeadline(o.SendTimeout)
+	u.setWriteDeadline(o.SendTimeout, cc.now)
 	if _, err := u.io.Write(cc.out); err != nil {
 		return false, err
 	}
@@ -266,9 +265,10 @@ func (cc *clientConn) exchangeOn(x *exchange, u *upConn) (got bool, err error) {
 				return false, err
 			}
 		}
+		cc.tick() // after the body's last write, which may have waited
 	}
 	if o.ReadTimeout > 0 {
-		u.rdl = lazyDeadline(u.c.SetReadDeadline, u.rdl, o.ReadTimeout)
+		u.rdl = lazyDeadline(u.c.SetReadDeadline, u.rdl, o.ReadTimeout, cc.now)
 	}
 	scanned := 0
 	for {
@@ -284,6 +284,7 @@ func (cc *clientConn) exchangeOn(x *exchange, u *upConn) (got bool, err error) {
 					// to an HTTP/1.1 client as it is, then wait for the final one.
 					if cc.req.minor == 1 && !(st == 100 && x.sent100) {
 						x.interim = true
+						cc.tick()
 						cc.setWriteDeadline()
 						if _, err := cc.io.Write(b[:n]); err != nil {
 							return true, &clientError{err}
@@ -323,10 +324,12 @@ func (cc *clientConn) streamBody(x *exchange, u *upConn) error {
 	}
 	for x.streaming {
 		if o.ClientIdleTimeout > 0 {
-			cc.rdl = lazyDeadline(cc.c.SetReadDeadline, cc.rdl, o.ClientIdleTimeout)
+			cc.rdl = lazyDeadline(cc.c.SetReadDeadline, cc.rdl, o.ClientIdleTimeout, cc.tick())
 		}
 		x.bodyRead = true
-		if _, err := cc.in.fill(&cc.io); err != nil {
+		_, err := cc.in.fill(&cc.io)
+		cc.tick()
+		if err != nil {
 			if err == io.EOF {
 				err = io.ErrUnexpectedEOF
 			}
@@ -347,8 +350,8 @@ func (cc *clientConn) streamBody(x *exchange, u *upConn) error {
 			x.bodyLeft -= int64(len(out))
 			x.streaming = x.bodyLeft > 0
 		}
-		u.setWriteDeadline(o.SendTimeout)
-		_, err := u.io.Write(out)
+		u.setWriteDeadline(o.SendTimeout, cc.now)
+		_, err = u.io.Write(out)
 		cc.in.consume(len(out))
 		if err != nil {
 			return err
@@ -357,11 +360,12 @@ func (cc *clientConn) streamBody(x *exchange, u *upConn) error {
 	return nil
 }
 
-// setWriteDeadline arms the send timeout d (0: none) for a write to u that starts now: the bound
-// is on each write of the request, head or body (nginx's proxy_send_timeout), not on all of it.
-func (u *upConn) setWriteDeadline(d time.Duration) {
+// setWriteDeadline arms the send timeout d (0: none) for a write to u that starts at now: the
+// bound is on each write of the request, head or body (nginx's proxy_send_timeout), not on all
+// of it.
+func (u *upConn) setWriteDeadline(d time.Duration, now time.Time) {
 	if d > 0 {
-		u.wdl = lazyDeadline(u.c.SetWriteDeadline, u.wdl, d)
+		u.wdl = lazyDeadline(u.c.SetWriteDeadline, u.wdl, d, now)
 	}
 }
 

@@ -178,7 +178,7 @@ func (cc *clientConn) forwardResponse(x *exchange, u *upConn, srv *upstream.Serv
 		}
 	}
 	if reuse {
-		u.pool.put(u, time.Now())
+		u.pool.put(u, cc.now)
 	} else {
 		u.close()
 	}
@@ -227,12 +227,14 @@ func (cc *clientConn) copyBody(x *exchange, u *upConn, framing int, decode bool)
 	return total, nil
 }
 
-// refill reads more of a response body into u's buffer, within the read timeout.
+// refill reads more of a response body into u's buffer, within the read timeout; it ticks the
+// clock after the wait before it (the last write to the client) and after its own.
 func (cc *clientConn) refill(u *upConn) error {
 	if t := cc.s.o.ReadTimeout; t > 0 {
-		u.rdl = lazyDeadline(u.c.SetReadDeadline, u.rdl, t)
+		u.rdl = lazyDeadline(u.c.SetReadDeadline, u.rdl, t, cc.tick())
 	}
 	_, err := u.in.fill(&u.io)
+	cc.tick()
 	if err == io.EOF {
 		err = io.ErrUnexpectedEOF
 	}

@@ -28,8 +28,10 @@ import (
 // following the progress of both sockets.
 func (cc *clientConn) spliceN(dst *net.TCPConn, u *upConn, seg int64) (int64, error) {
 	o := &cc.s.o
+	cc.tick()
+	defer cc.tick() // a segment waits on both sides
 	if o.ReadTimeout > 0 {
-		u.rdl = lazyDeadline(u.c.SetReadDeadline, u.rdl, o.ReadTimeout)
+		u.rdl = lazyDeadline(u.c.SetReadDeadline, u.rdl, o.ReadTimeout, cc.now)
 	}
 	cc.setWriteDeadline()
 	period := min(positive(o.ReadTimeout), positive(o.ClientSendTimeout)) / 4

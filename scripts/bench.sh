@@ -2,9 +2,9 @@
 # hcproxy beside nginx and HAProxy (and the backend alone) under wrk on loopback, interleaved in
 # one run, reusing ../shared/bench's backends and peer configs; then the same load while each
 # proxy reloads once a second. Prints RESULT lines and the hcproxy/nginx ratios.
-# Usage: scripts/bench.sh [DURATION_S] [ROUNDS]   (needs: apt-get install nginx-light haproxy wrk)
+# Usage: scripts/bench.sh [DURATION_S] [ROUNDS]  (default 10 s, 3 rounds)   (needs: apt-get install nginx-light haproxy wrk)
 set -u
-D=${1:-10}; R=${2:-2}
+D=${1:-10}; R=${2:-3}
 root=$(cd "$(dirname "$0")/.." && pwd)
 peer="$root/../shared/bench/run.sh"
 HCPROXY="$root/bin/hcproxy"
@@ -19,7 +19,35 @@ trap 'stop_all; rm -rf "$W"' EXIT
 # The peers' backends and start functions, taken from the shared harness as they are.
 source <(sed -n '/^cat >"\$W\/backend.conf"/,/^BACK=/p' "$peer")
 source <(sed -n '/^start_nginx()/,/^start_direct/p' "$peer")
-source <(sed -n '/^bench()/,/^}/p' "$peer")
+
+# cpu_ticks PID: utime+stime, in clock ticks, of PID and its children (a proxy's master and workers).
+cpu_ticks() {
+  local s=0 p f
+  for p in "$1" $(pgrep -P "$1"); do
+    f=$(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null) && s=$((s + f))
+  done
+  echo "$s"
+}
+TICK=$(getconf CLK_TCK)
+
+# bench NAME URL PID: one wrk run; with PID, also the proxy's CPU time per request (utime+stime of
+# its processes over the requests wrk counted), a measure the shared machine's load moves less.
+bench() {
+  local out c0 c1 cpu=""
+  [ -n "$3" ] && c0=$(cpu_ticks "$3")
+  out=$(wrk -t2 -c64 -d${D}s --latency "$2" 2>&1)
+  local req rps p50 p99 err
+  req=$(awk '/requests in/ {print $1}' <<<"$out")
+  rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+  p50=$(awk '$1=="50%" {print $2}' <<<"$out")
+  p99=$(awk '$1=="99%" {print $2}' <<<"$out")
+  err=$(grep -E "Non-2xx|Socket errors" <<<"$out" | tr '\n' ' ')
+  if [ -n "$3" ] && [ "${req:-0}" -gt 0 ]; then
+    c1=$(cpu_ticks "$3")
+    cpu="cpu_us_per_req=$(awk -v t=$((c1 - c0)) -v hz="$TICK" -v n="$req" 'BEGIN { printf "%.2f", t * 1e6 / hz / n }')"
+  fi
+  echo "RESULT proxy=$1 rps=$rps p50=$p50 p99=$p99 $cpu ${err}"
+}
 
 start_hcproxy() {
 cat >"$W/hcproxy.toml" <<C
@@ -49,7 +77,7 @@ for r in $(seq "$R"); do
     url=http://127.0.0.1:18080/; [ $name = direct ] && url=http://127.0.0.1:19101/
     for i in $(seq 50); do curl -sf "$url" >/dev/null && break; sleep 0.1; done
     wrk -t1 -c16 -d2s "$url" >/dev/null 2>&1
-    bench $name "$url" | tee -a "$W/results"
+    bench $name "$url" "$P" | tee -a "$W/results"
     if [ -n "$P" ]; then kill -TERM $P 2>/dev/null; wait $P 2>/dev/null; PIDS=("${BACK[@]}"); fi
     sleep 0.5
   done
@@ -70,5 +98,18 @@ for name in nginx haproxy hcproxy; do
   kill -TERM $P; wait $P 2>/dev/null; PIDS=("${BACK[@]}"); sleep 0.5
 done
 
-awk '/^RESULT proxy=/ { split($2,a,"="); split($3,b,"="); sum[a[2]]+=b[2]; n[a[2]]++ }
-     END { if (n["nginx"] && n["hcproxy"]) printf "RATIO throughput hcproxy/nginx=%.2f hcproxy/haproxy=%.2f (mean of %d rounds)\n", (sum["hcproxy"]/n["hcproxy"])/(sum["nginx"]/n["nginx"]), (sum["hcproxy"]/n["hcproxy"])/(sum["haproxy"]/n["haproxy"]), n["nginx"] }' "$W/results"
+# Per proxy over the rounds: mean req/s, median p99 (in ms) and median CPU per request; then the
+# ratios to nginx.
+awk 'function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0; if (v ~ /s$/) return v * 1000; return v }
+     function median(a, n,   i, j, t) { for (i = 2; i <= n; i++) for (j = i; j > 1 && a[j-1] > a[j]; j--) { t = a[j]; a[j] = a[j-1]; a[j-1] = t }
+                                        return n % 2 ? a[(n+1)/2] : (a[n/2] + a[n/2+1]) / 2 }
+     /^RESULT proxy=/ { delete f; for (i = 2; i <= NF; i++) { split($i, kv, "="); f[kv[1]] = kv[2] }
+       p = f["proxy"]; n[p]++; rps[p] += f["rps"]; p99[p, n[p]] = ms(f["p99"]); if ("cpu_us_per_req" in f) cpu[p, n[p]] = f["cpu_us_per_req"] }
+     END {
+       for (p in n) { delete a; for (i = 1; i <= n[p]; i++) a[i] = p99[p, i]; mp99[p] = median(a, n[p])
+                      delete a; for (i = 1; i <= n[p]; i++) a[i] = cpu[p, i]; mcpu[p] = median(a, n[p]); mrps[p] = rps[p] / n[p] }
+       split("direct nginx haproxy hcproxy", order, " ")
+       for (k = 1; k <= 4; k++) if ((p = order[k]) in n) printf "SUMMARY proxy=%s rounds=%d rps_mean=%.0f p99_median=%.2fms cpu_us_per_req_median=%s\n", p, n[p], mrps[p], mp99[p], (p == "direct" ? "-" : sprintf("%.2f", mcpu[p]))
+       if (n["nginx"] && n["hcproxy"])
+         printf "RATIO hcproxy/nginx throughput=%.2f p99=%.2f cpu_per_req=%.2f; hcproxy/haproxy throughput=%.2f (over %d rounds; p99 and CPU: medians)\n",
+           mrps["hcproxy"] / mrps["nginx"], mp99["hcproxy"] / mp99["nginx"], mcpu["hcproxy"] / mcpu["nginx"], mrps["hcproxy"] / mrps["haproxy"], n["nginx"] }' "$W/results"

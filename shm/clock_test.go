@@ -25,6 +25,22 @@ func TestNowIsClockMonotonic(t *testing.T) {
 	}
 }
 
+// At(t) is Now as it was when t was read: between two readings of Now around time.Now.
+func TestAtIsNowOfAReading(t *testing.T) {
+	for range 100 {
+		before := Now()
+		at := At(time.Now())
+		after := Now()
+		if at < before || at > after {
+			t.Fatalf("At(time.Now()) = %d, outside Now's [%d, %d]", at, before, after)
+		}
+	}
+	t0 := time.Now()
+	if d := At(t0.Add(time.Second)) - At(t0); d != int64(time.Second) {
+		t.Fatalf("At(t+1s) - At(t) = %v", time.Duration(d))
+	}
+}
+
 func BenchmarkNow(b *testing.B) {
 	for b.Loop() {
 		Now()

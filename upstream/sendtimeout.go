@@ -17,11 +17,13 @@ import (
 // Deadlines move lazily (see NextDeadline): a busy connection does not reset its timer on every
 // write.
 
-// NextDeadline returns the deadline for a read or write that starts now, given the one in force
-// (cur, zero for none): now+d, or cur itself when that is less than d/8 earlier, so the bound
-// holds within 1/8 of d. ok says whether the deadline must be set. Both engines use it.
-func NextDeadline(cur time.Time, d time.Duration) (next time.Time, ok bool) {
-	next = time.Now().Add(d)
+// NextDeadline returns the deadline for a read or write that starts at now, given the one in
+// force (cur, zero for none): now+d, or cur itself when that is less than d/8 earlier, so the
+// bound holds within 1/8 of d. ok says whether the deadline must be set. Both engines use it;
+// the fast engine passes its connection's clock (fastpath's clientConn.tick), this one
+// time.Now().
+func NextDeadline(cur time.Time, d time.Duration, now time.Time) (next time.Time, ok bool) {
+	next = now.Add(d)
 	if gap := next.Sub(cur); !cur.IsZero() && gap >= 0 && gap < d/8 {
 		return cur, false
 	}
@@ -47,7 +49,7 @@ func (c *sendConn) Write(b []byte) (int, error) {
 	if ns := c.dl.Load(); ns != 0 {
 		cur = time.Unix(0, ns)
 	}
-	if next, ok := NextDeadline(cur, c.d); ok {
+	if next, ok := NextDeadline(cur, c.d, time.Now()); ok {
 		c.Conn.SetWriteDeadline(next)
 		c.dl.Store(next.UnixNano())
 	}
@@ -123,7 +125,7 @@ func (w *clientWriter) arm() {
 	if w.hijacked {
 		return
 	}
-	if next, ok := NextDeadline(w.dl, w.d); ok {
+	if next, ok := NextDeadline(w.dl, w.d, time.Now()); ok {
 		w.rc.SetWriteDeadline(next) // ErrNotSupported: a writer with no connection, nothing to bound
 		w.dl = next
 	}
