@@ -178,6 +178,32 @@ func TestSockIOAllocs(t *testing.T) {
 	if allocs != 0 {
 		t.Fatalf("%v allocations per write and read, want 0", allocs)
 	}
+	// WriteRead: a request to b, b's echo back to a.
+	go func() {
+		for {
+			n, err := rb.Read(buf)
+			if err != nil {
+				return
+			}
+			if _, err := rb.Write(buf[:n]); err != nil {
+				return
+			}
+		}
+	}()
+	q := make([]byte, 256)
+	allocs = testing.AllocsPerRun(1000, func() {
+		got := 0
+		_, n, err := wa.WriteRead(msg, q)
+		for got += n; err == nil && got < len(msg); got += n {
+			n, err = wa.Read(q)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs != 0 {
+		t.Fatalf("%v allocations per WriteRead, want 0", allocs)
+	}
 }
 
 // A connection that is not TCP keeps its own Read and Write.
@@ -194,5 +220,112 @@ func TestSockIOFallback(t *testing.T) {
 	buf := make([]byte, 2)
 	if _, err := io.ReadFull(&s, buf); err != nil || string(buf) != "hi" {
 		t.Fatalf("read %q, %v", buf, err)
+	}
+}
+
+// WriteRead sends a request and returns its answer, however soon the answer comes: at once
+// (a peer that answers as fast as it can, many times, where a lost wake-up would show as a
+// timeout) or after a pause (the wait must end when it arrives, not before and not at the
+// deadline).
+func TestSockIOWriteReadGetsEveryAnswer(t *testing.T) {
+	a, b := tcpPair(t)
+	var s sockIO
+	s.init(a)
+	go func() { // an echo server that answers each request as it comes
+		buf := make([]byte, 64)
+		for {
+			n, err := b.Read(buf)
+			if err != nil {
+				return
+			}
+			if buf[0] == 'p' {
+				time.Sleep(50 * time.Millisecond)
+			}
+			if _, err := b.Write(buf[:n]); err != nil {
+				return
+			}
+		}
+	}()
+	a.SetReadDeadline(time.Now().Add(20 * time.Second))
+	q := make([]byte, 64)
+	for i := range 20000 {
+		req := []byte("request " + string(rune('a'+i%26)))
+		wrote, n, err := s.WriteRead(req, q)
+		if err != nil || wrote != len(req) || string(q[:n]) != string(req) {
+			t.Fatalf("round %d: WriteRead = %d, %d (%q), %v", i, wrote, n, q[:n], err)
+		}
+	}
+	start := time.Now()
+	wrote, n, err := s.WriteRead([]byte("pause"), q)
+	if err != nil || wrote != 5 || string(q[:n]) != "pause" {
+		t.Fatalf("after a pause: WriteRead = %d, %d (%q), %v", wrote, n, q[:n], err)
+	}
+	if d := time.Since(start); d < 50*time.Millisecond {
+		t.Fatalf("answered in %v, before the peer wrote", d)
+	}
+}
+
+// A request larger than the socket buffers, to a peer that reads nothing: WriteRead stops when
+// the buffers fill, saying how much went and reading nothing, and the caller's Write sends the
+// rest once the peer reads; a peer that is gone gives the write's error.
+func TestSockIOWriteReadPartialAndFailedWrites(t *testing.T) {
+	a, b := tcpPair(t)
+	var s sockIO
+	s.init(a)
+	big := make([]byte, 32<<20)
+	wrote, n, err := s.WriteRead(big, make([]byte, 64))
+	if err != nil || n != 0 || wrote == 0 || wrote >= len(big) {
+		t.Fatalf("WriteRead of %d bytes to a peer that reads nothing = %d, %d, %v; want a partial write, no read, no error", len(big), wrote, n, err)
+	}
+	done := make(chan int64)
+	go func() {
+		k, _ := io.Copy(io.Discard, b)
+		done <- k
+	}()
+	if _, err := s.Write(big[wrote:]); err != nil {
+		t.Fatal(err)
+	}
+	a.(*net.TCPConn).CloseWrite()
+	if k := <-done; k != int64(len(big)) {
+		t.Fatalf("peer got %d bytes, want %d", k, len(big))
+	}
+
+	c, d := tcpPair(t)
+	d.(*net.TCPConn).SetLinger(0)
+	d.Close() // a reset: the next writes fail
+	var s2 sockIO
+	s2.init(c)
+	time.Sleep(20 * time.Millisecond)
+	var werr error
+	for range 10 {
+		if _, n, werr = s2.WriteRead([]byte("request"), make([]byte, 64)); werr != nil {
+			break
+		}
+		if n != 0 {
+			t.Fatalf("read %d bytes from a reset connection", n)
+		}
+	}
+	var op *net.OpError
+	if !errors.As(werr, &op) || !errors.Is(werr, syscall.ECONNRESET) && !errors.Is(werr, syscall.EPIPE) {
+		t.Fatalf("WriteRead to a reset peer: %v, want ECONNRESET or EPIPE", werr)
+	}
+}
+
+// A connection that is not TCP (net.Pipe) writes, then reads, through net.Conn.
+func TestSockIOWriteReadOverPipe(t *testing.T) {
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	var s sockIO
+	s.init(a)
+	go func() {
+		buf := make([]byte, 16)
+		n, _ := b.Read(buf)
+		b.Write(buf[:n])
+	}()
+	q := make([]byte, 16)
+	wrote, n, err := s.WriteRead([]byte("ping"), q)
+	if err != nil || wrote != 4 || string(q[:n]) != "ping" {
+		t.Fatalf("WriteRead over a pipe = %d, %d (%q), %v", wrote, n, q[:n], err)
 	}
 }

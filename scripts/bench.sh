@@ -2,9 +2,9 @@
 # hcproxy beside nginx and HAProxy (and the backend alone) under wrk on loopback, interleaved in
 # one run, reusing ../shared/bench's backends and peer configs; then the same load while each
 # proxy reloads once a second. Prints RESULT lines and the hcproxy/nginx ratios.
-# Usage: scripts/bench.sh [DURATION_S] [ROUNDS]  (default 10 s, 3 rounds)   (needs: apt-get install nginx-light haproxy wrk)
+# Usage: scripts/bench.sh [DURATION_S] [ROUNDS]  (default 10 s, 5 rounds)   (needs: apt-get install nginx-light haproxy wrk)
 set -u
-D=${1:-10}; R=${2:-3}
+D=${1:-10}; R=${2:-5}
 root=$(cd "$(dirname "$0")/.." && pwd)
 peer="$root/../shared/bench/run.sh"
 HCPROXY="$root/bin/hcproxy"
@@ -71,7 +71,8 @@ C
 
 echo "hcproxy $("$HCPROXY" -v | awk '{print $3}'), nginx $(nginx -v 2>&1 | sed 's/.*\///'), haproxy $(haproxy -v | head -1 | awk '{print $3}'), wrk -t2 -c64 -d${D}s, $(nproc) cores, $R rounds"
 for r in $(seq "$R"); do
-  for name in direct nginx haproxy hcproxy; do
+  order="direct nginx haproxy hcproxy"; [ $((r % 2)) = 0 ] && order="direct hcproxy haproxy nginx" # no proxy always goes first
+  for name in $order; do
     start_$name
     [ -n "$P" ] && PIDS+=($P)
     url=http://127.0.0.1:18080/; [ $name = direct ] && url=http://127.0.0.1:19101/
@@ -104,12 +105,14 @@ awk 'function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 
      function median(a, n,   i, j, t) { for (i = 2; i <= n; i++) for (j = i; j > 1 && a[j-1] > a[j]; j--) { t = a[j]; a[j] = a[j-1]; a[j-1] = t }
                                         return n % 2 ? a[(n+1)/2] : (a[n/2] + a[n/2+1]) / 2 }
      /^RESULT proxy=/ { delete f; for (i = 2; i <= NF; i++) { split($i, kv, "="); f[kv[1]] = kv[2] }
-       p = f["proxy"]; n[p]++; rps[p] += f["rps"]; p99[p, n[p]] = ms(f["p99"]); if ("cpu_us_per_req" in f) cpu[p, n[p]] = f["cpu_us_per_req"] }
+       p = f["proxy"]; n[p]++; rps[p] += f["rps"]; r[p, n[p]] = f["rps"]; p99[p, n[p]] = ms(f["p99"]); if ("cpu_us_per_req" in f) cpu[p, n[p]] = f["cpu_us_per_req"] }
      END {
        for (p in n) { delete a; for (i = 1; i <= n[p]; i++) a[i] = p99[p, i]; mp99[p] = median(a, n[p])
                       delete a; for (i = 1; i <= n[p]; i++) a[i] = cpu[p, i]; mcpu[p] = median(a, n[p]); mrps[p] = rps[p] / n[p] }
        split("direct nginx haproxy hcproxy", order, " ")
        for (k = 1; k <= 4; k++) if ((p = order[k]) in n) printf "SUMMARY proxy=%s rounds=%d rps_mean=%.0f p99_median=%.2fms cpu_us_per_req_median=%s\n", p, n[p], mrps[p], mp99[p], (p == "direct" ? "-" : sprintf("%.2f", mcpu[p]))
-       if (n["nginx"] && n["hcproxy"])
-         printf "RATIO hcproxy/nginx throughput=%.2f p99=%.2f cpu_per_req=%.2f; hcproxy/haproxy throughput=%.2f (over %d rounds; p99 and CPU: medians)\n",
-           mrps["hcproxy"] / mrps["nginx"], mp99["hcproxy"] / mp99["nginx"], mcpu["hcproxy"] / mcpu["nginx"], mrps["hcproxy"] / mrps["haproxy"], n["nginx"] }' "$W/results"
+       if (n["nginx"] && n["hcproxy"]) {
+         delete a; for (i = 1; i <= n["hcproxy"]; i++) a[i] = r["hcproxy", i] / r["nginx", i]; lo = a[1]; hi = a[1]
+         for (i = 2; i <= n["hcproxy"]; i++) { if (a[i] < lo) lo = a[i]; if (a[i] > hi) hi = a[i] }
+         printf "RATIO hcproxy/nginx throughput=%.2f (per round %.2f-%.2f, median %.2f) p99=%.2f cpu_per_req=%.2f; hcproxy/haproxy throughput=%.2f (over %d rounds; p99 and CPU: medians)\n",
+           mrps["hcproxy"] / mrps["nginx"], lo, hi, median(a, n["hcproxy"]), mp99["hcproxy"] / mp99["nginx"], mcpu["hcproxy"] / mcpu["nginx"], mrps["hcproxy"] / mrps["haproxy"], n["nginx"] } }' "$W/results"
