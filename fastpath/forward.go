@@ -250,25 +250,6 @@ func (cc *clientConn) roundTrip(x *exchange, srv *upstream.Server) (*upConn, err
 func (cc *clientConn) exchangeOn(x *exchange, u *upConn) (got bool, err error) {
 	o := &cc.s.o
 	u.setWriteDeadline(o.SendTimeout, cc.now)
-	if !x.streaming && u.in.len() == 0 {
-		// The whole request is in cc.out: send it and wait for the answer in one step.
-		u.setReadDeadline(o.ReadTimeout, cc.now)
-		wrote, _, err := u.in.sendAndFill(&u.io, cc.out)
-		if wrote < len(cc.out) {
-			if err == nil {
-				_, err = u.io.Write(cc.out[wrote:])
-			}
-			if err != nil {
-				return false, err
-			}
-		} else if err != nil {
-			if err == io.EOF {
-				err = io.ErrUnexpectedEOF
-			}
-			return u.in.len() > 0, err
-		}
-		return cc.readResponseHead(x, u)
-	}
 	if _, err := u.io.Write(cc.out); err != nil {
 		return false, err
 	}
@@ -286,14 +267,9 @@ func (cc *clientConn) exchangeOn(x *exchange, u *upConn) (got bool, err error) {
 		}
 		cc.tick() // after the body's last write, which may have waited
 	}
-	u.setReadDeadline(o.ReadTimeout, cc.now)
-	return cc.readResponseHead(x, u)
-}
-
-// readResponseHead reads the response head from u into cc.resp (passing interim responses to
-// the client); got says whether any response byte arrived.
-func (cc *clientConn) readResponseHead(x *exchange, u *upConn) (got bool, err error) {
-	o := &cc.s.o
+	if o.ReadTimeout > 0 {
+		u.rdl = lazyDeadline(u.c.SetReadDeadline, u.rdl, o.ReadTimeout, cc.now)
+	}
 	scanned := 0
 	for {
 		b := u.in.buffered()
@@ -390,13 +366,6 @@ func (cc *clientConn) streamBody(x *exchange, u *upConn) error {
 func (u *upConn) setWriteDeadline(d time.Duration, now time.Time) {
 	if d > 0 {
 		u.wdl = lazyDeadline(u.c.SetWriteDeadline, u.wdl, d, now)
-	}
-}
-
-// setReadDeadline arms the read timeout d (0: none) for a read from u that starts at now.
-func (u *upConn) setReadDeadline(d time.Duration, now time.Time) {
-	if d > 0 {
-		u.rdl = lazyDeadline(u.c.SetReadDeadline, u.rdl, d, now)
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"reflect"
 	"runtime"
 	"sort"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -448,4 +449,54 @@ func TestResponseHeaders(t *testing.T) {
 	}
 	sort.Strings(keys)
 	t.Logf("client saw headers %v", keys)
+}
+
+// An idle keep-alive connection that the server half-closed and lingers on (it shut its side
+// down and reads and drops what comes, as Apache's lingering close does) is not mistaken for a
+// slow server: the next request finds the end of the stream at once and goes out again on a
+// new connection, long before the read timeout.
+func TestHalfClosedIdleUpstreamConnectionIsReplaced(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	var accepts atomic.Int64
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			n := accepts.Add(1)
+			go func() {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				req, err := http.ReadRequest(br)
+				if err != nil {
+					return
+				}
+				io.Copy(io.Discard, req.Body)
+				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n"+strconv.FormatInt(n, 10))
+				if n > 1 {
+					return // the replacement connection: answered, then closed
+				}
+				c.(*net.TCPConn).CloseWrite() // half-close the first, and linger
+				c.SetReadDeadline(time.Now().Add(10 * time.Second))
+				io.Copy(io.Discard, br)
+			}()
+		}
+	}()
+	// A wait on the lingering connection would end at the read timeout in a 504 (no retries).
+	_, addr := startFast(t, Options{Options: upstream.Options{ReadTimeout: 3 * time.Second}}, servers(t, shm.Up, ln.Addr().String()))
+	c := dial(t, addr)
+	if resp, body := c.do("GET /1 HTTP/1.1\r\nHost: a\r\n\r\n"); resp.StatusCode != 200 || body != "1" {
+		t.Fatalf("first request: %s %q", resp.Status, body)
+	}
+	time.Sleep(100 * time.Millisecond) // the FIN is in
+	start := time.Now()
+	resp, body := c.do("GET /2 HTTP/1.1\r\nHost: a\r\n\r\n")
+	if resp.StatusCode != 200 || body != "2" || accepts.Load() != 2 {
+		t.Fatalf("request over the half-closed connection: %s %q after %v, %d upstream connections", resp.Status, body, time.Since(start), accepts.Load())
+	}
 }

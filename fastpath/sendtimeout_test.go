@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -422,4 +423,60 @@ func echoUpgrades(t *testing.T) string {
 		}
 	}()
 	return ln.Addr().String()
+}
+
+// A client that pipelines many requests and reads no response until it sent them all gets
+// every response, whole and in order, in both engines: the proxy's writes wait on the client
+// once the socket buffers are full, a response written from inside the wait for the next
+// request (the fast engine's pending response) included, and none is lost or cut.
+func TestPipelinedRequestsToAClientThatReadsLate(t *testing.T) {
+	const n, size = 400, 12 << 10 // 4.8 MiB of responses: more than the buffers on the way hold
+	for _, e := range engines {
+		t.Run(e.name, func(t *testing.T) {
+			t.Parallel()
+			up := newBodyUpstream(t)
+			addr := e.start(t, upstream.Options{ReadTimeout: 5 * time.Second, ClientSendTimeout: 10 * time.Second},
+				servers(t, shm.Up, up.addr()))
+			// A small receive buffer, set before the handshake (shrinking it later makes the
+			// kernel drop segments already in flight and stall on retransmission backoff).
+			d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+				var serr error
+				rc.Control(func(fd uintptr) { serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4<<10) })
+				return serr
+			}}
+			c, err := d.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			werr := make(chan error, 1)
+			go func() {
+				req := fmt.Sprintf("GET /body?size=%d HTTP/1.1\r\nHost: a\r\n\r\n", size)
+				for range n {
+					if _, err := io.WriteString(c, req); err != nil {
+						werr <- err
+						return
+					}
+				}
+				werr <- nil
+			}()
+			time.Sleep(300 * time.Millisecond) // the proxy fills the buffers toward the client
+			c.SetReadDeadline(time.Now().Add(20 * time.Second))
+			br := bufio.NewReader(c)
+			want := strings.Repeat("0123456789abcdef", size/16)
+			for i := range n {
+				resp, err := http.ReadResponse(br, nil)
+				if err != nil {
+					t.Fatalf("response %d of %d: %v", i+1, n, err)
+				}
+				body, err := io.ReadAll(resp.Body)
+				if err != nil || resp.StatusCode != 200 || string(body) != want {
+					t.Fatalf("response %d of %d: %s, %d bytes (want %d), %v (upstream cut %d)", i+1, n, resp.Status, len(body), size, err, up.cut.Load())
+				}
+			}
+			if err := <-werr; err != nil {
+				t.Fatalf("sending the requests: %v", err)
+			}
+		})
+	}
 }

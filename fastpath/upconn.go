@@ -40,14 +40,6 @@ func (b *rbuf) fill(c *sockIO) (int, error) {
 	return n, err
 }
 
-// sendAndFill sends p over c and reads its answer into the empty buffer, as sockIO.WriteRead.
-func (b *rbuf) sendAndFill(c *sockIO, p []byte) (wrote, n int, err error) {
-	b.r, b.w = 0, 0
-	wrote, n, err = c.WriteRead(p, b.buf)
-	b.w = n
-	return wrote, n, err
-}
-
 var errFull = &parseError{431, "fastpath: buffer full"}
 
 // upConn is one connection to an upstream server with its read buffer.
