@@ -47,8 +47,9 @@ type clientConn struct {
 	// request bytes arrive, when a response head arrives, and after each wait of a body that
 	// streams; in between it is used as it is. A small request then reads the clock twice, not
 	// at each of its dozen deadlines and timestamps (a read costs 20-50 ns in a VM; they were
-	// 5% of a worker's CPU). No blocking wait lies between a tick and a deadline set from it,
-	// so such a deadline is early by no more than the non-blocking work in between.
+	// 5% of a worker's CPU). A write that had to wait ticks too (write, writeUp), so no
+	// blocking wait lies between a tick and a deadline set from it: such a deadline is early by
+	// no more than the non-blocking work in between.
 	now time.Time
 }
 
@@ -56,6 +57,24 @@ type clientConn struct {
 func (cc *clientConn) tick() time.Time {
 	cc.now = time.Now()
 	return cc.now
+}
+
+// write writes b to the client, ticking the clock when the write had to wait for the client.
+func (cc *clientConn) write(b []byte) (int, error) {
+	n, err := cc.io.Write(b)
+	if cc.io.waited {
+		cc.tick()
+	}
+	return n, err
+}
+
+// writeUp writes b to u, ticking the clock when the write had to wait for the server.
+func (cc *clientConn) writeUp(u *upConn, b []byte) (int, error) {
+	n, err := u.io.Write(b)
+	if u.io.waited {
+		cc.tick()
+	}
+	return n, err
 }
 
 var clientConns = sync.Pool{New: func() any { return new(clientConn) }}
@@ -226,7 +245,7 @@ func (cc *clientConn) writeError(status int, keep bool) bool {
 	}
 	cc.rout = b
 	cc.setWriteDeadline()
-	_, err := cc.io.Write(b)
+	_, err := cc.write(b)
 	return keep && err == nil
 }
 

@@ -250,7 +250,7 @@ func (cc *clientConn) roundTrip(x *exchange, srv *upstream.Server) (*upConn, err
 func (cc *clientConn) exchangeOn(x *exchange, u *upConn) (got bool, err error) {
 	o := &cc.s.o
 	u.setWriteDeadline(o.SendTimeout, cc.now)
-	if _, err := u.io.Write(cc.out); err != nil {
+	if _, err := cc.writeUp(u, cc.out); err != nil {
 		return false, err
 	}
 	if x.streaming {
@@ -286,7 +286,7 @@ func (cc *clientConn) exchangeOn(x *exchange, u *upConn) (got bool, err error) {
 						x.interim = true
 						cc.tick()
 						cc.setWriteDeadline()
-						if _, err := cc.io.Write(b[:n]); err != nil {
+						if _, err := cc.write(b[:n]); err != nil {
 							return true, &clientError{err}
 						}
 					}
@@ -351,7 +351,7 @@ func (cc *clientConn) streamBody(x *exchange, u *upConn) error {
 			x.streaming = x.bodyLeft > 0
 		}
 		u.setWriteDeadline(o.SendTimeout, cc.now)
-		_, err = u.io.Write(out)
+		_, err = cc.writeUp(u, out)
 		cc.in.consume(len(out))
 		if err != nil {
 			return err

@@ -96,7 +96,16 @@ func TestSameUpstreamRequestsAsNetHTTP(t *testing.T) {
 				t.Fatalf("%s: %q: %s", addr, firstLine(raw), resp.Status)
 			}
 		}
-		return rec.requests(t)
+		// In the order of the cases (their request ids), not of the upstream connections: a
+		// request may go out on a new connection while the one before it is still on its way
+		// back to the pool.
+		reqs := rec.requests(t)
+		id := func(r *http.Request) int {
+			n, _ := strconv.Atoi(strings.TrimPrefix(r.Header.Get("X-Request-ID"), "r"))
+			return n
+		}
+		sort.SliceStable(reqs, func(i, j int) bool { return id(reqs[i]) < id(reqs[j]) })
+		return reqs
 	}
 	fast, std := run("fast"), run("std")
 	if len(fast) != len(cases) || len(std) != len(cases) {

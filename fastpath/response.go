@@ -160,7 +160,7 @@ func (cc *clientConn) forwardResponse(x *exchange, u *upConn, srv *upstream.Serv
 		return false
 	}
 	cc.setWriteDeadline()
-	if _, werr := cc.io.Write(b); werr != nil {
+	if _, werr := cc.write(b); werr != nil {
 		u.close()
 		return false
 	}
@@ -218,7 +218,7 @@ func (cc *clientConn) copyBody(x *exchange, u *upConn, framing int, decode bool)
 			cc.rout = out
 		}
 		cc.setWriteDeadline()
-		if _, err := cc.io.Write(out); err != nil {
+		if _, err := cc.write(out); err != nil {
 			return total, err
 		}
 		total += int64(len(out))
@@ -283,7 +283,7 @@ func (cc *clientConn) copyN(u *upConn, n int64) (int64, error) {
 			n -= int64(len(out))
 		}
 		cc.setWriteDeadline()
-		if _, werr := cc.io.Write(out); werr != nil {
+		if _, werr := cc.write(out); werr != nil {
 			return total, werr
 		}
 		total += int64(len(out))

@@ -30,6 +30,7 @@ type sockIO struct {
 	p      []byte          // the buffer of the call in progress
 	n      int             // bytes moved by it
 	errno  unix.Errno      // its error, 0 for none
+	waited bool            // the last Write had to wait for the socket (or may have: not TCP)
 	rd, wr func(fd uintptr) bool
 }
 
@@ -68,6 +69,7 @@ func (s *sockIO) Read(p []byte) (int, error) {
 // Write writes all of p like net.Conn's Write, or returns how much it wrote and why it stopped
 // (a timeout net.Error at the write deadline).
 func (s *sockIO) Write(p []byte) (int, error) {
+	s.waited = s.rc == nil
 	if s.rc == nil {
 		return s.c.Write(p)
 	}
@@ -127,6 +129,7 @@ func (s *sockIO) doWrite(fd uintptr) bool {
 			s.n += int(n)
 		case unix.EINTR:
 		case unix.EAGAIN:
+			s.waited = true
 			return false
 		default:
 			s.errno = e
