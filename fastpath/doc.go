@@ -4,7 +4,9 @@
 // A Server accepts on its listeners and serves each client connection on one goroutine (Go's
 // netpoller does the waiting; no goroutine per request). Sockets are read and written with raw
 // system calls inside syscall.RawConn callbacks (sockio.go): the netpoller and deadlines work as
-// for net.Conn, but a call that can proceed costs one system call and no scheduler hand-off. A connection reads request heads into
+// for net.Conn, but a call that can proceed costs one system call and no scheduler hand-off.
+// Deadlines and timestamps take the connection's clock (clientConn.now), read when bytes arrive
+// and after a wait rather than at each use. A connection reads request heads into
 // a pooled buffer and parses them in place (parse.go: method, target, version and headers as
 // slices of that buffer, strict about framing: Content-Length with Transfer-Encoding, two
 // Content-Lengths, bad chunk sizes and malformed lines are 400 and close, a head beyond
