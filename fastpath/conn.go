@@ -43,13 +43,12 @@ type clientConn struct {
 	headerDeadline bool      // the read deadline is the header timeout of the head begun
 	rdl, wdl       time.Time // the read and write deadlines set on c
 
-	// now is the connection's clock for its deadlines and timestamps. It is read (tick) when
-	// request bytes arrive, when a response head arrives, and after each wait of a body that
-	// streams; in between it is used as it is. A small request then reads the clock twice, not
-	// at each of its dozen deadlines and timestamps (a read costs 20-50 ns in a VM; they were
-	// 5% of a worker's CPU). A write that had to wait ticks too (write, writeUp), so no
-	// blocking wait lies between a tick and a deadline set from it: such a deadline is early by
-	// no more than the non-blocking work in between.
+	// now is the connection's clock for its deadlines and timestamps. It is read (tick) after
+	// every wait: a read that brought bytes (of a request, a response head, a body, a spliced
+	// segment) and a write that had to wait for its peer (write, writeUp). In between it is used
+	// as it is, so a small request reads the clock twice, not at each of its dozen deadlines and
+	// timestamps (a read costs 20-50 ns in a VM; they were 5% of a worker's CPU), and a deadline
+	// set from it is early by no more than the non-blocking work since the last wait.
 	now time.Time
 }
 

@@ -265,7 +265,6 @@ func (cc *clientConn) exchangeOn(x *exchange, u *upConn) (got bool, err error) {
 				return false, err
 			}
 		}
-		cc.tick() // after the body's last write, which may have waited
 	}
 	if o.ReadTimeout > 0 {
 		u.rdl = lazyDeadline(u.c.SetReadDeadline, u.rdl, o.ReadTimeout, cc.now)
@@ -318,13 +317,13 @@ func (cc *clientConn) streamBody(x *exchange, u *upConn) error {
 	if cc.req.expect100 && !x.sent100 {
 		x.sent100 = true
 		cc.setWriteDeadline()
-		if _, err := io.WriteString(cc.c, "HTTP/1.1 100 Continue\r\n\r\n"); err != nil {
+		if _, err := cc.write(continue100); err != nil {
 			return &clientError{err}
 		}
 	}
 	for x.streaming {
 		if o.ClientIdleTimeout > 0 {
-			cc.rdl = lazyDeadline(cc.c.SetReadDeadline, cc.rdl, o.ClientIdleTimeout, cc.tick())
+			cc.rdl = lazyDeadline(cc.c.SetReadDeadline, cc.rdl, o.ClientIdleTimeout, cc.now)
 		}
 		x.bodyRead = true
 		_, err := cc.in.fill(&cc.io)
@@ -359,6 +358,8 @@ func (cc *clientConn) streamBody(x *exchange, u *upConn) error {
 	}
 	return nil
 }
+
+var continue100 = []byte("HTTP/1.1 100 Continue\r\n\r\n")
 
 // setWriteDeadline arms the send timeout d (0: none) for a write to u that starts at now: the
 // bound is on each write of the request, head or body (nginx's proxy_send_timeout), not on all

@@ -227,11 +227,11 @@ func (cc *clientConn) copyBody(x *exchange, u *upConn, framing int, decode bool)
 	return total, nil
 }
 
-// refill reads more of a response body into u's buffer, within the read timeout; it ticks the
-// clock after the wait before it (the last write to the client) and after its own.
+// refill reads more of a response body into u's buffer, within the read timeout, and ticks the
+// clock after the wait.
 func (cc *clientConn) refill(u *upConn) error {
 	if t := cc.s.o.ReadTimeout; t > 0 {
-		u.rdl = lazyDeadline(u.c.SetReadDeadline, u.rdl, t, cc.tick())
+		u.rdl = lazyDeadline(u.c.SetReadDeadline, u.rdl, t, cc.now)
 	}
 	_, err := u.in.fill(&u.io)
 	cc.tick()

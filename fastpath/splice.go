@@ -28,7 +28,6 @@ import (
 // following the progress of both sockets.
 func (cc *clientConn) spliceN(dst *net.TCPConn, u *upConn, seg int64) (int64, error) {
 	o := &cc.s.o
-	cc.tick()
 	defer cc.tick() // a segment waits on both sides
 	if o.ReadTimeout > 0 {
 		u.rdl = lazyDeadline(u.c.SetReadDeadline, u.rdl, o.ReadTimeout, cc.now)
