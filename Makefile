@@ -45,6 +45,9 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzGRPCHealth$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=50x ./probe
 	$(GO) test -run='^$$' -fuzz='^FuzzAttach$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=50x ./shm
 	$(GO) test -run='^$$' -fuzz='^FuzzParseRequest$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=50x ./fastpath
+	$(GO) test -run='^$$' -fuzz='^FuzzParseHeaders$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=50x ./fastpath
+	$(GO) test -run='^$$' -fuzz='^FuzzParseResponseHead$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=50x ./fastpath
+	$(GO) test -run='^$$' -fuzz='^FuzzChunkScanner$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=50x ./fastpath
 
 lint:
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
