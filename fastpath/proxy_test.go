@@ -509,3 +509,43 @@ func TestHalfClosedIdleUpstreamConnectionIsReplaced(t *testing.T) {
 		t.Fatalf("request over the half-closed connection: %s %q after %v, %d upstream connections", resp.Status, body, time.Since(start), accepts.Load())
 	}
 }
+
+// A keep-alive client that sends its requests and at once closes its side (nc -N, a script
+// that shuts down the socket and reads to the end) gets every answer and then its EOF, not a
+// wait for the idle timeout: the FIN that came in behind the requests must be seen, by each
+// engine. (nginx sees it from epoll's EPOLLRDHUP; Go's poller does not tell, so a read after a
+// short one must not be skipped.)
+func TestClientThatHalfClosesAfterItsRequestsGetsEOF(t *testing.T) {
+	for _, e := range engines {
+		t.Run(e.name, func(t *testing.T) {
+			t.Parallel()
+			rec := newRecorder(t, echoHandler)
+			addr := e.start(t, upstream.Options{}, servers(t, shm.Up, rec.addr()))
+			for _, n := range []int{1, 3} {
+				c := dial(t, addr)
+				reqs := strings.Repeat("GET /x HTTP/1.1\r\nHost: a\r\n\r\n", n)
+				if _, err := io.WriteString(c.c, reqs); err != nil {
+					t.Fatal(err)
+				}
+				c.c.(*net.TCPConn).CloseWrite()
+				// fast answers them all (as HAProxy does); std, like nginx, takes the half-close
+				// for the client going away (net/http cancels the request) and answers 499, or
+				// 200 when the answer came before net/http saw the close; then it closes.
+				for i := range n {
+					resp, _ := c.read("GET /x HTTP/1.1\r\n")
+					if e.name == "std" && resp.StatusCode == 499 {
+						break
+					}
+					if resp.StatusCode != 200 {
+						t.Fatalf("%d requests: response %d: %s", n, i+1, resp.Status)
+					}
+				}
+				// The idle timeout is 10 s (fast; none for std): the EOF must come long before.
+				start := time.Now()
+				if !c.closed(3 * time.Second) {
+					t.Fatalf("%d requests: the connection stayed open %v after the last answer", n, time.Since(start))
+				}
+			}
+		})
+	}
+}
