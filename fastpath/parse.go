@@ -186,7 +186,6 @@ var errBadResponseHeader = &parseError{502, "fastpath: malformed response header
 // three scans of IndexByte for the line end and the colon and a check of each part were 2% of a
 // worker's CPU under load; a head's lines are short, so the calls cost more than the bytes).
 func parseHeaders(b []byte, h *head, request bool) error {
-	var te bool
 	i := 0
 	for {
 		// The empty line ends the head.
@@ -228,56 +227,65 @@ func parseHeaders(b []byte, h *head, request bool) error {
 			i++
 		}
 		i++ // the '\n'
-		h.headers = append(h.headers, header{name: name, value: value})
-		switch len(name) {
-		case 2:
-			if equalFold(name, "te") {
-				h.teTrailers = h.teTrailers || hasToken(value, "trailers")
-			}
-		case 4:
-			if request && equalFold(name, "host") {
-				if h.host != nil {
-					return errDupHost
-				}
-				h.host = value
-			}
-		case 6:
-			if request && equalFold(name, "expect") {
-				if !equalFold(value, "100-continue") {
-					return errExpect
-				}
-				h.expect100 = true
-			}
-		case 7:
-			if equalFold(name, "upgrade") {
-				h.upgrade = value
-			}
-		case 10:
-			if equalFold(name, "connection") {
-				h.connectionTokens(value)
-			}
-		case 14:
-			if equalFold(name, "content-length") {
-				if h.contentLength >= 0 {
-					return errDupCL
-				}
-				n, ok := parseDecimal(value)
-				if !ok {
-					return errBadCL
-				}
-				h.contentLength = n
-			}
-		case 17:
-			if equalFold(name, "transfer-encoding") {
-				if te || !equalFold(value, "chunked") {
-					return errBadTE
-				}
-				te, h.chunked = true, true
-			}
+		if err := h.field(name, value, request); err != nil {
+			return err
 		}
 	}
-	if te && h.contentLength >= 0 {
+	if h.chunked && h.contentLength >= 0 {
 		return errCLAndTE
+	}
+	return nil
+}
+
+// field records the header field name: value in h, and the fields that frame the message or
+// concern the connection.
+func (h *head) field(name, value []byte, request bool) error {
+	h.headers = append(h.headers, header{name: name, value: value})
+	switch len(name) {
+	case 2:
+		if equalFold(name, "te") {
+			h.teTrailers = h.teTrailers || hasToken(value, "trailers")
+		}
+	case 4:
+		if request && equalFold(name, "host") {
+			if h.host != nil {
+				return errDupHost
+			}
+			h.host = value
+		}
+	case 6:
+		if request && equalFold(name, "expect") {
+			if !equalFold(value, "100-continue") {
+				return errExpect
+			}
+			h.expect100 = true
+		}
+	case 7:
+		if equalFold(name, "upgrade") {
+			h.upgrade = value
+		}
+	case 10:
+		if equalFold(name, "connection") {
+			h.connectionTokens(value)
+		}
+	case 14:
+		if equalFold(name, "content-length") {
+			if h.contentLength >= 0 {
+				return errDupCL
+			}
+			n, ok := parseDecimal(value)
+			if !ok {
+				return errBadCL
+			}
+			h.contentLength = n
+		}
+	case 17:
+		if equalFold(name, "transfer-encoding") {
+			if h.chunked || !equalFold(value, "chunked") {
+				return errBadTE
+			}
+			h.chunked = true
+		}
 	}
 	return nil
 }

@@ -6,11 +6,10 @@ import (
 	"testing"
 )
 
-// parseHeadersByLine is the line-by-line header parser parseHeaders replaced (IndexByte for each
-// line's end and colon, then a check of each part), kept as the oracle of FuzzParseHeaders: the
-// two must agree on every head, in error and in every field they record.
+// parseHeadersByLine is the line-by-line scan of the header fields that parseHeaders replaced
+// (IndexByte for each line's end and colon, then a check of each part), kept as the oracle of
+// FuzzParseHeaders: the two must agree on every head, in error and in every field they record.
 func parseHeadersByLine(b []byte, h *head, request bool) error {
-	var te bool
 	for {
 		line, rest := nextLine(b)
 		b = rest
@@ -27,41 +26,11 @@ func parseHeadersByLine(b []byte, h *head, request bool) error {
 				return errBadHeader
 			}
 		}
-		h.headers = append(h.headers, header{name: name, value: value})
-		switch {
-		case equalFold(name, "te"):
-			h.teTrailers = h.teTrailers || hasToken(value, "trailers")
-		case request && equalFold(name, "host"):
-			if h.host != nil {
-				return errDupHost
-			}
-			h.host = value
-		case request && equalFold(name, "expect"):
-			if !equalFold(value, "100-continue") {
-				return errExpect
-			}
-			h.expect100 = true
-		case equalFold(name, "upgrade"):
-			h.upgrade = value
-		case equalFold(name, "connection"):
-			h.connectionTokens(value)
-		case equalFold(name, "content-length"):
-			if h.contentLength >= 0 {
-				return errDupCL
-			}
-			n, ok := parseDecimal(value)
-			if !ok {
-				return errBadCL
-			}
-			h.contentLength = n
-		case equalFold(name, "transfer-encoding"):
-			if te || !equalFold(value, "chunked") {
-				return errBadTE
-			}
-			te, h.chunked = true, true
+		if err := h.field(name, value, request); err != nil {
+			return err
 		}
 	}
-	if te && h.contentLength >= 0 {
+	if h.chunked && h.contentLength >= 0 {
 		return errCLAndTE
 	}
 	return nil
