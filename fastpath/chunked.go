@@ -1,6 +1,9 @@
 package fastpath
 
-import "bytes"
+import (
+	"bytes"
+	"strconv"
+)
 
 // Limits of chunked framing: a chunk-size line (with extensions) and the trailer section.
 const (
@@ -16,9 +19,27 @@ const (
 	chunkDone
 )
 
-// chunkScanner validates a chunked body as it streams past, so that a proxy can pass the bytes
-// through as they are and still know where the body ends. It is strict: sizes are 1 to 15 hex
-// digits, lines end in CRLF, and anything else is errBadChunk.
+// chunkMode is what scan appends to its output as it validates a chunked body.
+type chunkMode uint8
+
+const (
+	// chunkPass appends nothing: the caller passes the scanned bytes through as they are (a
+	// response to an HTTP/1.1 client; the server is the proxy's own).
+	chunkPass chunkMode = iota
+	// chunkDecode appends the chunks' data only (a response to an HTTP/1.0 client).
+	chunkDecode
+	// chunkEncode appends the body in canonical chunked framing: each chunk's size in lower-case
+	// hex with no extensions, its data, and a last chunk with no trailers. A request body goes
+	// upstream this way, so the server parses exactly the framing the proxy checked, whatever
+	// the client wrote (nginx drops extensions and trailers too).
+	chunkEncode
+)
+
+// chunkScanner validates a chunked body as it streams past and knows where it ends. It is
+// strict, by RFC 9112 section 7.1: a size is 1 to 15 hex digits, white space after it only
+// before a chunk extension (";"), every line ends in CRLF, and each trailer line is a field line
+// (a token, a colon, a value of visible characters, space and tab); anything else is
+// errBadChunk.
 type chunkScanner struct {
 	state   int
 	left    int64 // data bytes left in the current chunk
@@ -26,9 +47,9 @@ type chunkScanner struct {
 }
 
 // scan consumes p as far as it forms whole framing lines and data, and returns how many bytes
-// it consumed. A line cut off at the end of p is left for the next call (more data needed).
-// When decode is set, the chunks' data is appended to out (framing and trailers dropped).
-func (c *chunkScanner) scan(p []byte, decode bool, out []byte) (n int, o []byte, err error) {
+// it consumed and out with what mode appends. A line cut off at the end of p is left for the
+// next call (more data needed).
+func (c *chunkScanner) scan(p []byte, mode chunkMode, out []byte) (n int, o []byte, err error) {
 	for n < len(p) && c.state != chunkDone {
 		switch c.state {
 		case chunkSize:
@@ -48,10 +69,14 @@ func (c *chunkScanner) scan(p []byte, decode bool, out []byte) (n int, o []byte,
 				c.state = chunkTrailer
 			} else {
 				c.state, c.left = chunkData, size
+				if mode == chunkEncode {
+					out = strconv.AppendInt(out, size, 16)
+					out = append(out, "\r\n"...)
+				}
 			}
 		case chunkData:
 			k := int(min(int64(len(p)-n), c.left))
-			if decode {
+			if mode != chunkPass {
 				out = append(out, p[n:n+k]...)
 			}
 			n += k
@@ -70,6 +95,9 @@ func (c *chunkScanner) scan(p []byte, decode bool, out []byte) (n int, o []byte,
 			}
 			n += 2
 			c.state = chunkSize
+			if mode == chunkEncode {
+				out = append(out, "\r\n"...)
+			}
 		case chunkTrailer:
 			i := bytes.IndexByte(p[n:], '\n')
 			if i < 0 {
@@ -85,9 +113,15 @@ func (c *chunkScanner) scan(p []byte, decode bool, out []byte) (n int, o []byte,
 			if c.trailer += len(line); c.trailer > maxTrailer {
 				return n, out, errBadChunk
 			}
+			if len(line) > 2 && !fieldLine(line[:len(line)-2]) {
+				return n, out, errBadChunk
+			}
 			n += i + 1
 			if len(line) == 2 {
 				c.state = chunkDone
+				if mode == chunkEncode {
+					out = append(out, "0\r\n\r\n"...)
+				}
 			}
 		}
 	}
@@ -96,8 +130,29 @@ func (c *chunkScanner) scan(p []byte, decode bool, out []byte) (n int, o []byte,
 
 func (c *chunkScanner) done() bool { return c.state == chunkDone }
 
+// fieldLine reports whether line (without its CRLF) is a header field line: a token, a colon,
+// optional white space and a value of visible characters, space, tab and obs-text. It refuses
+// obs-fold (a line that starts with white space), a space before the colon, NUL and bare CR.
+func fieldLine(line []byte) bool {
+	i := 0
+	for i < len(line) && tokenTable[line[i]] {
+		i++
+	}
+	if i == 0 || i == len(line) || line[i] != ':' {
+		return false
+	}
+	for _, c := range line[i+1:] {
+		if !valueTable[c] {
+			return false
+		}
+	}
+	return true
+}
+
 // parseChunkSize parses a chunk-size line through its "\r\n": hex digits, then optionally
-// whitespace and chunk extensions (";name=value", not interpreted).
+// chunk extensions (";name=value", not interpreted), with white space allowed before each ";"
+// only (RFC 9112's BWS). A size alone followed by white space ("5 ") is refused: a server that
+// reads the size differently must never see it.
 func parseChunkSize(line []byte) (int64, bool) {
 	if len(line) < 3 || line[len(line)-2] != '\r' {
 		return 0, false
@@ -131,14 +186,15 @@ ext:
 	for len(rest) > 0 && (rest[0] == ' ' || rest[0] == '\t') {
 		rest = rest[1:]
 	}
-	if len(rest) > 0 {
-		if rest[0] != ';' {
+	if len(rest) == 0 {
+		return n, len(rest) == len(line[i:]) // white space with no extension after it
+	}
+	if rest[0] != ';' {
+		return 0, false
+	}
+	for _, c := range rest {
+		if (c < ' ' && c != '\t') || c == 0x7f {
 			return 0, false
-		}
-		for _, c := range rest {
-			if (c < ' ' && c != '\t') || c == 0x7f {
-				return 0, false
-			}
 		}
 	}
 	return n, true

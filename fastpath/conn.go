@@ -31,6 +31,7 @@ type clientConn struct {
 	req   head
 	resp  head
 	out   []byte // the upstream request head (and a body that was buffered with it)
+	body  []byte // a chunked request body's bytes re-framed for the server, as they stream
 	rout  []byte // the client response head (and the first body bytes)
 	rid   []byte // the request id
 	key   []byte // the hash balancer's key of the current request
@@ -40,6 +41,8 @@ type clientConn struct {
 	idleSince atomic.Int64 // unix nanoseconds
 
 	scanned        int       // how far headEnd looked into in.buffered() for the current head
+	linger         bool      // an error response ended the connection: close it lingering
+	skipped        bool      // empty lines were skipped before the current head
 	headerDeadline bool      // the read deadline is the header timeout of the head begun
 	rdl, wdl       time.Time // the read and write deadlines set on c
 
@@ -110,7 +113,11 @@ func (cc *clientConn) release() {
 // serve reads and answers the requests of the connection until it closes, either side ends
 // keep-alive, or a request is malformed.
 func (cc *clientConn) serve() {
+	cc.linger = false
 	defer func() {
+		if cc.linger {
+			cc.lingerClose()
+		}
 		cc.c.Close()
 		cc.s.untrack(cc)
 		cc.release()
@@ -140,7 +147,7 @@ func (cc *clientConn) serve() {
 // byte. The connection is active once any byte of it arrived.
 func (cc *clientConn) readHead(first bool) error {
 	o := &cc.s.o
-	cc.scanned = 0
+	cc.scanned, cc.skipped = 0, false
 	cc.rid = cc.rid[:0]
 	for {
 		cc.skipEmptyLines()
@@ -168,9 +175,9 @@ func (cc *clientConn) readHead(first bool) error {
 		if first {
 			timeout = o.ClientHeaderTimeout
 		}
-		if cc.in.len() > 0 {
+		if cc.in.len() > 0 || cc.skipped {
 			// A head has begun: it gets the header timeout from here on (set once).
-			if cc.scanned > 0 && o.ClientHeaderTimeout > 0 && !cc.headerDeadline {
+			if (cc.scanned > 0 || cc.skipped) && o.ClientHeaderTimeout > 0 && !cc.headerDeadline {
 				cc.rdl = cc.now.Add(o.ClientHeaderTimeout)
 				cc.c.SetReadDeadline(cc.rdl)
 				cc.headerDeadline = true
@@ -197,16 +204,19 @@ func (cc *clientConn) readHead(first bool) error {
 	}
 }
 
-// skipEmptyLines drops CRLFs before a request line (RFC 9112 section 2.2: a server should ignore
-// at least one, some clients send one after a body).
+// skipEmptyLines drops CRLFs (and bare LFs) before a request line (RFC 9112 section 2.2: a
+// server should ignore at least one; some clients send one after a body; nginx and HAProxy skip
+// any number). The bytes skipped begin the head for its timeout, so a client that trickles
+// empty lines is cut off by the header timeout as one that trickles a head.
 func (cc *clientConn) skipEmptyLines() {
 	b := cc.in.buffered()
 	i := 0
-	for i < len(b) && (b[i] == '\r' || b[i] == '\n') && i < 4 {
+	for i < len(b) && (b[i] == '\r' || b[i] == '\n') {
 		i++
 	}
 	if i > 0 {
 		cc.in.consume(i)
+		cc.skipped = true
 	}
 }
 
@@ -245,7 +255,39 @@ func (cc *clientConn) writeError(status int, keep bool) bool {
 	cc.rout = b
 	cc.setWriteDeadline()
 	_, err := cc.write(b)
+	cc.linger = !keep && err == nil
 	return keep && err == nil
+}
+
+// Lingering close, as nginx's lingering_close: after an error response that ends a connection
+// whose client may still be sending (a head too large, a refused body), the proxy half-closes
+// and reads and discards what comes until the client closes, lingerTimeout passes with nothing
+// or lingerTime in all. Closing with unread input would make the kernel send a reset, and a
+// reset can destroy the response in the client's receive buffer before the client reads it.
+const (
+	lingerTime    = 5 * time.Second
+	lingerTimeout = time.Second
+)
+
+// lingerClose half-closes the client connection and discards its input until it closes or the
+// linger bounds pass. The caller closes the connection after it.
+func (cc *clientConn) lingerClose() {
+	tc, ok := cc.c.(*net.TCPConn)
+	if !ok || tc.CloseWrite() != nil {
+		return
+	}
+	end := time.Now().Add(lingerTime)
+	for {
+		now := time.Now()
+		if !now.Before(end) {
+			return
+		}
+		tc.SetReadDeadline(now.Add(min(lingerTimeout, end.Sub(now))))
+		cc.in.r, cc.in.w = 0, 0
+		if _, err := cc.in.fill(&cc.io); err != nil {
+			return
+		}
+	}
 }
 
 // setWriteDeadline arms ClientSendTimeout for a write to the client that starts at cc.now: the

@@ -117,12 +117,11 @@ func (cc *clientConn) bufferBody(x *exchange) error {
 	req := &cc.req
 	switch {
 	case req.chunked:
-		b := cc.in.buffered()
-		n, _, err := x.chunks.scan(b, false, nil)
+		n, out, err := x.chunks.scan(cc.in.buffered(), chunkEncode, cc.out)
 		if err != nil {
 			return err
 		}
-		cc.out = append(cc.out, b[:n]...)
+		cc.out = out
 		cc.in.consume(n)
 		x.streaming = !x.chunks.done()
 	case req.contentLength > 0:
@@ -311,7 +310,8 @@ func (cc *clientConn) exchangeOn(x *exchange, u *upConn) (got bool, err error) {
 }
 
 // streamBody sends the rest of the request body from the client to u, as it arrives: a
-// Content-Length body byte for byte, a chunked body as it is once its framing checked out.
+// Content-Length body byte for byte, a chunked body re-framed canonically (chunkEncode) as
+// its framing checks out.
 func (cc *clientConn) streamBody(x *exchange, u *upConn) error {
 	o := &cc.s.o
 	if cc.req.expect100 && !x.sent100 {
@@ -335,24 +335,27 @@ func (cc *clientConn) streamBody(x *exchange, u *upConn) error {
 			return &clientError{err}
 		}
 		var out []byte
+		var used int
 		if cc.req.chunked {
-			b := cc.in.buffered()
-			n, _, err := x.chunks.scan(b, false, nil)
+			n, enc, err := x.chunks.scan(cc.in.buffered(), chunkEncode, cc.body[:0])
 			if err != nil {
 				return &clientError{err}
 			}
-			out = b[:n]
+			cc.body, out, used = enc, enc, n
 			x.streaming = !x.chunks.done()
 		} else {
 			b := cc.in.buffered()
 			out = b[:min(int64(len(b)), x.bodyLeft)]
+			used = len(out)
 			x.bodyLeft -= int64(len(out))
 			x.streaming = x.bodyLeft > 0
 		}
+		cc.in.consume(used)
+		if len(out) == 0 {
+			continue
+		}
 		u.setWriteDeadline(o.SendTimeout, cc.now)
-		_, err = cc.writeUp(u, out)
-		cc.in.consume(len(out))
-		if err != nil {
+		if _, err = cc.writeUp(u, out); err != nil {
 			return err
 		}
 	}

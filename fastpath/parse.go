@@ -2,6 +2,8 @@ package fastpath
 
 import (
 	"bytes"
+
+	"hcproxy/internal/h1"
 )
 
 // header is one header field of a parsed head; both slices point into the buffer the head was
@@ -14,10 +16,12 @@ type header struct {
 // from; reset keeps the backing arrays, so parsing allocates nothing once a head type has seen
 // its largest head.
 type head struct {
-	method, target []byte // request
-	status         int    // response
-	reason         []byte // response
-	minor          int    // HTTP/1.minor
+	method, target []byte  // request
+	form           h1.Form // request: the target's form
+	authority      []byte  // request: the target's authority in absolute-form (the upstream Host)
+	status         int     // response
+	reason         []byte  // response
+	minor          int     // HTTP/1.minor
 
 	headers []header
 
@@ -49,6 +53,8 @@ func (e *parseError) Error() string { return e.msg }
 
 var (
 	errBadRequestLine = &parseError{400, "fastpath: malformed request line"}
+	errBadTarget      = &parseError{400, "fastpath: request target refused"}
+	errBadHost        = &parseError{400, "fastpath: malformed Host header"}
 	errBadMethod      = &parseError{400, "fastpath: invalid method"}
 	errBadVersion     = &parseError{400, "fastpath: unsupported HTTP version"}
 	errBadHeader      = &parseError{400, "fastpath: malformed header field"}
@@ -119,22 +125,34 @@ func parseRequest(b []byte, h *head) error {
 			return errBadRequestLine
 		}
 	}
-	switch string(line[sp+1:]) {
-	case "HTTP/1.1":
+	switch v := line[sp+1:]; {
+	case string(v) == "HTTP/1.1":
 		h.minor = 1
-	case "HTTP/1.0":
+	case string(v) == "HTTP/1.0":
 		h.minor = 0
+	case len(v) == 8 && string(v[:7]) == "HTTP/1." && '2' <= v[7] && v[7] <= '9':
+		// RFC 9112 section 2.3: a higher minor version of a major version the server implements
+		// is processed as the highest minor it knows (nginx and HAProxy do the same).
+		h.minor = 1
 	default:
 		return errBadVersion
 	}
 	if string(h.method) == "CONNECT" {
 		return errConnect
 	}
+	form, auth, err := h1.ParseTarget(h.method, h.target)
+	if err != nil {
+		return errBadTarget
+	}
+	h.form, h.authority = form, auth
 	if err := parseHeaders(rest, h, true); err != nil {
 		return err
 	}
 	if h.host == nil && h.minor == 1 {
 		return errNoHost
+	}
+	if h.host != nil && !h1.ValidAuthority(h.host) {
+		return errBadHost
 	}
 	if h.chunked && h.minor == 0 {
 		return errTE10

@@ -41,7 +41,7 @@ func TestChunkScannerPieces(t *testing.T) {
 		rest := body[split:]
 		consumed := 0
 		for !c.done() {
-			n, o, err := c.scan(buf, true, out)
+			n, o, err := c.scan(buf, chunkDecode, out)
 			if err != nil {
 				t.Fatalf("split %d: %v", split, err)
 			}

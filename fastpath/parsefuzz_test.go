@@ -169,7 +169,7 @@ func scanAll(t *testing.T, body []byte, split int) scanResult {
 	buf := append([]byte(nil), body[:split]...)
 	rest := body[split:]
 	for {
-		n, o, err := c.scan(buf, true, out)
+		n, o, err := c.scan(buf, chunkDecode, out)
 		if n < 0 || n > len(buf) {
 			t.Fatalf("consumed %d of %d bytes", n, len(buf))
 		}

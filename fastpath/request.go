@@ -4,6 +4,7 @@ import (
 	"math/rand/v2"
 	"strconv"
 
+	"hcproxy/internal/h1"
 	"hcproxy/upstream"
 )
 
@@ -35,13 +36,22 @@ func (cc *clientConn) requestID() {
 }
 
 // dropRequestHeader reports whether a client header stays out of the upstream request: the
-// hop-by-hop headers (those net/http's ReverseProxy removes, and those Connection names), the
-// forwarding headers hcproxy sets itself, Expect (hcproxy answers 100-continue itself) and the
-// request id header (set to cc.rid).
+// framing headers (buildRequest writes the framing it checked), the hop-by-hop headers (those
+// net/http's ReverseProxy removes, and those Connection names), the forwarding headers hcproxy
+// sets itself, Expect (hcproxy answers 100-continue itself), the request id header (set to
+// cc.rid), and Host when the target's authority replaces it.
+//
+// A header that Connection names is dropped only after the framing headers and Host were
+// decided above: "Connection: Content-Length" must never leave a body without its framing, and
+// "Connection: Host" never a request without Host (the smuggling of issue 12).
 func (cc *clientConn) dropRequestHeader(name []byte, upgrading bool) bool {
 	switch len(name) {
 	case 2:
 		return equalFold(name, "te")
+	case 4:
+		if equalFold(name, "host") {
+			return cc.req.form == h1.Absolute
+		}
 	case 6:
 		return equalFold(name, "expect")
 	case 7:
@@ -60,6 +70,10 @@ func (cc *clientConn) dropRequestHeader(name []byte, upgrading bool) bool {
 		if equalFold(name, "x-forwarded") {
 			return true
 		}
+	case 14:
+		if equalFold(name, "content-length") {
+			return true
+		}
 	case 15:
 		if equalFold(name, "x-forwarded-for") {
 			return true
@@ -69,7 +83,7 @@ func (cc *clientConn) dropRequestHeader(name []byte, upgrading bool) bool {
 			return true
 		}
 	case 17:
-		if equalFold(name, "x-forwarded-proto") {
+		if equalFold(name, "x-forwarded-proto") || equalFold(name, "transfer-encoding") {
 			return true
 		}
 	case 18:
@@ -87,18 +101,37 @@ func (cc *clientConn) dropRequestHeader(name []byte, upgrading bool) bool {
 	return len(cc.req.connTokens) > 0 && cc.req.namedInConnection(name)
 }
 
+// upstreamHost is the Host of the upstream request: the target's authority for absolute-form
+// (RFC 9112 section 3.2.2: a proxy generates Host from the target), else the client's Host
+// (nil when an HTTP/1.0 client sent none).
+func (h *head) upstreamHost() []byte {
+	if h.form == h1.Absolute {
+		return h.authority
+	}
+	return h.host
+}
+
 // buildRequest writes the upstream request head into cc.out: the client's request line (origin
-// form, HTTP/1.1) and headers in their order and spelling, less the dropped ones, plus the
-// forwarding headers, the request id and Via as configured. srv gives a Host to an HTTP/1.0
-// request that had none (as net/http's transport would).
+// form, HTTP/1.1) and headers in their order and spelling, less the dropped ones, then the
+// framing the parser checked (Content-Length or chunked, written by the proxy, never copied),
+// the forwarding headers, the request id and Via as configured. The Host is the client's, the
+// target's authority in absolute-form, or for an HTTP/1.0 request that had none srv's address
+// (as net/http's transport would; srv is nil when no server is available and the head is built
+// only to be discarded).
 func (cc *clientConn) buildRequest(srv *upstream.Server, upgrading bool) {
 	req, o := &cc.req, &cc.s.o
 	b := cc.out[:0]
 	b = append(b, req.method...)
 	b = append(b, ' ')
-	b = append(b, originForm(req.target)...)
+	b = append(b, h1.OriginForm(req.form, req.target)...)
 	b = append(b, " HTTP/1.1\r\n"...)
-	if req.host == nil {
+	host := req.upstreamHost()
+	switch {
+	case req.form == h1.Absolute:
+		b = append(b, "Host: "...)
+		b = append(b, host...)
+		b = append(b, "\r\n"...)
+	case host == nil && srv != nil:
 		b = append(b, "Host: "...)
 		b = append(b, srv.Address...)
 		b = append(b, "\r\n"...)
@@ -113,6 +146,14 @@ func (cc *clientConn) buildRequest(srv *upstream.Server, upgrading bool) {
 		b = append(b, h.value...)
 		b = append(b, "\r\n"...)
 	}
+	switch {
+	case req.chunked:
+		b = append(b, "Transfer-Encoding: chunked\r\n"...)
+	case req.contentLength >= 0:
+		b = append(b, "Content-Length: "...)
+		b = strconv.AppendInt(b, req.contentLength, 10)
+		b = append(b, "\r\n"...)
+	}
 	if req.teTrailers {
 		b = append(b, "Te: trailers\r\n"...)
 	}
@@ -123,9 +164,9 @@ func (cc *clientConn) buildRequest(srv *upstream.Server, upgrading bool) {
 	if mode == "" || mode == "x-forwarded" || mode == "both" {
 		b = append(b, "X-Forwarded-For: "...)
 		b = append(b, cc.ip...)
-		if len(req.host) > 0 {
+		if len(host) > 0 {
 			b = append(b, "\r\nX-Forwarded-Host: "...)
-			b = append(b, req.host...)
+			b = append(b, host...)
 		}
 		b = append(b, "\r\nX-Forwarded-Proto: http\r\n"...)
 	}
@@ -146,7 +187,7 @@ func (cc *clientConn) buildRequest(srv *upstream.Server, upgrading bool) {
 			b = append(b, cc.ip...)
 		}
 		b = append(b, ";host="...)
-		b = strconv.AppendQuote(b, unsafeString(req.host))
+		b = strconv.AppendQuote(b, unsafeString(host))
 		b = append(b, ";proto=http\r\n"...)
 	}
 	if o.RequestIDHeader != "" {
@@ -160,29 +201,6 @@ func (cc *clientConn) buildRequest(srv *upstream.Server, upgrading bool) {
 	}
 	b = append(b, "\r\n"...)
 	cc.out = b
-}
-
-// originForm turns an absolute-form target (http://host/path) into origin form (/path); other
-// targets are returned as they are.
-func originForm(t []byte) []byte {
-	var rest []byte
-	switch {
-	case len(t) > 7 && equalFold(t[:7], "http://"):
-		rest = t[7:]
-	case len(t) > 8 && equalFold(t[:8], "https://"):
-		rest = t[8:]
-	default:
-		return t
-	}
-	for i, c := range rest {
-		if c == '/' || c == '?' {
-			if c == '?' {
-				return append([]byte("/"), rest[i:]...)
-			}
-			return rest[i:]
-		}
-	}
-	return []byte("/")
 }
 
 func bytesContain(b []byte, c byte) bool {

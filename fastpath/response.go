@@ -18,10 +18,15 @@ const (
 )
 
 // dropResponseHeader reports whether an upstream response header stays away from the client:
-// hop-by-hop headers (as net/http's ReverseProxy removes them, Upgrade kept on a 101, framing
-// kept since the body passes as it is) and the request id header (set to cc.rid).
+// hop-by-hop headers (as net/http's ReverseProxy removes them, Upgrade kept on a 101) and the
+// request id header (set to cc.rid). The framing headers stay, since the body passes as it is,
+// even when Connection names them (Transfer-Encoding goes when the body is decoded).
 func (cc *clientConn) dropResponseHeader(name []byte, upgraded, decode bool) bool {
 	switch len(name) {
+	case 14:
+		if equalFold(name, "content-length") {
+			return false
+		}
 	case 2:
 		return equalFold(name, "te")
 	case 7:
@@ -37,8 +42,8 @@ func (cc *clientConn) dropResponseHeader(name []byte, upgraded, decode bool) boo
 			return true
 		}
 	case 17:
-		if decode && equalFold(name, "transfer-encoding") {
-			return true
+		if equalFold(name, "transfer-encoding") {
+			return decode
 		}
 	case 18:
 		if equalFold(name, "proxy-authenticate") {
@@ -141,7 +146,7 @@ func (cc *clientConn) forwardResponse(x *exchange, u *upConn, srv *upstream.Serv
 		if decode {
 			out = b
 		}
-		n, out, err = x.chunks.reset().scan(u.in.buffered(), decode, out)
+		n, out, err = x.chunks.reset().scan(u.in.buffered(), chunkModeFor(decode), out)
 		if decode {
 			b = out
 		} else {
@@ -185,6 +190,15 @@ func (cc *clientConn) forwardResponse(x *exchange, u *upConn, srv *upstream.Serv
 	return x.keepClient
 }
 
+// chunkModeFor is how a chunked response body goes to the client: decoded for an HTTP/1.0
+// client, as it is otherwise.
+func chunkModeFor(decode bool) chunkMode {
+	if decode {
+		return chunkDecode
+	}
+	return chunkPass
+}
+
 func (c *chunkScanner) reset() *chunkScanner {
 	*c = chunkScanner{}
 	return c
@@ -208,7 +222,7 @@ func (cc *clientConn) copyBody(x *exchange, u *upConn, framing int, decode bool)
 		if decode {
 			out = cc.rout[:0]
 		}
-		n, out, err := x.chunks.scan(in, decode, out)
+		n, out, err := x.chunks.scan(in, chunkModeFor(decode), out)
 		if err != nil {
 			return total, err
 		}

@@ -31,21 +31,53 @@ type sockIO struct {
 	n      int             // bytes moved by it
 	errno  unix.Errno      // its error, 0 for none
 	waited bool            // the last Write had to wait for the socket (or may have: not TCP)
+	quiet  bool            // the result of the last peek: nothing has arrived
+	peek   [1]byte         // where a peek would copy a byte
 	rd, wr func(fd uintptr) bool
+	pk     func(fd uintptr)
 }
 
 // init binds s to c. It allocates once per connection (the two callbacks), never per call.
 // A pooled owner that binds its sockIO again keeps the callbacks, which point at s itself.
 func (s *sockIO) init(c net.Conn) {
-	rd, wr := s.rd, s.wr
+	rd, wr, pk := s.rd, s.wr, s.pk
 	*s = sockIO{c: c}
 	if tc, ok := c.(*net.TCPConn); ok {
 		if rc, err := tc.SyscallConn(); err == nil {
 			if rd == nil {
-				rd, wr = s.doRead, s.doWrite
+				rd, wr, pk = s.doRead, s.doWrite, s.doPeek
 			}
-			s.rc, s.rd, s.wr = rc, rd, wr
+			s.rc, s.rd, s.wr, s.pk = rc, rd, wr, pk
 		}
+	}
+}
+
+// Quiet reports whether nothing has arrived on the connection since it was last read: no byte,
+// no end of stream, no error. It peeks without waiting (one recvfrom with MSG_PEEK and
+// MSG_DONTWAIT) and consumes nothing. An idle pooled upstream connection is reused only when
+// it is quiet: bytes the server sent unasked (a second response, garbage) would otherwise be
+// read as the answer to the next client's request, and a FIN means the server closed it.
+// A connection that is not TCP (tests) counts as quiet.
+func (s *sockIO) Quiet() bool {
+	if s.rc == nil {
+		return true
+	}
+	s.quiet = false
+	if err := s.rc.Control(s.pk); err != nil {
+		return false
+	}
+	return s.quiet
+}
+
+// doPeek is Quiet's callback.
+func (s *sockIO) doPeek(fd uintptr) {
+	for {
+		_, _, e := unix.RawSyscall6(unix.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&s.peek[0])), 1, unix.MSG_PEEK|unix.MSG_DONTWAIT, 0, 0)
+		if e == unix.EINTR {
+			continue
+		}
+		s.quiet = e == unix.EAGAIN
+		return
 	}
 }
 

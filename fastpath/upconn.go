@@ -92,19 +92,20 @@ type connPool struct {
 	bufs    sync.Pool
 }
 
-// get returns an idle connection, nil when there is none fresh enough.
+// get returns an idle connection, nil when there is none fresh enough. A connection on which
+// anything arrived while it was idle (bytes the server sent unasked, its FIN, an error) is
+// closed, never reused: what the server sent is never delivered to anyone.
 func (p *connPool) get(now time.Time) *upConn {
 	p.mu.Lock()
 	for n := len(p.idle); n > 0; n = len(p.idle) {
 		u := p.idle[n-1]
 		p.idle[n-1] = nil
 		p.idle = p.idle[:n-1]
-		if now.Sub(u.idleAt) < upstreamIdle {
-			p.mu.Unlock()
+		p.mu.Unlock()
+		if now.Sub(u.idleAt) < upstreamIdle && u.io.Quiet() {
 			u.reused = true
 			return u
 		}
-		p.mu.Unlock()
 		u.close()
 		p.mu.Lock()
 	}
