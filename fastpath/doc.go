@@ -10,17 +10,23 @@
 // a pooled buffer and parses them in place (parse.go: method, target, version and headers as
 // slices of that buffer, strict about framing: Content-Length with Transfer-Encoding, two
 // Content-Lengths, bad chunk sizes and malformed lines are 400 and close, a head beyond
-// MaxHeadBytes is 431). The upstream request head is written from those slices (request.go):
-// the client's headers in their order and spelling less the hop-by-hop ones, plus
-// X-Forwarded-*/Forwarded, the request id and Via. The balancer of package upstream picks the
+// MaxHeadBytes is 431; targets and Host by internal/h1's rule, shared with the std engine). The
+// upstream request head is written from those slices (request.go): the client's headers in
+// their order and spelling less the hop-by-hop ones, then the framing the parser decided
+// (Content-Length or chunked, written by the proxy, never copied, so no header that Connection
+// names can take it away), plus X-Forwarded-*/Forwarded, the request id and Via. An error
+// response that ends a connection closes it lingering, so a client still sending reads it. The balancer of package upstream picks the
 // server (Pool.PickKey, without an http.Request), and tries, retries and passive accounting
 // follow upstream's retrier exactly (forward.go).
 //
 // Each server has a bounded LIFO stack of idle keep-alive connections (upconn.go), shared by
-// the listeners of a worker through Pools. Bodies stream both ways and are never held whole:
-// Content-Length bodies are copied (large ones spliced by the kernel), chunked bodies pass as
-// they are while a scanner checks their framing, close-delimited bodies run to EOF, and a 101
-// joins the two connections until either closes (response.go).
+// the listeners of a worker through Pools; a connection is reused only when a peek finds that
+// nothing arrived on it while idle (bytes the server sent unasked are never read as another
+// request's answer). Bodies stream both ways and are never held whole: Content-Length bodies
+// are copied (large ones spliced by the kernel); a chunked request body goes upstream re-framed
+// (no extensions, no trailers) as a strict scanner checks it, a chunked response passes as it
+// is while the scanner checks it; close-delimited bodies run to EOF, and a 101 joins the two
+// connections until either closes (response.go).
 //
 // Timeouts bound waiting, never a whole transfer: each read of a server's response
 // (ReadTimeout), each write to a server (SendTimeout, nginx's proxy_send_timeout) and each write
