@@ -6,6 +6,11 @@
 //   - A header (magic, layout version, sizes, a checksum of the fixed fields) says what the file is;
 //     Attach validates all of it before anything else is read, and refuses anything else with a
 //     named error. The magic is written last when a table is initialised.
+//   - Only the table's user may write it (trust.go): OpenMaster walks the path without following
+//     a symlink, refuses a directory or file that anyone else could write or replace, and builds
+//     a new table in a file of its own that it renames into place, so it never re-initialises a
+//     file it did not make; a read-write Open (hcctl set) applies the same checks for the
+//     table's owner.
 //   - A worker table in the header lists the worker processes: each has a token (a never-reused
 //     serial and its pid in one word), its generation, its state (starting, ready, draining, dead)
 //     and a heartbeat. Only the master adds, drains and buries workers.

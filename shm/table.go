@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"io/fs"
 	"os"
 
 	"golang.org/x/sys/unix"
@@ -18,69 +19,108 @@ type Table struct {
 	slots    int
 }
 
-// OpenMaster opens the table file at path for a master, creating and initialising it (mode 0600,
-// never through a symlink) when it does not exist, is empty, or was left half-initialised (magic
-// zero). An existing table is kept, with its state, if it is valid and holds at least capacity
-// slots; a file that is something else is refused, never overwritten.
+// OpenMaster opens the table file at path for a master, or creates and initialises it (mode
+// 0600) when there is none; a missing last directory on the path is created, mode 0700. An
+// existing table is kept, with its state, if it is valid and holds at least capacity slots.
+//
+// The rules of trust.go hold: no symlink on the path, the directory owned by root or this
+// process's effective uid and writable by no one else unless sticky, the file owned by the
+// effective uid and writable by no one else. A new table is initialised in a file of its own and
+// renamed into place, so a file at path that is not a valid table (empty, short, zero magic,
+// anything else) was never a master's: it is refused with ErrNotTable or ErrTruncated, never
+// overwritten.
 func OpenMaster(path string, capacity int) (*Table, error) {
 	if capacity < 1 || capacity > MaxSlots {
 		return nil, fmt.Errorf("shm: capacity %d out of range 1..%d", capacity, MaxSlots)
 	}
-	fd, err := unix.Open(path, unix.O_RDWR|unix.O_CREAT|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+	d, err := openTableDir(path, true)
 	if err != nil {
-		return nil, fmt.Errorf("shm: open %s: %w", path, err)
+		return nil, err
 	}
-	f := os.NewFile(uintptr(fd), path)
-	st, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, fmt.Errorf("shm: stat %s: %w", path, err)
+	defer d.Close()
+	euid := os.Geteuid()
+	if err := d.check(euid, "this process"); err != nil {
+		return nil, err
 	}
-	if !st.Mode().IsRegular() {
-		f.Close()
-		return nil, fmt.Errorf("shm: %s: not a regular file", path)
-	}
-	if st.Size() >= 8 {
-		var magic [8]byte
-		if _, err := f.ReadAt(magic[:], 0); err == nil && magic != [8]byte{} {
-			t, err := attach(f, false)
+	for try := 0; ; try++ {
+		if _, err := d.lstat(); errors.Is(err, unix.ENOENT) {
+			f, err := d.create(capacity)
+			if errors.Is(err, fs.ErrExist) && try == 0 {
+				continue // another process made one meanwhile: open that one, with every check
+			}
 			if err != nil {
-				f.Close()
-				return nil, fmt.Errorf("%w (remove %s to start with a fresh table)", err, path)
+				return nil, err
 			}
-			if t.slots < capacity {
-				t.Close()
-				return nil, fmt.Errorf("shm: %s holds %d slots, fewer than the %d configured; remove it to recreate (health state is lost)", path, t.slots, capacity)
-			}
-			t.syncBoot()
-			return t, nil
+			return attachMaster(f, d.path, capacity)
 		}
+		f, err := d.openChecked(unix.O_RDWR, euid, "this process")
+		if err != nil {
+			return nil, err
+		}
+		return attachMaster(f, d.path, capacity)
 	}
-	if err := initialise(f, capacity); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("shm: initialise %s: %w", path, err)
-	}
+}
+
+// attachMaster attaches the master's table file f and checks its capacity.
+func attachMaster(f *os.File, path string, capacity int) (*Table, error) {
 	t, err := attach(f, false)
 	if err != nil {
 		f.Close()
-		return nil, err
+		return nil, fmt.Errorf("%s: %w (not overwritten: remove it to start with a fresh table)", path, err)
+	}
+	if t.slots < capacity {
+		t.Close()
+		return nil, fmt.Errorf("shm: %s holds %d slots, fewer than the %d configured; remove it to recreate (health state is lost)", path, t.slots, capacity)
 	}
 	t.syncBoot()
 	return t, nil
 }
 
-// Open attaches an existing table file, read-only (hcctl dump) or read-write (hcctl set).
+// Open attaches an existing table file, read-only (hcctl dump, tail) or read-write (hcctl set).
+// It never follows a symlink at path. Read-only, anyone the file's mode lets read may attach.
+// Read-write, the table must pass the master's checks (trust.go) for the user that owns it, the
+// master that made it; whether the caller may write it is then the kernel's decision (an error
+// wrapping fs.ErrPermission).
 func Open(path string, readOnly bool) (*Table, error) {
-	flags := unix.O_RDWR
-	if readOnly {
-		flags = unix.O_RDONLY
+	if !readOnly {
+		return openWritable(path)
 	}
-	fd, err := unix.Open(path, flags|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("shm: open %s: %w", path, err)
 	}
+	if err := unix.SetNonblock(fd, false); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("shm: %s: %w", path, err)
+	}
 	f := os.NewFile(uintptr(fd), path)
-	t, err := attach(f, readOnly)
+	t, err := attach(f, true)
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return t, nil
+}
+
+func openWritable(path string) (*Table, error) {
+	d, err := openTableDir(path, false)
+	if err != nil {
+		return nil, err
+	}
+	defer d.Close()
+	st, err := d.lstat()
+	if err != nil {
+		return nil, fmt.Errorf("shm: open %s: %w", path, err)
+	}
+	owner := int(st.Uid)
+	if err := d.check(owner, "the table's owner"); err != nil {
+		return nil, err
+	}
+	f, err := d.openChecked(unix.O_RDWR, owner, "the owner it had when checked")
+	if err != nil {
+		return nil, err
+	}
+	t, err := attach(f, false)
 	if err != nil {
 		f.Close()
 		return nil, fmt.Errorf("%s: %w", path, err)
@@ -92,15 +132,14 @@ func Open(path string, readOnly bool) (*Table, error) {
 // ownership of f.
 func AttachFile(f *os.File, readOnly bool) (*Table, error) { return attach(f, readOnly) }
 
-func initialise(f *os.File, capacity int) error {
+// initialise sizes the new, empty file fd for capacity slots and writes a fresh header into it,
+// the magic last.
+func initialise(fd, capacity int) error {
 	size := Size(capacity)
-	if err := f.Truncate(0); err != nil {
+	if err := unix.Ftruncate(fd, int64(size)); err != nil {
 		return err
 	}
-	if err := f.Truncate(int64(size)); err != nil {
-		return err
-	}
-	m, err := unix.Mmap(int(f.Fd()), 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	m, err := unix.Mmap(fd, 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
 	if err != nil {
 		return fmt.Errorf("mmap: %w", err)
 	}
