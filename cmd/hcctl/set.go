@@ -2,11 +2,15 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
+	"io/fs"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
+	"syscall"
 
 	"hcproxy/shm"
 )
@@ -40,7 +44,11 @@ the event ring (see hcctl tail) and printed:
 
   app 127.0.0.1:9102: ready -> drain
 
-Set opens the table read-write: run it as a user that may write the table file.
+Set writes the table only where its user could anyway: it refuses a table the master would
+refuse (a symlink on its path; a directory owned by someone other than root or the table's
+owner, or writable by others and not sticky; a table writable by group or others), and then
+opens it read-write, which only the table's owner (the master's user) and root may do. Run it
+as that user; others get "TABLE is owned by uid N (mode 0600); run as that user".
 It fails (exit 1) when the upstream has no such server in the table.
 
 Flags:
@@ -69,9 +77,13 @@ func (s *set) Run(_ context.Context, args []string) error {
 	if !ok {
 		return usageError(fmt.Sprintf("set: unknown state %q (want drain, maint or ready)", pos[2]))
 	}
-	t, _, err := s.env.openTable(false)
+	path, err := s.env.resolveTable()
 	if err != nil {
 		return err
+	}
+	t, err := shm.Open(path, false)
+	if err != nil {
+		return setOpenError(path, err)
 	}
 	defer t.Close()
 	found := false
@@ -95,4 +107,24 @@ func (s *set) Run(_ context.Context, args []string) error {
 		return fmt.Errorf("no server %s in upstream %s", clean(addr), clean(upstream))
 	}
 	return nil
+}
+
+// setOpenError explains why set could not open the table at path: the caller may not write it
+// (says whose it is) or it is not a table set may write (the check that refused it).
+func setOpenError(path string, err error) error {
+	if !errors.Is(err, fs.ErrPermission) {
+		return fmt.Errorf("set: %w", err)
+	}
+	fi, lerr := os.Lstat(path)
+	if lerr != nil {
+		return fmt.Errorf("set: %s: permission denied; run as the user that owns the table (the master's): %w", path, err)
+	}
+	uid := "?"
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		if int(st.Uid) == os.Geteuid() {
+			return fmt.Errorf("set: %s is read-only for its owner, uid %d (mode %04o): %w", path, st.Uid, fi.Mode().Perm(), err)
+		}
+		uid = strconv.FormatUint(uint64(st.Uid), 10)
+	}
+	return fmt.Errorf("set: %s is owned by uid %s (mode %04o); run as that user: %w", path, uid, fi.Mode().Perm(), err)
 }
