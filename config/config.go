@@ -31,7 +31,11 @@ type Config struct {
 	// relative path is resolved against the config file's directory.
 	PidFile string
 	// Table is the absolute path of the shared health table. Key table,
-	// default "/dev/shm/hcproxy.table"; relative as for PidFile.
+	// default "/dev/shm/hcproxy/table"; relative as for PidFile. The master
+	// creates the table (0600) and, when missing, its directory (0700); it
+	// refuses a symlink on the path, a directory owned by another user (not
+	// root) or writable by others unless sticky, and a table file owned by
+	// another user or writable by group or others.
 	Table string
 	// MaxServers is the capacity of the health table in distinct checked
 	// servers (address plus probe, see Check.Key). Key max_servers, default

@@ -193,7 +193,7 @@ func TestDefaults(t *testing.T) {
 		Path:            testFile,
 		Workers:         min(runtime.NumCPU(), 64),
 		PidFile:         "/run/hcproxy.pid",
-		Table:           "/dev/shm/hcproxy.table",
+		Table:           "/dev/shm/hcproxy/table",
 		MaxServers:      1024,
 		ShutdownTimeout: 30 * time.Second,
 		LogFormat:       "text",

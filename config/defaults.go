@@ -9,7 +9,7 @@ import (
 // that uses them.
 const (
 	DefaultPidFile         = "/run/hcproxy.pid"
-	DefaultTable           = "/dev/shm/hcproxy.table"
+	DefaultTable           = "/dev/shm/hcproxy/table"
 	DefaultMaxServers      = 1024
 	DefaultShutdownTimeout = 30 * time.Second
 	DefaultLogFormat       = "text"
