@@ -119,12 +119,7 @@ func parseRequest(b []byte, h *head) error {
 	if sp <= 0 {
 		return errBadRequestLine
 	}
-	h.target = line[:sp]
-	for _, c := range h.target {
-		if c <= ' ' || c == 0x7f {
-			return errBadRequestLine
-		}
-	}
+	h.target = line[:sp] // its bytes are checked by h1.ParseTarget below
 	switch v := line[sp+1:]; {
 	case string(v) == "HTTP/1.1":
 		h.minor = 1

@@ -97,8 +97,9 @@ func TestSockIODeadlines(t *testing.T) {
 	if !errors.As(err, &ne) || !ne.Timeout() {
 		t.Fatalf("read past the deadline: %v, want a timeout", err)
 	}
+	big := make([]byte, 64<<20) // made before the deadline is set: zeroing 64 MiB on a busy machine can take longer than it
 	a.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
-	n, err := s.Write(make([]byte, 64<<20))
+	n, err := s.Write(big)
 	if !errors.As(err, &ne) || !ne.Timeout() {
 		t.Fatalf("write to a peer that does not read: %d, %v, want a timeout", n, err)
 	}

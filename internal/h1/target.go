@@ -20,6 +20,7 @@ var (
 	ErrTargetScheme   = errors.New("h1: request target scheme is not http or https")
 	ErrTargetUserinfo = errors.New("h1: userinfo in the request target")
 	ErrTargetForm     = errors.New("h1: request target form not allowed for the method")
+	ErrTargetEscape   = errors.New("h1: malformed percent-escape in the request target")
 	ErrHost           = errors.New("h1: malformed Host")
 )
 
@@ -32,10 +33,20 @@ var (
 //   - asterisk-form ("*") only with OPTIONS; authority-form only with CONNECT;
 //   - anything else ("rl", "t:80", "ftp://h/") is refused.
 //
-// Bytes the request line may not hold at all (controls, space) are the caller's to refuse first.
+// Every byte is visible ASCII (RFC 3986 has no others: controls, space, DEL and bytes above 0x7e
+// are refused, as HAProxy refuses them) and every "%" starts a two-digit hex escape.
 func ParseTarget(m, t []byte) (Form, []byte, error) {
 	if len(t) == 0 {
 		return 0, nil, ErrTarget
+	}
+	for i := 0; i < len(t); i++ {
+		c := t[i]
+		if c <= ' ' || c >= 0x7f {
+			return 0, nil, ErrTarget
+		}
+		if c == '%' && (i+2 >= len(t) || !isHex(t[i+1]) || !isHex(t[i+2])) {
+			return 0, nil, ErrTargetEscape
+		}
 	}
 	if string(m) == "CONNECT" {
 		if !ValidAuthority(t) {

@@ -32,6 +32,11 @@ func TestParseTarget(t *testing.T) {
 		{"GET", "http://h:8x/", 0, "", ErrTarget, ""},
 		{"GET", "ftp://h/", 0, "", ErrTargetScheme, ""},
 		{"GET", "http://h\\x/", 0, "", ErrTarget, ""},
+		{"GET", "/a%2Fb", Origin, "", nil, "/a%2Fb"},
+		{"GET", "/%zz", 0, "", ErrTargetEscape, ""},
+		{"GET", "/%4", 0, "", ErrTargetEscape, ""},
+		{"GET", "/\xae", 0, "", ErrTarget, ""},
+		{"GET", "/a\x7fb", 0, "", ErrTarget, ""},
 	} {
 		form, auth, err := ParseTarget([]byte(c.m), []byte(c.t))
 		if !errors.Is(err, c.err) {
