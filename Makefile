@@ -48,6 +48,8 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzParseHeaders$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=50x ./fastpath
 	$(GO) test -run='^$$' -fuzz='^FuzzParseResponseHead$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=50x ./fastpath
 	$(GO) test -run='^$$' -fuzz='^FuzzChunkScanner$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=50x ./fastpath
+	$(GO) test -run='^$$' -fuzz='^FuzzEngine$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=50x ./fastpath
+	$(GO) test -run='^$$' -fuzz='^FuzzParseTarget$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=50x ./internal/h1
 
 lint:
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
