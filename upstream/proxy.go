@@ -65,6 +65,11 @@ type Options struct {
 	Via bool
 	// Keepalive is the idle connections kept per server (0 = net/http's default of 2).
 	Keepalive int
+	// ClientBodyTimeout bounds each read of a request body from the client, from its start (the
+	// fast engine bounds them by client_idle_timeout the same way; nginx's client_body_timeout):
+	// a client that sends none of its body for that long has its connection closed, one that
+	// keeps sending never does. 0 = no bound.
+	ClientBodyTimeout time.Duration
 }
 
 // NewProxy returns a proxy for the upstream name over servers.
@@ -118,7 +123,9 @@ func NewProxy(name string, servers []*Server, o Options) *Proxy {
 }
 
 // ServeHTTP picks a server and forwards the request to it (and to others, as the retry policy
-// allows); 503 when none is available.
+// allows); 503 when none is available. A request whose target or Host internal/h1 refuses, or
+// whose chunk size is over the limit (see Listener), is answered 400 and the connection closed;
+// one whose body fails is answered as the client's fault (see ClientError), never the server's.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if p.onReq != nil {
 		p.onReq()
@@ -140,16 +147,46 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w = rec
 		defer p.logAccess(r, a, rec)
 	}
+	if r.Body != nil && r.Body != http.NoBody {
+		a.body = newClientBody(r.Body, w, p.o.ClientBodyTimeout)
+		defer a.body.done()
+	}
+	// The connection learns the request's framing first (it may find a chunk size over the
+	// limit in the body bytes already read), then the target and Host are checked.
+	err := beginFollow(r)
+	var auth string
+	if err == nil {
+		auth, err = checkTarget(r)
+	}
+	if err != nil {
+		p.log.Debug("request refused", "upstream", p.name, "target", r.RequestURI, "err", err)
+		w.Header().Set("Connection", "close")
+		p.refuse(w, a, http.StatusBadRequest, "400 Bad Request")
+		return
+	}
+	r = r.WithContext(context.WithValue(r.Context(), attemptKey{}, a))
+	if auth != "" {
+		r.Host = auth // absolute-form: the target's authority is the Host (RFC 9112 section 3.2.2)
+	}
+	if a.body != nil {
+		r.Body = a.body
+	}
+	a.in = r
 	s, _ := p.pool.Pick(r, nil)
 	if s == nil {
-		if p.o.RequestIDHeader != "" {
-			w.Header().Set(p.o.RequestIDHeader, a.requestID)
-		}
-		http.Error(w, "503 Service Unavailable: no available server in upstream "+p.name, http.StatusServiceUnavailable)
+		p.refuse(w, a, http.StatusServiceUnavailable, "503 Service Unavailable: no available server in upstream "+p.name)
 		return
 	}
 	a.server = s
-	p.rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), attemptKey{}, a)))
+	p.rp.ServeHTTP(w, r)
+}
+
+// refuse answers a request the proxy does not forward.
+func (p *Proxy) refuse(w http.ResponseWriter, a *attempts, status int, msg string) {
+	if p.o.RequestIDHeader != "" {
+		w.Header().Set(p.o.RequestIDHeader, a.requestID)
+	}
+	http.Error(w, msg, status)
 }
 
 // forwardHeaders tells the upstream about the client, as o.Forwarded says.
@@ -184,7 +221,9 @@ func (p *Proxy) logAccess(r *http.Request, a *attempts, rec *recorder) {
 		Status: rec.status, Bytes: rec.bytes, Referer: r.Referer(), UserAgent: r.UserAgent(),
 		UpstreamTime: a.upstreamTime, Tries: a.tries, RequestID: a.requestID,
 	}
-	if e.Status == 0 {
+	if a.status != 0 {
+		e.Status = a.status // a connection closed with no response
+	} else if e.Status == 0 {
 		e.Status = http.StatusOK
 	}
 	if a.server != nil {
@@ -227,10 +266,20 @@ func newRequestID() string {
 }
 
 func (p *Proxy) upstreamError(w http.ResponseWriter, r *http.Request, err error) {
-	a, _ := r.Context().Value(attemptKey{}).(*attempts)
-	addr := ""
-	if a != nil {
-		addr = a.server.Address
+	a := r.Context().Value(attemptKey{}).(*attempts) // set by ServeHTTP, as Rewrite relies on
+	addr := a.server.Address
+	var ce *ClientError
+	if ce = a.body.failed(); ce != nil || errors.As(err, &ce) {
+		status, abort := clientStatus(ce.Err)
+		p.log.Debug("client request body failed", "upstream", p.name, "server", addr, "status", status, "err", ce.Err)
+		if abort {
+			// Nothing is sent: the client stalled or is gone (as the fast engine and nginx).
+			a.status = status
+			panic(http.ErrAbortHandler)
+		}
+		w.Header().Set("Connection", "close")
+		http.Error(w, http.StatusText(status), status)
+		return
 	}
 	if errors.Is(err, context.Canceled) {
 		p.log.Debug("client went away", "upstream", p.name, "server", addr)

@@ -66,6 +66,8 @@ type attempts struct {
 
 	requestID    string
 	upstreamTime time.Duration // from the first try to the response header (or the last error)
+	status       int           // the status logged when the connection is closed with no response
+	body         *clientBody   // the client's request body, nil when it has none
 }
 
 // retrier is the ReverseProxy's transport: it runs the tries of a request on the servers the
@@ -85,6 +87,7 @@ const (
 	FailTimeout
 	FailOther
 	FailStatus
+	FailClient // the client's side failed (*ClientError): never counted against the server
 )
 
 const (
@@ -93,13 +96,19 @@ const (
 	failTimeout = FailTimeout
 	failOther   = FailOther
 	failStatus  = FailStatus
+	failClient  = FailClient
 )
 
-// Classify says what kind of failure err is: a dial that was refused or failed (FailConnect), a
-// timeout at any stage (FailTimeout), anything else (FailOther), or none.
+// Classify says what kind of failure err is: the client's request body could not be read
+// (FailClient, whatever the cause, a timeout included), a dial that was refused or failed
+// (FailConnect), a timeout at any stage (FailTimeout), anything else (FailOther), or none.
 func Classify(err error) int {
 	if err == nil {
 		return failNone
+	}
+	var ce *ClientError
+	if errors.As(err, &ce) {
+		return failClient
 	}
 	var op *net.OpError
 	if errors.As(err, &op) && op.Op == "dial" {
@@ -157,6 +166,13 @@ func (t *retrier) RoundTrip(req *http.Request) (*http.Response, error) {
 			tunnel.untimed()
 		}
 		kind := Classify(err)
+		if err != nil && (kind == failClient || a.body.failed() != nil || req.Context().Err() != nil) {
+			// The client's side failed: its body could not be read (the transport returns the
+			// read error, or context.Canceled when net/http cancelled the request over it), or
+			// the client went away. Not the server's fault, and nothing to retry.
+			s.Slot.AddActive(-1)
+			return nil, err
+		}
 		if err == nil && t.o.Retry.On.Status[resp.StatusCode] {
 			kind = failStatus
 		}

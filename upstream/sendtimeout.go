@@ -161,12 +161,18 @@ func (w *clientWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 // Unwrap lets http.ResponseController reach the writer underneath.
 func (w *clientWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
-// ConnState is an http.Server ConnState hook for listeners whose handler is a Proxy with a
-// ClientSendTimeout: a connection that goes idle drops the write deadline of its last response,
+// ConnState is an http.Server ConnState hook for listeners whose handler is a Proxy: a
+// connection that goes idle drops the write deadline of its last response (ClientSendTimeout),
 // so that what the server itself writes before the next request reaches the handler (a 400, a
-// 431) is not refused by a deadline that passed while the connection waited.
+// 431) is not refused by a deadline that passed while the connection waited; a connection of
+// Listener that is hijacked (an upgrade) stops following request framing.
 func ConnState(c net.Conn, st http.ConnState) {
-	if st == http.StateIdle {
+	switch st {
+	case http.StateIdle:
 		c.SetWriteDeadline(time.Time{})
+	case http.StateHijacked:
+		if fc, ok := c.(*followConn); ok {
+			fc.stop()
+		}
 	}
 }
