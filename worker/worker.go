@@ -141,13 +141,14 @@ func start() (*worker, error) {
 				upstream.ConnState(c, st) // an idle connection keeps no send deadline
 				w.conns.track(c, st)
 			},
+			ConnContext:       upstream.ConnContext, // with upstream.Listener: the chunk size limit
 			ReadHeaderTimeout: s.ClientHeaderTimeout,
 			IdleTimeout:       s.ClientIdleTimeout,
 			MaxHeaderBytes:    stdMaxHeaderBytes,
 			ErrorLog:          slog.NewLogLogger(w.log.Handler(), slog.LevelDebug),
 		}
 		w.servers = append(w.servers, srv)
-		w.lns = append(w.lns, ln)
+		w.lns = append(w.lns, upstream.Listener(ln))
 	}
 	if w.cfg.Status != nil {
 		f := files[FdStatus]
@@ -215,7 +216,9 @@ func (w *worker) buildTargets() ([]*target, error) {
 // proxyFor makes the proxy of one [[server]] listener. Each listener has its own (its own
 // balancer state and access log settings) over the upstream's shared servers.
 func (w *worker) proxyFor(s config.Server) http.Handler {
-	return upstream.NewProxy(s.Upstream, w.upstreams[s.Upstream], w.optionsFor(s))
+	o := w.optionsFor(s)
+	o.ClientBodyTimeout = s.ClientIdleTimeout // each body read, as the fast engine bounds it
+	return upstream.NewProxy(s.Upstream, w.upstreams[s.Upstream], o)
 }
 
 // optionsFor makes the proxy options of one [[server]] listener, for either engine.
