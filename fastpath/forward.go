@@ -87,10 +87,16 @@ func (cc *clientConn) serveRequest() bool {
 		var ce *clientError
 		switch {
 		case errors.As(err, &ce):
-			if ce.err == errBadChunk {
+			switch {
+			case ce.err == errBadChunk:
 				x.status = 400
 				cc.writeError(400, false)
-			} else {
+			case isTimeout(ce.err):
+				// The body stalled past client_idle_timeout: closed with no answer, logged as
+				// 408, as nginx's client_body_timeout and the std engine do.
+				s.log.Debug("client body timed out", "upstream", s.name, "server", srv.Address)
+				x.status = 408
+			default:
 				s.log.Debug("client went away", "upstream", s.name, "server", srv.Address, "err", ce.err)
 				x.status = 499
 			}
@@ -103,7 +109,7 @@ func (cc *clientConn) serveRequest() bool {
 			x.keepClient = cc.writeError(x.status, x.keepClient && !x.streaming)
 		}
 		cc.logAccess(entry, &x, srv)
-		return x.keepClient && x.status != 499 && x.status != 400
+		return x.keepClient && x.status != 499 && x.status != 400 && x.status != 408
 	}
 	keep := cc.forwardResponse(&x, u, srv)
 	cc.logAccess(entry, &x, srv)

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"hcproxy/shm"
+	"hcproxy/upstream"
 )
 
 // echoPath answers each request with its path, method and body length, so a client can tell
@@ -288,4 +289,44 @@ func keepalive(n int) Options {
 	var o Options
 	o.Keepalive = n
 	return o
+}
+
+// A request body that stalls is cut off by client_idle_timeout (each body read is bounded), the
+// connection closed with no answer and the request logged as 408, as the std engine and nginx.
+func TestStalledRequestBodyIsClosedAndLogged408(t *testing.T) {
+	rec := newRecorder(t, echoPath)
+	var log syncBuffer
+	o := Options{ClientIdleTimeout: 300 * time.Millisecond}
+	o.AccessLog = upstream.NewAccessLog("combined", &log)
+	_, addr := startFast(t, o, servers(t, shm.Up, rec.addr()))
+	for name, raw := range map[string]string{
+		"Content-Length": "POST /s HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\nhello",
+		"chunked":        "POST /s HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n",
+	} {
+		cl := dial(t, addr)
+		io.WriteString(cl.c, raw)
+		if !cl.closed(5 * time.Second) {
+			t.Errorf("%s: a stalled body kept the connection open", name)
+		}
+	}
+	eventually(t, "two 408 lines in the access log", 5*time.Second, func() bool {
+		return strings.Count(log.String(), "\" 408 ") == 2
+	})
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
