@@ -271,7 +271,7 @@ func explain(r result, e *outcome) string {
 func compareForwards(a, b *outcome) string {
 	var d []string
 	if len(a.reqs) != len(b.reqs) {
-		d = append(d, fmt.Sprintf("%d requests at the backend, not %d", len(a.reqs), len(b.reqs)))
+		d = append(d, fmt.Sprintf("requests at the backend: %d, not %d", len(a.reqs), len(b.reqs)))
 	}
 	for i := 0; i < min(len(a.reqs), len(b.reqs)); i++ {
 		x, y := a.reqs[i], b.reqs[i]

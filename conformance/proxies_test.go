@@ -50,6 +50,16 @@ func (p *proc) stop() {
 	syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
 }
 
+// exited reports whether the process has ended.
+func (p *proc) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
 // log returns the end of each of its log files.
 func (p *proc) log() string {
 	var out strings.Builder
@@ -245,10 +255,8 @@ func waitReady(p *proc, deadline time.Duration) error {
 			if len(a.statuses) == 1 && a.statuses[0] == 200 && a.serials[0] > 0 {
 				break
 			}
-			select {
-			case <-p.done:
+			if p.exited() {
 				return fmt.Errorf("%w: %s exited:\n%s", errNotReady, p.name, p.log())
-			default:
 			}
 			if time.Now().After(end) {
 				return fmt.Errorf("%w: %s on %s after %v (last answer %+v):\n%s", errNotReady, p.name, addr, deadline, a, p.log())
