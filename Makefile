@@ -74,6 +74,16 @@ bench: build
 clean:
 	rm -rf $(BIN)
 
+# conformance: the differential test of both engines against nginx and HAProxy on public request
+# corpora (conformance/, see docs/conformance.md), on the binary make build made; it skips when
+# nginx or haproxy is missing. It prints the counts, the failures and the differences from the
+# oracles; make test runs it too, in its go test ./... `make conformance CASES=hop/` runs only
+# the cases whose names match a regular expression.
+CASES ?=
+.PHONY: conformance
+conformance: build
+	HCPROXY_BIN=$(CURDIR)/$(BIN)/hcproxy $(GO) test -count=1 -v -run '^TestConformance$$' ./conformance -cases='$(CASES)'
+
 # chaos: the chaos suite (chaos/, build tag chaos; real binaries on loopback, faults injected,
 # each scenario prints a RESULT line and fails when its promise breaks). See docs/chaos.md.
 # soak: steady load, reloads and a flapping server for DURATION; fails on memory/thread growth.
