@@ -88,6 +88,7 @@ func TestConformance(t *testing.T) {
 		t.Logf("allow.txt: %s is not needed in this run (the engine does not forward it, or an oracle does)", unused)
 	}
 	rep := buildReport(results, verdicts)
+	rep.versions = []string{versionOf(bin, "-v"), versionOf(nginxBin, "-v"), versionOf(haproxyBin, "-v")}
 	t.Log("\n" + rep.text())
 	if *updateFlag {
 		if err := rep.updateDoc("../docs/conformance.md"); err != nil {

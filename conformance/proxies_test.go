@@ -240,6 +240,16 @@ defaults
 	return start(t, haproxyName, dir, listen, bin, "-db", "-f", "haproxy.cfg")
 }
 
+// versionOf returns the first line a binary prints for its version flag.
+func versionOf(bin string, flag string) string {
+	out, err := exec.Command(bin, flag).CombinedOutput()
+	if err != nil && len(out) == 0 {
+		return filepath.Base(bin) + ": " + err.Error()
+	}
+	first, _, _ := strings.Cut(strings.TrimSpace(string(out)), "\n")
+	return first
+}
+
 // warmRequest is what waitReady sends through every lane of every proxy.
 const warmRequest = "GET /warm-up HTTP/1.1\r\nHost: warm.test\r\n\r\n"
 

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strconv"
 	"strings"
 )
 
@@ -13,6 +12,7 @@ import (
 // docs/conformance.md between the markers.
 type report struct {
 	cases    int
+	versions []string                  // of hcproxy, nginx and HAProxy
 	counts   map[string]map[string]int // proxy -> class -> cases
 	oracles  map[string]int            // "both refuse", "both forward alike", "split"
 	failures map[string][]string       // proxy -> "case: failure"
@@ -82,15 +82,27 @@ func buildReport(results []result, verdicts [][]verdict) *report {
 	return rep
 }
 
-// printable quotes the bytes of s that are not printable ASCII.
+// printable writes the bytes of s that are not printable ASCII as \xHH (a failure message
+// quotes the bytes it shows already; this only keeps the rest readable).
 func printable(s string) string {
-	q := strconv.QuoteToASCII(s)
-	return strings.ReplaceAll(q[1:len(q)-1], `\"`, `"`)
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c >= ' ' && c < 0x7f {
+			b.WriteByte(c)
+		} else {
+			fmt.Fprintf(&b, `\x%02x`, c)
+		}
+	}
+	return b.String()
 }
 
 func (rep *report) text() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%d cases, each on a fresh connection to each proxy.\n\n", rep.cases)
+	fmt.Fprintf(&b, "%d cases, each on a fresh connection to each proxy", rep.cases)
+	if len(rep.versions) > 0 {
+		fmt.Fprintf(&b, " (%s)", strings.Join(rep.versions, "; "))
+	}
+	b.WriteString(".\n\n")
 	b.WriteString("| engine | refused | forwarded, same as both oracles | forwarded, same as one oracle | forwarded differently | differs where the oracles agree | failing cases |\n")
 	b.WriteString("|---|---:|---:|---:|---:|---:|---:|\n")
 	for _, e := range []string{fastName, stdName} {
