@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -323,11 +324,23 @@ func (c *Config) UpstreamNames() []string {
 }
 
 // Load reads, parses and validates the TOML config file at path. Relative
-// paths inside it are resolved against the file's directory.
+// paths inside it are resolved against the file's directory. A file larger
+// than MaxFileSize is refused without reading it.
 func Load(path string) (*Config, error) {
-	data, err := os.ReadFile(path)
+	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
+	}
+	defer f.Close()
+	if st, err := f.Stat(); err == nil && st.Mode().IsRegular() && st.Size() > MaxFileSize {
+		return nil, sizeError(path, st.Size())
+	}
+	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	if len(data) > MaxFileSize {
+		return nil, sizeError(path, -1)
 	}
 	return Parse(data, path)
 }
@@ -335,7 +348,10 @@ func Load(path string) (*Config, error) {
 // Parse parses and validates a TOML config. path names the config in error
 // messages and anchors relative paths (its directory; the working directory
 // when path is ""). An invalid config gives an Errors listing every problem
-// found, each wrapping ErrInvalid.
+// found, each wrapping ErrInvalid. Before decoding, Parse refuses data past
+// the bounds of bounds.go (MaxFileSize, MaxDepth, MaxKeyParts, MaxKeyLen,
+// MaxItems) with the first one passed; after validation, a config whose
+// hand-off to the workers could exceed MaxHandoff.
 func Parse(data []byte, path string) (*Config, error) {
 	abs, dir := "", ""
 	if path != "" {
@@ -352,6 +368,12 @@ func Parse(data []byte, path string) (*Config, error) {
 		dir = wd
 	}
 
+	if len(data) > MaxFileSize {
+		return nil, sizeError(path, int64(len(data)))
+	}
+	if err := checkBounds(data, path); err != nil {
+		return nil, err
+	}
 	var raw map[string]any
 	if _, err := toml.NewDecoder(bytes.NewReader(data)).Decode(&raw); err != nil {
 		return nil, syntaxError(path, err)
@@ -366,6 +388,9 @@ func Parse(data []byte, path string) (*Config, error) {
 	applyDefaults(c, set)
 	resolvePaths(c, dir)
 	if err := validate(c, r); err != nil {
+		return nil, err
+	}
+	if err := checkHandoff(c, path); err != nil {
 		return nil, err
 	}
 	return c, nil

@@ -3,6 +3,7 @@ package config
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -37,6 +38,19 @@ check = { expect_body_regex = "^ok$", max_response = 64 }
 	f.Add([]byte("[[server]]\n[[server]]\nlisten = \"\"\n[upstream]\n\"a.b\" = {}\n"))
 	// Broken TOML: an unterminated multi-line string and array.
 	f.Add([]byte("a = \"\"\"\nb = [1,\n"))
+	// Past the structural bounds checked before decoding: inline tables and
+	// arrays nested 34 deep, a 17-part dotted key and table header.
+	f.Add([]byte(base + "x = " + strings.Repeat("{a = [", 17) + "1" + strings.Repeat("]}", 17) + "\n"))
+	f.Add([]byte(base + "a.b.c.d.e.f.g.h.i.j.k.l.m.n.o.p.q = 1\n[a.b.c.d.e.f.g.h.i.j.k.l.m.n.o.p.q]\n"))
+	// Brackets, dots and quotes inside strings and comments count for
+	// nothing: a quoted dotted key, multi-line strings ending in quotes.
+	f.Add([]byte(base + `[upstream.app.check] # [[{{a.b.c
+headers = { "X-a.b.c.d.e.f.g.h.i.j.k.l.m.n.o.p.q" = '[{' }
+send = """[{\"""\
+"""""
+expect_body = '''{
+['''''
+`))
 	// Sizes and durations at and past their limits.
 	f.Add([]byte(base + "[upstream.app.check]\nmax_response = \"9223372036854775807GiB\"\ninterval = \"1h0m0.000000001s\"\n"))
 
