@@ -40,9 +40,12 @@ type SlotInfo struct {
 	SlowStart   time.Duration              // slow-start ramp the master recorded, 0 none
 }
 
+// seqWait is how long a reader waits for the diagnostic record's seqlock before it takes the
+// record as it is (a variable for tests).
+var seqWait = 250 * time.Millisecond
+
 // Info reads the slot. The diagnostic record is read under its seqlock (retried while a write is
-// in progress, and taken as it is after a bounded number of tries, so a dead writer cannot hang a
-// reader).
+// in progress, and taken as it is after seqWait, so a dead writer cannot hang a reader).
 func (s Slot) Info() SlotInfo {
 	in := SlotInfo{
 		Index:       s.i,
@@ -74,24 +77,34 @@ func (s Slot) Info() SlotInfo {
 	for i := range in.FailReasons {
 		in.FailReasons[i] = s.m.load(s.off + sFailReasons + 8*i)
 	}
-	const tries = 10000
-	for try := 0; try < tries; try++ {
-		if try > 0 {
-			runtime.Gosched()
-		}
+	// Retry while a write is in progress or one happened during the read, for up to seqWait;
+	// then take the record as it is (a writer that died inside the lock: the next claim repairs
+	// it). The bound is in time, not in tries: a fixed number of tries (10,000) passed in a few
+	// milliseconds, less than a live writer can be descheduled on a busy machine, and the reader
+	// then returned a record torn between two writes.
+	var deadline time.Time
+	for try := 0; ; try++ {
 		q := s.m.load(s.off + sSeq)
-		if q&1 == 1 && try < tries-1 {
-			continue
+		expired := try > 0 && !time.Now().Before(deadline)
+		if q&1 == 0 || expired {
+			in.LastCheckMs = int64(s.m.load(s.off + sLastCheckMs))
+			in.LastRTT = time.Duration(s.m.load(s.off+sLastRTT)) * time.Microsecond
+			res := s.m.load(s.off + sLastResult)
+			in.LastReason, in.LastStatus = uint8(res), int(uint16(res>>8))
+			in.Detail = s.m.loadString(s.off+sDetail, detailLen)
+			in.SinceMs = int64(s.m.load(s.off + sSinceMs))
+			in.SinceReason = uint8(s.m.load(s.off + sSinceReason))
+			if s.m.load(s.off+sSeq) == q || expired {
+				break
+			}
 		}
-		in.LastCheckMs = int64(s.m.load(s.off + sLastCheckMs))
-		in.LastRTT = time.Duration(s.m.load(s.off+sLastRTT)) * time.Microsecond
-		res := s.m.load(s.off + sLastResult)
-		in.LastReason, in.LastStatus = uint8(res), int(uint16(res>>8))
-		in.Detail = s.m.loadString(s.off+sDetail, detailLen)
-		in.SinceMs = int64(s.m.load(s.off + sSinceMs))
-		in.SinceReason = uint8(s.m.load(s.off + sSinceReason))
-		if s.m.load(s.off+sSeq) == q {
-			break
+		if try == 0 {
+			deadline = time.Now().Add(seqWait)
+		}
+		if try < 100 {
+			runtime.Gosched()
+		} else {
+			time.Sleep(50 * time.Microsecond)
 		}
 	}
 	return in

@@ -1,11 +1,16 @@
 package worker
 
 import (
+	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strconv"
 	"strings"
+
+	"hcproxy/config"
 )
 
 // The environment a master gives a worker process.
@@ -33,6 +38,47 @@ type Payload struct {
 	Generation uint64          `json:"generation"` // the worker's generation
 	Index      int             `json:"index"`      // its entry in the table's worker list
 	Slots      []SlotRef       `json:"slots"`      // the slot of every (upstream, server)
+}
+
+// ErrPayloadTruncated is wrapped by readPayload's error when the payload ends
+// inside its JSON: the master wrote less than all of it, or the read was cut
+// short.
+var ErrPayloadTruncated = errors.New("worker: payload truncated")
+
+// readPayload reads and decodes the payload the master wrote to f (a memfd,
+// from its start). It reads at most config.MaxHandoff bytes, which config.Parse
+// guarantees is enough for every valid config, and refuses more by name; a
+// payload shorter than f's size or ending inside its JSON is
+// ErrPayloadTruncated, never a bare JSON error.
+func readPayload(f *os.File) (Payload, error) {
+	var p Payload
+	size := int64(-1)
+	if st, err := f.Stat(); err == nil && st.Mode().IsRegular() {
+		size = st.Size()
+	}
+	if size > config.MaxHandoff {
+		return p, fmt.Errorf("payload is %d bytes, more than the limit of %d (config.MaxHandoff)", size, config.MaxHandoff)
+	}
+	raw, err := io.ReadAll(io.LimitReader(f, config.MaxHandoff+1))
+	switch {
+	case err != nil:
+		return p, fmt.Errorf("read payload: %w", err)
+	case len(raw) > config.MaxHandoff:
+		return p, fmt.Errorf("payload is more than the limit of %d bytes (config.MaxHandoff)", config.MaxHandoff)
+	case size >= 0 && int64(len(raw)) != size:
+		return p, fmt.Errorf("%w: read %d of its %d bytes", ErrPayloadTruncated, len(raw), size)
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	if err := dec.Decode(&p); err != nil {
+		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+			return Payload{}, fmt.Errorf("%w: its %d bytes end inside the JSON (limit %d)", ErrPayloadTruncated, len(raw), config.MaxHandoff)
+		}
+		return Payload{}, fmt.Errorf("decode payload: %w", err)
+	}
+	if rest := bytes.TrimSpace(raw[dec.InputOffset():]); len(rest) > 0 {
+		return Payload{}, fmt.Errorf("decode payload: %d bytes of trailing data", len(rest))
+	}
+	return p, nil
 }
 
 // SlotRef maps one server of one upstream to its slot in the table.

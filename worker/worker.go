@@ -19,8 +19,6 @@ import (
 	"syscall"
 	"time"
 
-	"encoding/json"
-
 	"hcproxy/config"
 	"hcproxy/fastpath"
 	"hcproxy/probe"
@@ -75,13 +73,10 @@ func start() (*worker, error) {
 		return nil, err
 	}
 	w := &worker{conns: newConns(), lifeline: files[FdLifeline]}
-	raw, err := io.ReadAll(io.LimitReader(files[FdPayload], 64<<20))
+	w.payload, err = readPayload(files[FdPayload])
 	files[FdPayload].Close()
 	if err != nil {
-		return nil, fmt.Errorf("read payload: %w", err)
-	}
-	if err := json.Unmarshal(raw, &w.payload); err != nil {
-		return nil, fmt.Errorf("decode payload: %w", err)
+		return nil, err
 	}
 	if w.cfg, err = config.Unmarshal(w.payload.Config); err != nil {
 		return nil, fmt.Errorf("config from master: %w", err)
