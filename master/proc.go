@@ -65,6 +65,9 @@ func (m *Master) spawn(g *generation) (*proc, error) {
 	if err != nil {
 		return fail(err)
 	}
+	if len(payload) > config.MaxHandoff { // config.Parse refuses such a config; never hand over part of one
+		return fail(fmt.Errorf("payload: %d bytes, more than the limit of %d (config.MaxHandoff)", len(payload), config.MaxHandoff))
+	}
 	pf, err := memfile("hcproxy-payload", payload)
 	if err != nil {
 		return fail(fmt.Errorf("payload: %w", err))
