@@ -8,7 +8,7 @@ set -u
 D=${1:-10}; R=${2:-5}
 root=$(cd "$(dirname "$0")/.." && pwd)
 peer="$root/../shared/bench/run.sh"
-HCPROXY="$root/bin/hcproxy"
+HCPROXY="${HCPROXY:-$root/bin/hcproxy}" # another build to compare: HCPROXY=path make bench
 for c in nginx haproxy wrk; do command -v $c >/dev/null || { echo "bench: $c not installed (apt-get install -y nginx-light haproxy wrk)"; exit 1; }; done
 [ -f "$peer" ] || { echo "bench: $peer not found"; exit 1; }
 [ -x "$HCPROXY" ] || { echo "bench: build first (make build)"; exit 1; }
