@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -97,6 +98,9 @@ func (c *collector) collect(ch chan<- prometheus.Metric, sn shm.Snapshot) {
 	counter(c.events, c.t.EventHead())
 
 	for _, in := range dedupe(sn.Slots) {
+		// Label values must be UTF-8, or the registry drops the metric (with a logged panic): a
+		// slot's strings are bytes from the table, so invalid sequences become U+FFFD.
+		in.Label, in.Address = strings.ToValidUTF8(in.Label, "\uFFFD"), strings.ToValidUTF8(in.Address, "\uFFFD")
 		l := []string{in.Label, in.Address}
 		gauge(c.up, bool01(in.State.Health() == shm.Up), l...)
 		gauge(c.available, bool01(in.State.Available()), l...)

@@ -184,3 +184,18 @@ func TestMetricsDuplicateSlot(t *testing.T) {
 		t.Errorf("up = %v, want the checked slot's 1", got)
 	}
 }
+
+// A slot string that is not valid UTF-8 (bytes from the table) must not make the collector panic
+// or drop the server's series: the bad bytes become U+FFFD.
+func TestMetricsInvalidUTF8LabelKeepsTheSeries(t *testing.T) {
+	f := newFixture(t)
+	if _, err := f.tab.Alloc(77, "10.0.0.7:80", "bad\xffname", time.Second, 1, shm.Up); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(Handler(f.tab, Options{}))
+	defer srv.Close()
+	mfs := scrape(t, srv.URL)
+	if got := value(find(t, mfs, "hcproxy_server_up", "upstream", "bad\uFFFDname", "server", "10.0.0.7:80")); got != 1 {
+		t.Errorf("up = %v, want 1", got)
+	}
+}
