@@ -35,12 +35,13 @@ type target struct {
 // ownership is what the checker knows about a slot it owns.
 type ownership struct {
 	fence   uint32
-	running bool
+	running bool // a probe is in flight
 }
 
 type outcome struct {
 	t       *target
 	fence   uint32
+	due     int64 // the due time the probe was made for (monotonic ns)
 	started int64 // monotonic ns when the probe started
 	res     probe.Result
 }
@@ -59,6 +60,7 @@ type checker struct {
 	wake         chan struct{}
 	results      chan outcome
 	owned        map[*target]*ownership
+	inflight     int // probes started and not yet finished
 	sem          chan struct{}
 	last         view      // the worker table as the last scan saw it
 	lastLocalLog time.Time // rate limit of the "out of resources" warning
@@ -67,6 +69,13 @@ type checker struct {
 	cancel       context.CancelFunc
 	done         chan struct{}
 	stopped      sync.Once
+
+	// The handover (handover.go).
+	drainReq   chan struct{} // closed by Drain
+	drainOnce  sync.Once
+	draining   bool          // run saw drainReq: no more claims or probes, slots handed back
+	superseded chan struct{} // closed by run once a newer generation holds every slot it had
+	handedOver bool          // superseded is closed
 }
 
 const maxConcurrentProbes = 1024
@@ -77,12 +86,14 @@ const minScanGap = 5 * time.Millisecond
 func newChecker(t *shm.Table, tok shm.Token, index int, gen uint64, targets []*target, log *slog.Logger) *checker {
 	return &checker{
 		table: t, tok: tok, index: index, gen: gen, targets: targets, log: log,
-		tick:    50 * time.Millisecond,
-		wake:    make(chan struct{}, 1),
-		results: make(chan outcome, 64),
-		owned:   map[*target]*ownership{},
-		sem:     make(chan struct{}, maxConcurrentProbes),
-		done:    make(chan struct{}),
+		tick:       50 * time.Millisecond,
+		wake:       make(chan struct{}, 1),
+		results:    make(chan outcome, 64),
+		owned:      map[*target]*ownership{},
+		sem:        make(chan struct{}, maxConcurrentProbes),
+		done:       make(chan struct{}),
+		drainReq:   make(chan struct{}),
+		superseded: make(chan struct{}),
 	}
 }
 
@@ -100,9 +111,10 @@ func (c *checker) Nudge() {
 	}
 }
 
-// Stop cancels in-flight probes (their results are dropped), waits for every probe goroutine,
-// and releases every slot this worker owns, so that the next owner takes over at once. It is
-// idempotent.
+// Stop is the fast stop: it cancels in-flight probes (their results are dropped and their due
+// times stay in the table, so the next owner makes those checks at once), waits for every probe
+// goroutine, and releases every slot this worker owns, so that the next owner takes over at
+// once. It is idempotent; after Drain it cuts short what the drain still waits for.
 func (c *checker) Stop() {
 	c.stopped.Do(func() {
 		if c.cancel != nil {
@@ -122,24 +134,40 @@ func (c *checker) run(ctx context.Context) {
 	defer close(c.done)
 	timer := time.NewTimer(0)
 	defer timer.Stop()
+	drain := c.drainReq
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-timer.C:
-		case <-c.wake:
+		case <-drain:
+			drain = nil
+			c.draining = true
+			c.handBack()
 		case o := <-c.results:
 			// Record it and go back to waiting: the armed timer brings the next scan. A scan
 			// after every result would cost servers x results per interval (10,000 servers:
 			// most of a core).
-			c.finish(ctx, o)
-			continue
+			c.finish(o)
+		case <-timer.C:
+			c.rescan(timer)
+		case <-c.wake:
+			c.rescan(timer)
 		}
-		// Sleep until the next owned check is due, or one tick to look for claims; scans are
-		// at least minScanGap apart, so checks due close together start in one scan.
-		wait := time.Duration(c.scan() - shm.Now())
-		timer.Reset(max(minScanGap, min(wait, c.tick)))
+		if c.draining && c.inflight == 0 {
+			return // every probe recorded, every slot handed back
+		}
 	}
+}
+
+// rescan scans and arms timer for the next one: when the next owned check is due, or one tick
+// on to look for claims; scans are at least minScanGap apart, so checks due close together start
+// in one scan. A draining checker does not scan.
+func (c *checker) rescan(timer *time.Timer) {
+	if c.draining {
+		return
+	}
+	wait := time.Duration(c.scan() - shm.Now())
+	timer.Reset(max(minScanGap, min(wait, c.tick)))
 }
 
 // view is the worker table as one scan sees it.
@@ -169,7 +197,11 @@ func (c *checker) view() view {
 	return v
 }
 
-// takeable reports whether a slot owned by owner may be claimed.
+// takeable reports whether a slot owned by owner may be claimed: it is free, its owner is gone
+// (reaped by the master), or its owner's lease has lapsed (a hung owner, or no master to bury
+// it). An owner that drains or belongs to an older generation is alive: it hands its slots back
+// itself, each once its probe in flight is recorded (handover.go), so its slots are not taken
+// from under that probe.
 func (v view) takeable(owner shm.Token, lease, now int64) bool {
 	if owner == 0 {
 		return true
@@ -178,12 +210,10 @@ func (v view) takeable(owner shm.Token, lease, now int64) bool {
 	switch {
 	case !ok: // its entry was freed: the process is gone
 		return true
-	case w.State == shm.WorkerDead || w.State == shm.WorkerDraining || w.State == shm.WorkerFree:
-		return true
-	case w.Generation < v.gen:
+	case w.State == shm.WorkerDead || w.State == shm.WorkerFree:
 		return true
 	}
-	return lease < now // a hung owner, or no master to bury it
+	return lease < now
 }
 
 // preferred returns the live worker that should own a slot: rendezvous (highest random weight)
@@ -247,13 +277,19 @@ func (c *checker) scan() int64 {
 				delete(c.owned, t) // taken over since the owner was read: never probe it now
 				continue
 			}
+			if o.running {
+				continue
+			}
+			if v.gen > c.gen {
+				c.release(t) // a newer generation is published: hand the slot to it
+				continue
+			}
+			due := s.NextDue()
+			if now >= due {
+				c.start(t, o, due, now)
+			}
 			if !o.running {
-				if now >= s.NextDue() {
-					c.start(t, o, now)
-				}
-				if due := s.NextDue(); !o.running && due > now {
-					next = min(next, due)
-				}
+				next = min(next, max(due, now))
 			}
 			continue
 		}
@@ -285,6 +321,7 @@ func (c *checker) scan() int64 {
 		}
 		next = min(next, s.NextDue())
 	}
+	c.checkSuperseded()
 	return next
 }
 
@@ -307,36 +344,26 @@ func (t *target) longestInterval() time.Duration {
 	return max(t.interval, t.downInterval, t.fastInterval)
 }
 
-// nextDue continues the schedule from due: the first due time after now, in whole intervals.
-func nextDue(due, now int64, interval time.Duration) int64 {
-	iv := int64(interval)
-	if due <= 0 || now-due > 10*iv {
-		return now + iv
-	}
-	next := due + iv
-	if next <= now {
-		next += (now - next + iv) / iv * iv
-	}
-	return next
-}
-
-func (c *checker) start(t *target, o *ownership, now int64) {
+// start runs a probe of t for the check due at due (the slot's due time stays as it is until the
+// result is recorded), ending by probeDeadline.
+func (c *checker) start(t *target, o *ownership, due, now int64) {
 	select {
 	case c.sem <- struct{}{}:
 	default:
 		return // at the limit; try again next tick
 	}
-	t.slot.SetNextDue(nextDue(t.slot.NextDue(), now, t.interval))
 	o.running = true
+	c.inflight++
 	fence := o.fence
+	limit := time.Duration(probeDeadline(due, now, t.interval, t.timeout) - now)
 	c.probes.Add(1)
 	ctx := c.ctx
 	go func() {
 		defer c.probes.Done()
 		defer func() { <-c.sem }()
-		res := c.probe(ctx, t)
+		res := c.probe(ctx, t, limit)
 		select {
-		case c.results <- outcome{t: t, fence: fence, started: now, res: res}:
+		case c.results <- outcome{t: t, fence: fence, due: due, started: now, res: res}:
 		case <-c.done:
 		}
 	}()
@@ -344,28 +371,34 @@ func (c *checker) start(t *target, o *ownership, now int64) {
 
 // probe runs one check; a panic in a probe is a failed check with reason internal, not a dead
 // worker.
-func (c *checker) probe(ctx context.Context, t *target) (res probe.Result) {
+func (c *checker) probe(ctx context.Context, t *target, limit time.Duration) (res probe.Result) {
 	defer func() {
 		if p := recover(); p != nil {
 			c.log.Error("probe panicked", "upstream", t.label, "server", t.server, "panic", fmt.Sprint(p))
 			res = probe.Result{Reason: probe.Internal, Detail: "probe panicked"}
 		}
 	}()
-	ctx, cancel := context.WithTimeout(ctx, t.timeout)
+	ctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
 	return t.prober.Probe(ctx, t.addr)
 }
 
-func (c *checker) finish(ctx context.Context, o outcome) {
+// finish records a probe's result under the fence it was started with, moves the slot's due
+// time on by the schedule, and then either hands the slot back (to its preferred worker, to a
+// newer generation, or because this checker drains) or, if the next check is already due (a probe
+// that took its whole interval), starts it at once.
+func (c *checker) finish(o outcome) {
+	c.inflight--
 	own := c.owned[o.t]
 	if own == nil || own.fence != o.fence {
 		return // lost the slot while probing: the result is not ours to write
 	}
 	own.running = false
-	if ctx.Err() != nil {
-		return
+	if c.ctx.Err() != nil {
+		return // cut short by Stop: the due time stays, the next owner makes the check
 	}
 	s := o.t.slot
+	iv := o.t.interval
 	if o.res.Reason == probe.LocalError {
 		// This host could not run the check (out of descriptors): that says nothing about
 		// the server, so nothing is recorded; the next check is on schedule.
@@ -373,14 +406,36 @@ func (c *checker) finish(ctx context.Context, o outcome) {
 			c.lastLocalLog = now
 			c.log.Warn("check not run: this host is out of resources; server state left as it is", "upstream", o.t.label, "server", o.t.server, "detail", o.res.Detail)
 		}
+	} else {
+		tr, ok := c.record(o, own.fence)
+		if !ok {
+			delete(c.owned, o.t)
+			c.checkSuperseded()
+			return
+		}
+		iv = o.t.intervalAfter(o.res.OK(), tr.To)
+	}
+	s.SetNextDue(nextDue(o.due, o.started, iv))
+	now := shm.Now()
+	s.Renew(c.tok, c.leaseFor(o.t, now))
+	if c.handOff(o.t) {
+		c.release(o.t)
+		c.checkSuperseded()
 		return
 	}
-	tr, err := s.Record(c.tok, own.fence, shm.Result{
+	if due := s.NextDue(); now >= due {
+		c.start(o.t, own, due, now)
+	}
+}
+
+// record writes o's result into the table; false means the slot was taken over meanwhile.
+func (c *checker) record(o outcome, fence uint32) (shm.Transition, bool) {
+	s := o.t.slot
+	tr, err := s.Record(c.tok, fence, shm.Result{
 		OK: o.res.OK(), Reason: uint8(o.res.Reason), Status: o.res.Status, RTT: o.res.RTT, Detail: o.res.Detail,
 	}, o.t.rise, o.t.fall)
 	if errors.Is(err, shm.ErrFenced) || errors.Is(err, shm.ErrNotOwner) {
-		delete(c.owned, o.t)
-		return
+		return tr, false
 	}
 	if ag := o.res.Agent; ag != nil {
 		c.applyAgent(o.t, ag)
@@ -395,21 +450,7 @@ func (c *checker) finish(ctx context.Context, o outcome) {
 			Old: uint8(tr.From), New: uint8(tr.To), Reason: uint8(o.res.Reason), Pid: c.tok.Pid(), Extra: uint64(tr.Streak)})
 		c.logTransition(o.t, tr, o.res)
 	}
-	now := shm.Now()
-	if iv := o.t.intervalAfter(o.res.OK(), tr.To); iv != o.t.interval {
-		// start scheduled the next check one interval on; this result asks for another.
-		s.SetNextDue(max(o.started+int64(iv), now))
-	}
-	s.Renew(c.tok, c.leaseFor(o.t, now))
-	// Hand the slot back to its preferred worker right after a check, so the next one is
-	// made there on schedule (by the view of the last scan: reading the worker table for
-	// every result would cost as much as the check).
-	v := c.last
-	if pref := v.preferred(o.t.seed); pref != 0 && pref != c.tok && v.isLive(pref) && v.gen == c.gen {
-		if s.Release(c.tok) {
-			delete(c.owned, o.t)
-		}
-	}
+	return tr, true
 }
 
 func (c *checker) logTransition(t *target, tr shm.Transition, res probe.Result) {

@@ -7,30 +7,6 @@ import (
 	"hcproxy/shm"
 )
 
-func TestNextDueContinuesTheSchedule(t *testing.T) {
-	iv := 200 * time.Millisecond
-	ms := int64(time.Millisecond)
-	cases := []struct {
-		name           string
-		due, now, want int64
-	}{
-		{"on time", 1000 * ms, 1000 * ms, 1200 * ms},
-		{"a little late keeps the phase", 1000 * ms, 1030 * ms, 1200 * ms},
-		{"a missed interval is skipped, not made up", 1000 * ms, 1250 * ms, 1400 * ms},
-		{"exactly one interval late", 1000 * ms, 1200 * ms, 1400 * ms},
-		{"never scheduled", 0, 5000 * ms, 5200 * ms},
-		{"far behind (another boot) restarts from now", 1000 * ms, 9000 * ms, 9200 * ms},
-	}
-	for _, c := range cases {
-		if got := nextDue(c.due, c.now, iv); got != c.want {
-			t.Errorf("%s: nextDue(%d, %d) = %dms, want %dms", c.name, c.due/ms, c.now/ms, got/ms, c.want/ms)
-		}
-		if got := nextDue(c.due, c.now, iv); got <= c.now {
-			t.Errorf("%s: next due %d not after now %d", c.name, got, c.now)
-		}
-	}
-}
-
 // Rendezvous hashing spreads slots evenly, and a worker leaving moves only its own slots.
 func TestPreferredSpreadsAndMovesLittle(t *testing.T) {
 	toks := []shm.Token{1<<32 | 100, 2<<32 | 101, 3<<32 | 102, 4<<32 | 103}
@@ -75,8 +51,12 @@ func TestTakeable(t *testing.T) {
 		{"free", 0, 0, true},
 		{"ready owner with a lease", ready, now + 1, false},
 		{"ready owner whose lease lapsed (hung)", ready, now - 1, true},
-		{"draining owner", draining, now + 1, true},
-		{"owner of an older generation", old, now + 1, true},
+		// Alive owners that drain or belong to an older generation hand their slots back
+		// themselves, after recording the probe they have in flight (issue 13, finding 1).
+		{"draining owner", draining, now + 1, false},
+		{"owner of an older generation", old, now + 1, false},
+		{"draining owner whose lease lapsed (hung)", draining, now - 1, true},
+		{"owner of an older generation whose lease lapsed", old, now - 1, true},
 		{"owner no longer in the table (reaped)", 9<<32 | 99, now + 1, true},
 	}
 	for _, c := range cases {

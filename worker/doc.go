@@ -8,15 +8,37 @@
 //     slot of every server) and the listeners. It never reads the config file.
 //   - The checker (checker.go) is the one place where checks are scheduled. On every tick it
 //     walks the worker's slots: it probes the ones it owns when they are due, claims the ones it
-//     may take (free, dead or draining owner, older generation, lapsed lease) if it is their
-//     preferred worker by rendezvous hash over the live workers of the current generation (or if
-//     the check is overdue), and hands back the ones whose preferred worker is another live one
-//     right after probing them. A new owner continues the slot's schedule from its next due time,
-//     so a handover neither skips a check nor adds one.
+//     may take (free, owner gone, lapsed lease) if it is their preferred worker by rendezvous
+//     hash over the live workers of the current generation (or if the check is overdue), and
+//     hands back the ones whose preferred worker is another live one right after probing them.
 //   - Results go through rise/fall hysteresis in the table (shm.Slot.Record), fenced by the
 //     claim, and a transition is logged once, by the owner that made it.
-//   - Drain (on "drain" from the master, SIGQUIT, or EOF on the lifeline): stop the checker and
-//     release every slot at once, stop accepting, answer each request already on its way with
+//   - Drain (on "drain" from the master, SIGQUIT, or EOF on the lifeline): stop accepting,
+//     hand the checks over (below), answer each request already on its way with
 //     Connection: close, close connections idle past a short grace, and exit when none are left
-//     or shutdown_timeout has passed.
+//     (and the checks are handed over) or shutdown_timeout has passed.
+//
+// The handover rule (handover.go, schedule.go): a check that is due is made once, by one worker,
+// and its result is recorded.
+//
+//   - The slot's due time is that of the next check not yet recorded. Starting a probe does not
+//     move it; recording the result moves it one interval on from the due time (not from when
+//     the probe ended), so lateness never adds up. A probe cut short (its owner stopped, killed
+//     or fenced out) leaves it where it was: the next owner makes that check at once.
+//   - A live owner is never taken over, it hands its slots back: after a check, to the slot's
+//     preferred worker; when a newer generation is published; when it drains. A slot is released
+//     only when no probe of it is in flight; a probe in flight at a reload or drain finishes
+//     within its timeout and is recorded under the owner's fence, then the slot is released.
+//     The new owner continues from the due time in the slot.
+//   - An owner that is gone (reaped by the master after kill -9) or hung (its lease, interval +
+//     timeout + 2s, lapsed) is taken over; a probe it had in flight was not recorded, so the new
+//     owner makes that check at once. The only probes a backend sees twice for one interval are
+//     such a lost probe that had already reached it and its redo.
+//   - A check that starts more than a quarter interval late (after a takeover by lease, or the
+//     redo of a killed owner's probe) starts a new phase one interval after it, so no check
+//     follows it closely; a probe never runs past the next due time, so timeout == interval
+//     keeps the period.
+//   - A worker whose master died keeps its checks until a restarted master's generation takes
+//     them over (up to 2s), so a master restart leaves no gap either. A fast stop (SIGTERM)
+//     cancels probes in flight; their due times stay for the next owner.
 package worker

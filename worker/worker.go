@@ -451,7 +451,9 @@ func (w *worker) serve() int {
 func (w *worker) drain(why string, cmds <-chan string, sigs <-chan os.Signal) {
 	w.draining.Store(true)
 	w.table.SetWorkerState(w.payload.Index, shm.WorkerDraining) // the others stop counting on it at once
-	w.checker.Stop()                                            // releases every slot: the new owners take over on schedule
+	deadline := time.Now().Add(w.cfg.ShutdownTimeout)
+	checks := make(chan struct{})
+	go func() { w.checker.Retire(why == "master-gone", deadline); close(checks) }() // hands every check over, none lost (handover.go)
 	for _, ln := range w.lns {
 		ln.Close()
 	}
@@ -459,7 +461,6 @@ func (w *worker) drain(why string, cmds <-chan string, sigs <-chan os.Signal) {
 		fs.Drain() // closes its listeners; Connection: close from now on; idle ones closed after idleGrace
 	}
 	w.log.Info("worker draining", "why", why, "timeout", w.cfg.ShutdownTimeout)
-	deadline := time.Now().Add(w.cfg.ShutdownTimeout)
 	for w.conns.closeIdle(idleGrace)+w.fastConns() > 0 {
 		if time.Now().After(deadline) {
 			w.log.Warn("shutdown_timeout reached, closing connections with requests in flight")
@@ -471,6 +472,7 @@ func (w *worker) drain(why string, cmds <-chan string, sigs <-chan os.Signal) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	<-checks
 	w.log.Info("worker drained")
 }
 
