@@ -626,6 +626,11 @@ func (m *Master) shutdown(graceful bool) error {
 		m.table.SetWorkerState(p.index, shm.WorkerDraining)
 		p.send(cmd)
 	}
+	// Close the master's copies of the listening sockets now, as nginx closes its listeners when
+	// a graceful stop begins: each socket closes when the last worker closes its own (the first
+	// thing a drain does), so a new client is refused at once instead of being queued on a
+	// socket that nobody accepts from and reset when the master exits. Requests in flight go on.
+	m.closeListeners(nil)
 	deadline := time.After(wait)
 	for len(m.procs) > 0 {
 		select {
