@@ -44,10 +44,10 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzAgentLine$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=50x ./probe
 	$(GO) test -run='^$$' -fuzz='^FuzzGRPCHealth$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=50x ./probe
 	$(GO) test -run='^$$' -fuzz='^FuzzAttach$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=50x ./shm
-	$(GO) test -run='^$$' -fuzz='^FuzzParseRequest$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=50x ./fastpath
-	$(GO) test -run='^$$' -fuzz='^FuzzParseHeaders$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=50x ./fastpath
-	$(GO) test -run='^$$' -fuzz='^FuzzParseResponseHead$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=50x ./fastpath
-	$(GO) test -run='^$$' -fuzz='^FuzzChunkScanner$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=50x ./fastpath
+	$(GO) test -run='^$$' -fuzz='^FuzzParseRequest$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=50x ./internal/h1
+	$(GO) test -run='^$$' -fuzz='^FuzzParseHeaders$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=50x ./internal/h1
+	$(GO) test -run='^$$' -fuzz='^FuzzParseResponseHead$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=50x ./internal/h1
+	$(GO) test -run='^$$' -fuzz='^FuzzChunkScanner$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=50x ./internal/h1
 	$(GO) test -run='^$$' -fuzz='^FuzzEngine$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=50x ./fastpath
 	$(GO) test -run='^$$' -fuzz='^FuzzParseTarget$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=50x ./internal/h1
 

@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"hcproxy/internal/h1"
 	"hcproxy/upstream"
 )
 
@@ -28,8 +29,8 @@ type clientConn struct {
 	ip []byte // the client's address without the port
 
 	in    rbuf
-	req   head
-	resp  head
+	req   h1.Head
+	resp  h1.Head
 	out   []byte // the upstream request head (and a body that was buffered with it)
 	body  []byte // a chunked request body's bytes re-framed for the server, as they stream
 	rout  []byte // the client response head (and the first body bytes)
@@ -104,8 +105,8 @@ func newClientConn(s *Server, c net.Conn) *clientConn {
 func (cc *clientConn) release() {
 	cc.s, cc.c = nil, nil
 	cc.io.clear()
-	cc.req.reset()
-	cc.resp.reset()
+	cc.req.Reset()
+	cc.resp.Reset()
 	cc.tried = cc.tried[:0]
 	clientConns.Put(cc)
 }
@@ -125,9 +126,9 @@ func (cc *clientConn) serve() {
 	first := true
 	for {
 		if err := cc.readHead(first); err != nil {
-			var pe *parseError
+			var pe *h1.Error
 			if errors.As(err, &pe) && cc.state.Load() == stateActive {
-				cc.writeError(pe.status, false)
+				cc.writeError(pe.Status, false)
 			}
 			return
 		}
@@ -156,11 +157,11 @@ func (cc *clientConn) readHead(first bool) error {
 				return net.ErrClosed
 			}
 			b := cc.in.buffered()
-			if n := headEnd(b, cc.scanned); n > 0 {
+			if n := h1.HeadEnd(b, cc.scanned); n > 0 {
 				if n > o.MaxHeadBytes {
-					return errHeadTooLarge
+					return h1.ErrHeadTooLarge
 				}
-				err := parseRequest(b[:n], &cc.req)
+				err := h1.ParseRequest(b[:n], &cc.req)
 				if err == nil {
 					cc.in.consume(n)
 				}
@@ -168,7 +169,7 @@ func (cc *clientConn) readHead(first bool) error {
 			}
 			cc.scanned = len(b)
 			if len(b) >= o.MaxHeadBytes {
-				return errHeadTooLarge
+				return h1.ErrHeadTooLarge
 			}
 		}
 		timeout := o.ClientIdleTimeout
@@ -248,7 +249,7 @@ func (cc *clientConn) writeError(status int, keep bool) bool {
 		b = append(b, "Connection: close\r\n"...)
 	}
 	b = append(b, "\r\n"...)
-	if !equalFold(cc.req.method, "head") {
+	if !h1.EqualFold(cc.req.Method, "head") {
 		b = append(b, body...)
 		b = append(b, '\n')
 	}

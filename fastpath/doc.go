@@ -7,10 +7,10 @@
 // for net.Conn, but a call that can proceed costs one system call and no scheduler hand-off.
 // Deadlines and timestamps take the connection's clock (clientConn.now), read when bytes arrive
 // and after a wait rather than at each use. A connection reads request heads into
-// a pooled buffer and parses them in place (parse.go: method, target, version and headers as
+// a pooled buffer and parses them in place (internal/h1, shared with the std engine: method, target, version and headers as
 // slices of that buffer, strict about framing: Content-Length with Transfer-Encoding, two
 // Content-Lengths, bad chunk sizes and malformed lines are 400 and close, a head beyond
-// MaxHeadBytes is 431; targets and Host by internal/h1's rule, shared with the std engine). The
+// MaxHeadBytes is 431; targets and Host by the same package's rule). The
 // upstream request head is written from those slices (request.go): the client's headers in
 // their order and spelling less the hop-by-hop ones, then the framing the parser decided
 // (Content-Length or chunked, written by the proxy, never copied, so no header that Connection

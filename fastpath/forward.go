@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"time"
 
+	"hcproxy/internal/h1"
 	"hcproxy/shm"
 	"hcproxy/upstream"
 )
@@ -19,7 +20,7 @@ type exchange struct {
 	streaming  bool  // part of the body is still to be read from the client
 	bodyRead   bool  // body bytes were read from the client socket: the request cannot be replayed
 	bodyLeft   int64 // Content-Length body bytes still to be read from the client
-	chunks     chunkScanner
+	chunks     h1.ChunkScanner
 	sent100    bool
 	interim    bool // a 1xx response went to the client: no retry after it
 	start      time.Time
@@ -50,8 +51,8 @@ func (cc *clientConn) serveRequest() bool {
 	if o.OnRequest != nil {
 		o.OnRequest()
 	}
-	x := exchange{keepClient: !req.connClose && (req.minor == 1 || req.connKeepAlive)}
-	x.upgrading = req.upgrade != nil && req.connUpgrade && req.minor == 1
+	x := exchange{keepClient: !req.ConnClose && (req.Minor == 1 || req.ConnKeepAlive)}
+	x.upgrading = req.Upgrade != nil && req.ConnUpgrade && req.Minor == 1
 	x.start = cc.now // ticked when the request's bytes arrived
 	cc.requestID()
 	var entry *upstream.Entry
@@ -88,7 +89,7 @@ func (cc *clientConn) serveRequest() bool {
 		switch {
 		case errors.As(err, &ce):
 			switch {
-			case ce.err == errBadChunk:
+			case ce.err == h1.ErrBadChunk:
 				x.status = 400
 				cc.writeError(400, false)
 			case isTimeout(ce.err):
@@ -122,19 +123,19 @@ func (cc *clientConn) serveRequest() bool {
 func (cc *clientConn) bufferBody(x *exchange) error {
 	req := &cc.req
 	switch {
-	case req.chunked:
-		n, out, err := x.chunks.scan(cc.in.buffered(), chunkEncode, cc.out)
+	case req.Chunked:
+		n, out, err := x.chunks.Scan(cc.in.buffered(), h1.ChunkEncode, cc.out)
 		if err != nil {
 			return err
 		}
 		cc.out = out
 		cc.in.consume(n)
-		x.streaming = !x.chunks.done()
-	case req.contentLength > 0:
-		k := min(req.contentLength, int64(cc.in.len()))
+		x.streaming = !x.chunks.Done()
+	case req.ContentLength > 0:
+		k := min(req.ContentLength, int64(cc.in.len()))
 		cc.out = append(cc.out, cc.in.buffered()[:k]...)
 		cc.in.consume(int(k))
-		x.bodyLeft = req.contentLength - k
+		x.bodyLeft = req.ContentLength - k
 		x.streaming = x.bodyLeft > 0
 	}
 	return nil
@@ -161,11 +162,11 @@ func (cc *clientConn) tryServers(x *exchange, srv *upstream.Server, key string) 
 			return nil, srv, err
 		}
 		kind := classify(err)
-		if err == nil && o.Retry.On.Status[cc.resp.status] {
+		if err == nil && o.Retry.On.Status[cc.resp.Status] {
 			kind = failStatus
 		}
 		now := shm.At(cc.now)
-		if err == nil && o.Eject5xx > 0 && srv.Slot.Response(now, cc.resp.status >= 500, o.Eject5xx, o.FailTimeout) {
+		if err == nil && o.Eject5xx > 0 && srv.Slot.Response(now, cc.resp.Status >= 500, o.Eject5xx, o.FailTimeout) {
 			s.ejected(srv, strconv.Itoa(o.Eject5xx)+" consecutive 5xx")
 		}
 		counted := kind == failStatus || (kind == failConnect && o.Retry.On.Connect) || (kind == failTimeout && o.Retry.On.Timeout)
@@ -186,7 +187,7 @@ func (cc *clientConn) tryServers(x *exchange, srv *upstream.Server, key string) 
 			u.close()
 		}
 		srv.Slot.AddActive(-1)
-		s.log.Info("retrying on another server", "upstream", s.name, "server", srv.Address, "next", next.Address, "try", x.tries+1, "after", failName(kind, cc.resp.status))
+		s.log.Info("retrying on another server", "upstream", s.name, "server", srv.Address, "next", next.Address, "try", x.tries+1, "after", failName(kind, cc.resp.Status))
 		srv = next
 	}
 }
@@ -211,7 +212,7 @@ func (cc *clientConn) canRetry(x *exchange, kind int) bool {
 	if p.Timeout > 0 && time.Since(x.start) >= p.Timeout {
 		return false
 	}
-	if !idempotent(cc.req.method) && !p.NonIdempotent && kind != failConnect {
+	if !idempotent(cc.req.Method) && !p.NonIdempotent && kind != failConnect {
 		return false
 	}
 	return true
@@ -279,14 +280,14 @@ func (cc *clientConn) exchangeOn(x *exchange, u *upConn) (got bool, err error) {
 		b := u.in.buffered()
 		if len(b) > 0 {
 			got = true
-			if n := headEnd(b, scanned); n > 0 {
-				if err := parseResponse(b[:n], &cc.resp); err != nil {
+			if n := h1.HeadEnd(b, scanned); n > 0 {
+				if err := h1.ParseResponse(b[:n], &cc.resp); err != nil {
 					return true, err
 				}
-				if st := cc.resp.status; st < 200 && st != 101 {
+				if st := cc.resp.Status; st < 200 && st != 101 {
 					// An interim response (103 Early Hints, a 100 the server sent anyway):
 					// to an HTTP/1.1 client as it is, then wait for the final one.
-					if cc.req.minor == 1 && !(st == 100 && x.sent100) {
+					if cc.req.Minor == 1 && !(st == 100 && x.sent100) {
 						x.interim = true
 						cc.tick()
 						cc.setWriteDeadline()
@@ -303,7 +304,7 @@ func (cc *clientConn) exchangeOn(x *exchange, u *upConn) (got bool, err error) {
 			}
 			scanned = len(b)
 			if len(b) >= o.MaxHeadBytes {
-				return true, errBadResponseHeader
+				return true, h1.ErrBadResponseHeader
 			}
 		}
 		if _, err := u.in.fill(&u.io); err != nil {
@@ -320,7 +321,7 @@ func (cc *clientConn) exchangeOn(x *exchange, u *upConn) (got bool, err error) {
 // its framing checks out.
 func (cc *clientConn) streamBody(x *exchange, u *upConn) error {
 	o := &cc.s.o
-	if cc.req.expect100 && !x.sent100 {
+	if cc.req.Expect100 && !x.sent100 {
 		x.sent100 = true
 		cc.setWriteDeadline()
 		if _, err := cc.write(continue100); err != nil {
@@ -342,13 +343,13 @@ func (cc *clientConn) streamBody(x *exchange, u *upConn) error {
 		}
 		var out []byte
 		var used int
-		if cc.req.chunked {
-			n, enc, err := x.chunks.scan(cc.in.buffered(), chunkEncode, cc.body[:0])
+		if cc.req.Chunked {
+			n, enc, err := x.chunks.Scan(cc.in.buffered(), h1.ChunkEncode, cc.body[:0])
 			if err != nil {
 				return &clientError{err}
 			}
 			cc.body, out, used = enc, enc, n
-			x.streaming = !x.chunks.done()
+			x.streaming = !x.chunks.Done()
 		} else {
 			b := cc.in.buffered()
 			out = b[:min(int64(len(b)), x.bodyLeft)]

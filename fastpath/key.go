@@ -4,34 +4,36 @@ import (
 	"bytes"
 	"strings"
 	"unsafe"
+
+	"hcproxy/internal/h1"
 )
 
 // keyFunc returns the hash balancer's key of a request (see upstream.NewHash): a view into the
 // request's buffer, valid while the request head is.
-type keyFunc func(cc *clientConn, h *head) []byte
+type keyFunc func(cc *clientConn, h *h1.Head) []byte
 
 func newKeyFunc(hashKey string) keyFunc {
 	switch {
 	case hashKey == "uri":
-		return func(_ *clientConn, h *head) []byte { return h.target }
+		return func(_ *clientConn, h *h1.Head) []byte { return h.Target }
 	case strings.HasPrefix(hashKey, "header:"):
 		name := strings.ToLower(hashKey[len("header:"):])
-		return func(_ *clientConn, h *head) []byte { return h.get(name) }
+		return func(_ *clientConn, h *h1.Head) []byte { return h.Get(name) }
 	case strings.HasPrefix(hashKey, "cookie:"):
 		name := []byte(hashKey[len("cookie:"):])
-		return func(_ *clientConn, h *head) []byte { return cookie(h, name) }
+		return func(_ *clientConn, h *h1.Head) []byte { return cookie(h, name) }
 	}
-	return func(cc *clientConn, _ *head) []byte { return cc.ip }
+	return func(cc *clientConn, _ *h1.Head) []byte { return cc.ip }
 }
 
 // cookie returns the value of the cookie name in the request's Cookie headers, as net/http's
 // Request.Cookie finds it (quotes removed), nil when it has none.
-func cookie(h *head, name []byte) []byte {
-	for i := range h.headers {
-		if !equalFold(h.headers[i].name, "cookie") {
+func cookie(h *h1.Head, name []byte) []byte {
+	for i := range h.Fields {
+		if !h1.EqualFold(h.Fields[i].Name, "cookie") {
 			continue
 		}
-		v := h.headers[i].value
+		v := h.Fields[i].Value
 		for len(v) > 0 {
 			var part []byte
 			if j := bytes.IndexByte(v, ';'); j >= 0 {
@@ -39,7 +41,7 @@ func cookie(h *head, name []byte) []byte {
 			} else {
 				part, v = v, nil
 			}
-			part = trimOWS(part)
+			part = h1.TrimOWS(part)
 			eq := bytes.IndexByte(part, '=')
 			if eq < 0 || !bytes.Equal(part[:eq], name) {
 				continue

@@ -16,9 +16,9 @@ func (cc *clientConn) requestID() {
 	if name == "" {
 		return
 	}
-	for i := range cc.req.headers {
-		if equalFold(cc.req.headers[i].name, cc.s.ridLower) {
-			if v := cc.req.headers[i].value; len(v) > 0 && len(v) <= 200 {
+	for i := range cc.req.Fields {
+		if h1.EqualFold(cc.req.Fields[i].Name, cc.s.ridLower) {
+			if v := cc.req.Fields[i].Value; len(v) > 0 && len(v) <= 200 {
 				cc.rid = append(cc.rid, v...)
 				return
 			}
@@ -47,68 +47,58 @@ func (cc *clientConn) requestID() {
 func (cc *clientConn) dropRequestHeader(name []byte, upgrading bool) bool {
 	switch len(name) {
 	case 2:
-		return equalFold(name, "te")
+		return h1.EqualFold(name, "te")
 	case 4:
-		if equalFold(name, "host") {
-			return cc.req.form == h1.Absolute
+		if h1.EqualFold(name, "host") {
+			return cc.req.Form == h1.Absolute
 		}
 	case 6:
-		return equalFold(name, "expect")
+		return h1.EqualFold(name, "expect")
 	case 7:
-		if equalFold(name, "trailer") || (!upgrading && equalFold(name, "upgrade")) {
+		if h1.EqualFold(name, "trailer") || (!upgrading && h1.EqualFold(name, "upgrade")) {
 			return true
 		}
 	case 9:
-		if equalFold(name, "forwarded") {
+		if h1.EqualFold(name, "forwarded") {
 			return true
 		}
 	case 10:
-		if equalFold(name, "connection") || equalFold(name, "keep-alive") {
+		if h1.EqualFold(name, "connection") || h1.EqualFold(name, "keep-alive") {
 			return true
 		}
 	case 11:
-		if equalFold(name, "x-forwarded") {
+		if h1.EqualFold(name, "x-forwarded") {
 			return true
 		}
 	case 14:
-		if equalFold(name, "content-length") {
+		if h1.EqualFold(name, "content-length") {
 			return true
 		}
 	case 15:
-		if equalFold(name, "x-forwarded-for") {
+		if h1.EqualFold(name, "x-forwarded-for") {
 			return true
 		}
 	case 16:
-		if equalFold(name, "proxy-connection") || equalFold(name, "x-forwarded-host") {
+		if h1.EqualFold(name, "proxy-connection") || h1.EqualFold(name, "x-forwarded-host") {
 			return true
 		}
 	case 17:
-		if equalFold(name, "x-forwarded-proto") || equalFold(name, "transfer-encoding") {
+		if h1.EqualFold(name, "x-forwarded-proto") || h1.EqualFold(name, "transfer-encoding") {
 			return true
 		}
 	case 18:
-		if equalFold(name, "proxy-authenticate") {
+		if h1.EqualFold(name, "proxy-authenticate") {
 			return true
 		}
 	case 19:
-		if equalFold(name, "proxy-authorization") {
+		if h1.EqualFold(name, "proxy-authorization") {
 			return true
 		}
 	}
-	if h := cc.s.ridLower; h != "" && len(name) == len(h) && equalFold(name, h) {
+	if h := cc.s.ridLower; h != "" && len(name) == len(h) && h1.EqualFold(name, h) {
 		return true
 	}
-	return len(cc.req.connTokens) > 0 && cc.req.namedInConnection(name)
-}
-
-// upstreamHost is the Host of the upstream request: the target's authority for absolute-form
-// (RFC 9112 section 3.2.2: a proxy generates Host from the target), else the client's Host
-// (nil when an HTTP/1.0 client sent none).
-func (h *head) upstreamHost() []byte {
-	if h.form == h1.Absolute {
-		return h.authority
-	}
-	return h.host
+	return len(cc.req.ConnTokens) > 0 && cc.req.NamedInConnection(name)
 }
 
 // buildRequest writes the upstream request head into cc.out: the client's request line (origin
@@ -121,13 +111,13 @@ func (h *head) upstreamHost() []byte {
 func (cc *clientConn) buildRequest(srv *upstream.Server, upgrading bool) {
 	req, o := &cc.req, &cc.s.o
 	b := cc.out[:0]
-	b = append(b, req.method...)
+	b = append(b, req.Method...)
 	b = append(b, ' ')
-	b = append(b, h1.OriginForm(req.form, req.target)...)
+	b = append(b, h1.OriginForm(req.Form, req.Target)...)
 	b = append(b, " HTTP/1.1\r\n"...)
-	host := req.upstreamHost()
+	host := req.UpstreamHost()
 	switch {
-	case req.form == h1.Absolute:
+	case req.Form == h1.Absolute:
 		b = append(b, "Host: "...)
 		b = append(b, host...)
 		b = append(b, "\r\n"...)
@@ -136,25 +126,25 @@ func (cc *clientConn) buildRequest(srv *upstream.Server, upgrading bool) {
 		b = append(b, srv.Address...)
 		b = append(b, "\r\n"...)
 	}
-	for i := range req.headers {
-		h := &req.headers[i]
-		if cc.dropRequestHeader(h.name, upgrading) {
+	for i := range req.Fields {
+		h := &req.Fields[i]
+		if cc.dropRequestHeader(h.Name, upgrading) {
 			continue
 		}
-		b = append(b, h.name...)
+		b = append(b, h.Name...)
 		b = append(b, ": "...)
-		b = append(b, h.value...)
+		b = append(b, h.Value...)
 		b = append(b, "\r\n"...)
 	}
 	switch {
-	case req.chunked:
+	case req.Chunked:
 		b = append(b, "Transfer-Encoding: chunked\r\n"...)
-	case req.contentLength >= 0:
+	case req.ContentLength >= 0:
 		b = append(b, "Content-Length: "...)
-		b = strconv.AppendInt(b, req.contentLength, 10)
+		b = strconv.AppendInt(b, req.ContentLength, 10)
 		b = append(b, "\r\n"...)
 	}
-	if req.teTrailers {
+	if req.TETrailers {
 		b = append(b, "Te: trailers\r\n"...)
 	}
 	if upgrading {
@@ -172,9 +162,9 @@ func (cc *clientConn) buildRequest(srv *upstream.Server, upgrading bool) {
 	}
 	if mode == "forwarded" || mode == "both" {
 		b = append(b, "Forwarded: "...)
-		for i := range req.headers {
-			if equalFold(req.headers[i].name, "forwarded") {
-				b = append(b, req.headers[i].value...)
+		for i := range req.Fields {
+			if h1.EqualFold(req.Fields[i].Name, "forwarded") {
+				b = append(b, req.Fields[i].Value...)
 				b = append(b, ", "...)
 			}
 		}

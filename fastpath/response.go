@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"time"
 
+	"hcproxy/internal/h1"
 	"hcproxy/upstream"
 )
 
@@ -24,36 +25,36 @@ const (
 func (cc *clientConn) dropResponseHeader(name []byte, upgraded, decode bool) bool {
 	switch len(name) {
 	case 14:
-		if equalFold(name, "content-length") {
+		if h1.EqualFold(name, "content-length") {
 			return false
 		}
 	case 2:
-		return equalFold(name, "te")
+		return h1.EqualFold(name, "te")
 	case 7:
-		if equalFold(name, "trailer") || (!upgraded && equalFold(name, "upgrade")) {
+		if h1.EqualFold(name, "trailer") || (!upgraded && h1.EqualFold(name, "upgrade")) {
 			return true
 		}
 	case 10:
-		if equalFold(name, "connection") || equalFold(name, "keep-alive") {
+		if h1.EqualFold(name, "connection") || h1.EqualFold(name, "keep-alive") {
 			return true
 		}
 	case 16:
-		if equalFold(name, "proxy-connection") {
+		if h1.EqualFold(name, "proxy-connection") {
 			return true
 		}
 	case 17:
-		if equalFold(name, "transfer-encoding") {
+		if h1.EqualFold(name, "transfer-encoding") {
 			return decode
 		}
 	case 18:
-		if equalFold(name, "proxy-authenticate") {
+		if h1.EqualFold(name, "proxy-authenticate") {
 			return true
 		}
 	}
-	if h := cc.s.ridLower; h != "" && len(name) == len(h) && equalFold(name, h) {
+	if h := cc.s.ridLower; h != "" && len(name) == len(h) && h1.EqualFold(name, h) {
 		return true
 	}
-	return len(cc.resp.connTokens) > 0 && cc.resp.namedInConnection(name)
+	return len(cc.resp.ConnTokens) > 0 && cc.resp.NamedInConnection(name)
 }
 
 // framing of a response body
@@ -70,44 +71,44 @@ const (
 func (cc *clientConn) forwardResponse(x *exchange, u *upConn, srv *upstream.Server) bool {
 	resp, req := &cc.resp, &cc.req
 	defer srv.Slot.AddActive(-1)
-	x.status = resp.status
-	upgraded := resp.status == 101
+	x.status = resp.Status
+	upgraded := resp.Status == 101
 	if upgraded && !x.upgrading {
 		u.close()
 		cc.s.log.Warn("upstream switched protocols unasked", "upstream", cc.s.name, "server", srv.Address)
 		x.status = 502
 		return cc.writeError(502, false)
 	}
-	reuse := !resp.connClose && (resp.minor == 1 || resp.connKeepAlive) && !upgraded
+	reuse := !resp.ConnClose && (resp.Minor == 1 || resp.ConnKeepAlive) && !upgraded
 	framing := bodyNone
 	switch {
-	case upgraded, resp.status == 204, resp.status == 304, equalFold(req.method, "head"):
-	case resp.chunked:
+	case upgraded, resp.Status == 204, resp.Status == 304, h1.EqualFold(req.Method, "head"):
+	case resp.Chunked:
 		framing = bodyChunked
-	case resp.contentLength >= 0:
+	case resp.ContentLength >= 0:
 		framing = bodyLength
 	default:
 		framing, reuse, x.keepClient = bodyToEOF, false, false
 	}
-	decode := framing == bodyChunked && req.minor == 0 // an HTTP/1.0 client knows no chunks
+	decode := framing == bodyChunked && req.Minor == 0 // an HTTP/1.0 client knows no chunks
 	if decode || x.streaming || cc.s.draining.Load() {
 		x.keepClient = false // x.streaming: an early answer, the rest of the request body unread
 	}
 
 	b := cc.rout[:0]
 	b = append(b, "HTTP/1.1 "...)
-	b = strconv.AppendInt(b, int64(resp.status), 10)
+	b = strconv.AppendInt(b, int64(resp.Status), 10)
 	b = append(b, ' ')
-	b = append(b, resp.reason...)
+	b = append(b, resp.Reason...)
 	b = append(b, "\r\n"...)
-	for i := range resp.headers {
-		h := &resp.headers[i]
-		if cc.dropResponseHeader(h.name, upgraded, decode) {
+	for i := range resp.Fields {
+		h := &resp.Fields[i]
+		if cc.dropResponseHeader(h.Name, upgraded, decode) {
 			continue
 		}
-		b = append(b, h.name...)
+		b = append(b, h.Name...)
 		b = append(b, ": "...)
-		b = append(b, h.value...)
+		b = append(b, h.Value...)
 		b = append(b, "\r\n"...)
 	}
 	if h := cc.s.o.RequestIDHeader; h != "" {
@@ -124,7 +125,7 @@ func (cc *clientConn) forwardResponse(x *exchange, u *upConn, srv *upstream.Serv
 		b = append(b, "Connection: Upgrade\r\n"...)
 	case !x.keepClient:
 		b = append(b, "Connection: close\r\n"...)
-	case req.minor == 0:
+	case req.Minor == 0:
 		b = append(b, "Connection: keep-alive\r\n"...)
 	}
 	b = append(b, "\r\n"...)
@@ -136,24 +137,24 @@ func (cc *clientConn) forwardResponse(x *exchange, u *upConn, srv *upstream.Serv
 	case bodyNone:
 		done = true
 	case bodyLength:
-		k := min(resp.contentLength, int64(u.in.len()))
+		k := min(resp.ContentLength, int64(u.in.len()))
 		b = append(b, u.in.buffered()[:k]...)
 		u.in.consume(int(k))
-		done = k == resp.contentLength
+		done = k == resp.ContentLength
 	case bodyChunked:
 		var n int
 		var out []byte
 		if decode {
 			out = b
 		}
-		n, out, err = x.chunks.reset().scan(u.in.buffered(), chunkModeFor(decode), out)
+		n, out, err = x.chunks.Reset().Scan(u.in.buffered(), chunkModeFor(decode), out)
 		if decode {
 			b = out
 		} else {
 			b = append(b, u.in.buffered()[:n]...)
 		}
 		u.in.consume(n)
-		done = x.chunks.done()
+		done = x.chunks.Done()
 	case bodyToEOF:
 		b = append(b, u.in.buffered()...)
 		u.in.consume(u.in.len())
@@ -192,28 +193,23 @@ func (cc *clientConn) forwardResponse(x *exchange, u *upConn, srv *upstream.Serv
 
 // chunkModeFor is how a chunked response body goes to the client: decoded for an HTTP/1.0
 // client, as it is otherwise.
-func chunkModeFor(decode bool) chunkMode {
+func chunkModeFor(decode bool) h1.ChunkMode {
 	if decode {
-		return chunkDecode
+		return h1.ChunkDecode
 	}
-	return chunkPass
-}
-
-func (c *chunkScanner) reset() *chunkScanner {
-	*c = chunkScanner{}
-	return c
+	return h1.ChunkPass
 }
 
 // copyBody copies the rest of a response body from u to the client.
 func (cc *clientConn) copyBody(x *exchange, u *upConn, framing int, decode bool) (int64, error) {
 	switch framing {
 	case bodyLength:
-		return cc.copyN(u, cc.resp.contentLength-x.bytes)
+		return cc.copyN(u, cc.resp.ContentLength-x.bytes)
 	case bodyToEOF:
 		return cc.copyN(u, -1)
 	}
 	var total int64
-	for !x.chunks.done() {
+	for !x.chunks.Done() {
 		if err := cc.refill(u); err != nil {
 			return total, err
 		}
@@ -222,7 +218,7 @@ func (cc *clientConn) copyBody(x *exchange, u *upConn, framing int, decode bool)
 		if decode {
 			out = cc.rout[:0]
 		}
-		n, out, err := x.chunks.scan(in, chunkModeFor(decode), out)
+		n, out, err := x.chunks.Scan(in, chunkModeFor(decode), out)
 		if err != nil {
 			return total, err
 		}
@@ -342,12 +338,12 @@ func (cc *clientConn) splice(u *upConn) {
 func (cc *clientConn) newEntry(start time.Time) *upstream.Entry {
 	req := &cc.req
 	proto := "HTTP/1.1"
-	if req.minor == 0 {
+	if req.Minor == 0 {
 		proto = "HTTP/1.0"
 	}
 	return &upstream.Entry{
-		Time: start, RemoteAddr: cc.c.RemoteAddr().String(), Method: string(req.method), URI: string(req.target),
-		Proto: proto, Referer: string(req.get("referer")), UserAgent: string(req.get("user-agent")),
+		Time: start, RemoteAddr: cc.c.RemoteAddr().String(), Method: string(req.Method), URI: string(req.Target),
+		Proto: proto, Referer: string(req.Get("referer")), UserAgent: string(req.Get("user-agent")),
 		RequestID: string(cc.rid),
 	}
 }

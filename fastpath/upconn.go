@@ -5,6 +5,7 @@ import (
 	"sync"
 	"time"
 
+	"hcproxy/internal/h1"
 	"hcproxy/upstream"
 )
 
@@ -40,7 +41,7 @@ func (b *rbuf) fill(c *sockIO) (int, error) {
 	return n, err
 }
 
-var errFull = &parseError{431, "fastpath: buffer full"}
+var errFull = &h1.Error{Status: 431, Msg: "fastpath: buffer full"}
 
 // upConn is one connection to an upstream server with its read buffer.
 type upConn struct {

@@ -1,4 +1,4 @@
-package fastpath
+package h1
 
 import (
 	"bytes"
@@ -7,8 +7,8 @@ import (
 
 // Limits of chunked framing: a chunk-size line (with extensions) and the trailer section.
 const (
-	maxChunkLine = 4 << 10
-	maxTrailer   = 16 << 10
+	MaxChunkLine = 4 << 10
+	MaxTrailer   = 16 << 10
 )
 
 const (
@@ -19,28 +19,28 @@ const (
 	chunkDone
 )
 
-// chunkMode is what scan appends to its output as it validates a chunked body.
-type chunkMode uint8
+// ChunkMode is what Scan appends to its output as it validates a chunked body.
+type ChunkMode uint8
 
 const (
-	// chunkPass appends nothing: the caller passes the scanned bytes through as they are (a
+	// ChunkPass appends nothing: the caller passes the scanned bytes through as they are (a
 	// response to an HTTP/1.1 client; the server is the proxy's own).
-	chunkPass chunkMode = iota
-	// chunkDecode appends the chunks' data only (a response to an HTTP/1.0 client).
-	chunkDecode
-	// chunkEncode appends the body in canonical chunked framing: each chunk's size in lower-case
+	ChunkPass ChunkMode = iota
+	// ChunkDecode appends the chunks' data only (a response to an HTTP/1.0 client).
+	ChunkDecode
+	// ChunkEncode appends the body in canonical chunked framing: each chunk's size in lower-case
 	// hex with no extensions, its data, and a last chunk with no trailers. A request body goes
 	// upstream this way, so the server parses exactly the framing the proxy checked, whatever
 	// the client wrote (nginx drops extensions and trailers too).
-	chunkEncode
+	ChunkEncode
 )
 
-// chunkScanner validates a chunked body as it streams past and knows where it ends. It is
+// ChunkScanner validates a chunked body as it streams past and knows where it ends. It is
 // strict, by RFC 9112 section 7.1: a size is 1 to 15 hex digits, white space after it only
 // before a chunk extension (";"), every line ends in CRLF, and each trailer line is a field line
 // (a token, a colon, a value of visible characters, space and tab); anything else is
-// errBadChunk.
-type chunkScanner struct {
+// ErrBadChunk.
+type ChunkScanner struct {
 	state   int
 	left    int64 // data bytes left in the current chunk
 	trailer int   // trailer bytes seen
@@ -49,34 +49,34 @@ type chunkScanner struct {
 // scan consumes p as far as it forms whole framing lines and data, and returns how many bytes
 // it consumed and out with what mode appends. A line cut off at the end of p is left for the
 // next call (more data needed).
-func (c *chunkScanner) scan(p []byte, mode chunkMode, out []byte) (n int, o []byte, err error) {
+func (c *ChunkScanner) Scan(p []byte, mode ChunkMode, out []byte) (n int, o []byte, err error) {
 	for n < len(p) && c.state != chunkDone {
 		switch c.state {
 		case chunkSize:
 			i := bytes.IndexByte(p[n:], '\n')
 			if i < 0 {
-				if len(p)-n > maxChunkLine {
-					return n, out, errBadChunk
+				if len(p)-n > MaxChunkLine {
+					return n, out, ErrBadChunk
 				}
 				return n, out, nil
 			}
 			size, ok := parseChunkSize(p[n : n+i+1])
 			if !ok {
-				return n, out, errBadChunk
+				return n, out, ErrBadChunk
 			}
 			n += i + 1
 			if size == 0 {
 				c.state = chunkTrailer
 			} else {
 				c.state, c.left = chunkData, size
-				if mode == chunkEncode {
+				if mode == ChunkEncode {
 					out = strconv.AppendInt(out, size, 16)
 					out = append(out, "\r\n"...)
 				}
 			}
 		case chunkData:
 			k := int(min(int64(len(p)-n), c.left))
-			if mode != chunkPass {
+			if mode != ChunkPass {
 				out = append(out, p[n:n+k]...)
 			}
 			n += k
@@ -86,40 +86,40 @@ func (c *chunkScanner) scan(p []byte, mode chunkMode, out []byte) (n int, o []by
 		case chunkDataEnd:
 			if len(p)-n < 2 {
 				if p[n] != '\r' {
-					return n, out, errBadChunk
+					return n, out, ErrBadChunk
 				}
 				return n, out, nil
 			}
 			if p[n] != '\r' || p[n+1] != '\n' {
-				return n, out, errBadChunk
+				return n, out, ErrBadChunk
 			}
 			n += 2
 			c.state = chunkSize
-			if mode == chunkEncode {
+			if mode == ChunkEncode {
 				out = append(out, "\r\n"...)
 			}
 		case chunkTrailer:
 			i := bytes.IndexByte(p[n:], '\n')
 			if i < 0 {
-				if c.trailer+len(p)-n > maxTrailer {
-					return n, out, errBadChunk
+				if c.trailer+len(p)-n > MaxTrailer {
+					return n, out, ErrBadChunk
 				}
 				return n, out, nil
 			}
 			line := p[n : n+i+1]
 			if len(line) < 2 || line[len(line)-2] != '\r' {
-				return n, out, errBadChunk
+				return n, out, ErrBadChunk
 			}
-			if c.trailer += len(line); c.trailer > maxTrailer {
-				return n, out, errBadChunk
+			if c.trailer += len(line); c.trailer > MaxTrailer {
+				return n, out, ErrBadChunk
 			}
 			if len(line) > 2 && !fieldLine(line[:len(line)-2]) {
-				return n, out, errBadChunk
+				return n, out, ErrBadChunk
 			}
 			n += i + 1
 			if len(line) == 2 {
 				c.state = chunkDone
-				if mode == chunkEncode {
+				if mode == ChunkEncode {
 					out = append(out, "0\r\n\r\n"...)
 				}
 			}
@@ -128,7 +128,14 @@ func (c *chunkScanner) scan(p []byte, mode chunkMode, out []byte) (n int, o []by
 	return n, out, nil
 }
 
-func (c *chunkScanner) done() bool { return c.state == chunkDone }
+// Done reports whether the scanner has seen the whole body (through the trailer section).
+func (c *ChunkScanner) Done() bool { return c.state == chunkDone }
+
+// Reset makes c ready for a new body and returns it.
+func (c *ChunkScanner) Reset() *ChunkScanner {
+	*c = ChunkScanner{}
+	return c
+}
 
 // fieldLine reports whether line (without its CRLF) is a header field line: a token, a colon,
 // optional white space and a value of visible characters, space, tab and obs-text. It refuses

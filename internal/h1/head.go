@@ -1,80 +1,79 @@
-package fastpath
+package h1
 
 import (
 	"bytes"
-
-	"hcproxy/internal/h1"
 )
 
-// header is one header field of a parsed head; both slices point into the buffer the head was
+// Field is one header field of a parsed head; both slices point into the buffer the head was
 // parsed from and are valid until that buffer is reused.
-type header struct {
-	name, value []byte
+type Field struct {
+	Name, Value []byte
 }
 
-// head is a parsed request or response head. Every slice points into the buffer it was parsed
-// from; reset keeps the backing arrays, so parsing allocates nothing once a head type has seen
-// its largest head.
-type head struct {
-	method, target []byte  // request
-	form           h1.Form // request: the target's form
-	authority      []byte  // request: the target's authority in absolute-form (the upstream Host)
-	status         int     // response
-	reason         []byte  // response
-	minor          int     // HTTP/1.minor
+// Head is a parsed request or response head. Every slice points into the buffer it was parsed
+// from; Reset keeps the backing arrays, so parsing allocates nothing once a head has seen its
+// largest head.
+type Head struct {
+	Method, Target []byte // request
+	Form           Form   // request: the target's form
+	Authority      []byte // request: the target's authority in absolute-form (the upstream Host)
+	Status         int    // response
+	Reason         []byte // response
+	Minor          int    // HTTP/1.Minor (a request's 1.2-1.9 is 1)
 
-	headers []header
+	Fields []Field
 
-	contentLength int64 // -1 when absent
-	chunked       bool
-	connClose     bool     // Connection: close
-	connKeepAlive bool     // Connection: keep-alive
-	connUpgrade   bool     // Connection: upgrade
-	connTokens    [][]byte // other tokens of Connection: the hop-by-hop headers it names
-	upgrade       []byte   // the Upgrade header's value, nil when absent
-	expect100     bool     // Expect: 100-continue
-	teTrailers    bool     // TE names trailers
-	host          []byte   // the Host header's value
+	ContentLength int64 // -1 when absent
+	Chunked       bool
+	ConnClose     bool     // Connection: close
+	ConnKeepAlive bool     // Connection: keep-alive
+	ConnUpgrade   bool     // Connection: upgrade
+	ConnTokens    [][]byte // other tokens of Connection: the hop-by-hop headers it names
+	Upgrade       []byte   // the Upgrade header's value, nil when absent
+	Expect100     bool     // Expect: 100-continue
+	TETrailers    bool     // TE names trailers
+	Host          []byte   // the Host header's value
 }
 
-func (h *head) reset() {
-	hs, ct := h.headers[:0], h.connTokens[:0]
-	*h = head{headers: hs, connTokens: ct, contentLength: -1}
+// Reset empties h for the next parse, keeping its slices' backing arrays.
+func (h *Head) Reset() {
+	hs, ct := h.Fields[:0], h.ConnTokens[:0]
+	*h = Head{Fields: hs, ConnTokens: ct, ContentLength: -1}
 }
 
-// parseError is a malformed head: the status to answer a client with (400, 431, 417, 501) and
-// why.
-type parseError struct {
-	status int
-	msg    string
+// Error is a malformed head or body: the status to answer a client with (400, 431, 417, 501;
+// 502 for a server's response) and why.
+type Error struct {
+	Status int
+	Msg    string
 }
 
-func (e *parseError) Error() string { return e.msg }
+func (e *Error) Error() string { return e.Msg }
 
 var (
-	errBadRequestLine = &parseError{400, "fastpath: malformed request line"}
-	errBadTarget      = &parseError{400, "fastpath: request target refused"}
-	errBadHost        = &parseError{400, "fastpath: malformed Host header"}
-	errBadMethod      = &parseError{400, "fastpath: invalid method"}
-	errBadVersion     = &parseError{400, "fastpath: unsupported HTTP version"}
-	errBadHeader      = &parseError{400, "fastpath: malformed header field"}
-	errBadCL          = &parseError{400, "fastpath: invalid Content-Length"}
-	errDupCL          = &parseError{400, "fastpath: more than one Content-Length"}
-	errCLAndTE        = &parseError{400, "fastpath: both Content-Length and Transfer-Encoding"}
-	errBadTE          = &parseError{501, "fastpath: unsupported Transfer-Encoding"}
-	errTE10           = &parseError{400, "fastpath: Transfer-Encoding in an HTTP/1.0 request"}
-	errNoHost         = &parseError{400, "fastpath: missing Host header"}
-	errDupHost        = &parseError{400, "fastpath: more than one Host header"}
-	errExpect         = &parseError{417, "fastpath: unsupported expectation"}
-	errHeadTooLarge   = &parseError{431, "fastpath: request head too large"}
-	errBadStatusLine  = &parseError{502, "fastpath: malformed status line"}
-	errBadChunk       = &parseError{400, "fastpath: malformed chunked encoding"}
-	errConnect        = &parseError{405, "fastpath: CONNECT is not supported"}
+	ErrBadRequestLine = &Error{400, "h1: malformed request line"}
+	ErrBadTarget      = &Error{400, "h1: request target refused"}
+	ErrBadHost        = &Error{400, "h1: malformed Host header"}
+	ErrBadMethod      = &Error{400, "h1: invalid method"}
+	ErrBadVersion     = &Error{400, "h1: unsupported HTTP version"}
+	ErrBadHeader      = &Error{400, "h1: malformed header field"}
+	ErrBadCL          = &Error{400, "h1: invalid Content-Length"}
+	ErrDupCL          = &Error{400, "h1: more than one Content-Length"}
+	ErrCLAndTE        = &Error{400, "h1: both Content-Length and Transfer-Encoding"}
+	ErrBadTE          = &Error{501, "h1: unsupported Transfer-Encoding"}
+	ErrTE10           = &Error{400, "h1: Transfer-Encoding in an HTTP/1.0 request"}
+	ErrNoHost         = &Error{400, "h1: missing Host header"}
+	ErrDupHost        = &Error{400, "h1: more than one Host header"}
+	ErrExpect         = &Error{417, "h1: unsupported expectation"}
+	ErrHeadTooLarge   = &Error{431, "h1: request head too large"}
+	ErrBadStatusLine  = &Error{502, "h1: malformed status line"}
+	ErrBadChunk       = &Error{400, "h1: malformed chunked encoding"}
+	ErrConnect        = &Error{405, "h1: CONNECT is not supported"}
 )
 
-// headEnd returns the length of the head at the start of b (through the empty line that ends
+// HeadEnd returns the length of the head at the start of b (through the empty line that ends
 // it), or -1 when b does not hold all of it. from is where the previous call stopped looking.
-func headEnd(b []byte, from int) int {
+func HeadEnd(b []byte, from int) int {
 	i := max(from-3, 0)
 	for {
 		j := bytes.IndexByte(b[i:], '\n')
@@ -102,103 +101,103 @@ func nextLine(b []byte) (line, rest []byte) {
 	return line, rest
 }
 
-// parseRequest parses the request head b, a whole head as headEnd measured it, into h.
-func parseRequest(b []byte, h *head) error {
-	h.reset()
+// ParseRequest parses the request head b, a whole head as HeadEnd measured it, into h.
+func ParseRequest(b []byte, h *Head) error {
+	h.Reset()
 	line, rest := nextLine(b)
 	sp := bytes.IndexByte(line, ' ')
 	if sp <= 0 {
-		return errBadRequestLine
+		return ErrBadRequestLine
 	}
-	h.method = line[:sp]
-	if !isToken(h.method) {
-		return errBadMethod
+	h.Method = line[:sp]
+	if !IsToken(h.Method) {
+		return ErrBadMethod
 	}
 	line = line[sp+1:]
 	sp = bytes.IndexByte(line, ' ')
 	if sp <= 0 {
-		return errBadRequestLine
+		return ErrBadRequestLine
 	}
-	h.target = line[:sp] // its bytes are checked by h1.ParseTarget below
+	h.Target = line[:sp] // its bytes are checked by ParseTarget below
 	switch v := line[sp+1:]; {
 	case string(v) == "HTTP/1.1":
-		h.minor = 1
+		h.Minor = 1
 	case string(v) == "HTTP/1.0":
-		h.minor = 0
+		h.Minor = 0
 	case len(v) == 8 && string(v[:7]) == "HTTP/1." && '2' <= v[7] && v[7] <= '9':
 		// RFC 9112 section 2.3: a higher minor version of a major version the server implements
 		// is processed as the highest minor it knows (nginx and HAProxy do the same).
-		h.minor = 1
+		h.Minor = 1
 	default:
-		return errBadVersion
+		return ErrBadVersion
 	}
-	if string(h.method) == "CONNECT" {
-		return errConnect
+	if string(h.Method) == "CONNECT" {
+		return ErrConnect
 	}
-	form, auth, err := h1.ParseTarget(h.method, h.target)
+	form, auth, err := ParseTarget(h.Method, h.Target)
 	if err != nil {
-		return errBadTarget
+		return ErrBadTarget
 	}
-	h.form, h.authority = form, auth
-	if err := parseHeaders(rest, h, true); err != nil {
+	h.Form, h.Authority = form, auth
+	if err := ParseFields(rest, h, true); err != nil {
 		return err
 	}
-	if h.host == nil && h.minor == 1 {
-		return errNoHost
+	if h.Host == nil && h.Minor == 1 {
+		return ErrNoHost
 	}
-	if h.host != nil && !h1.ValidAuthority(h.host) {
-		return errBadHost
+	if h.Host != nil && !ValidAuthority(h.Host) {
+		return ErrBadHost
 	}
-	if h.chunked && h.minor == 0 {
-		return errTE10
+	if h.Chunked && h.Minor == 0 {
+		return ErrTE10
 	}
 	return nil
 }
 
-// parseResponse parses the response head b, a whole head as headEnd measured it, into h.
-func parseResponse(b []byte, h *head) error {
-	h.reset()
+// ParseResponse parses the response head b, a whole head as HeadEnd measured it, into h.
+func ParseResponse(b []byte, h *Head) error {
+	h.Reset()
 	line, rest := nextLine(b)
 	if len(line) < 12 || string(line[:7]) != "HTTP/1." || line[8] != ' ' || (len(line) > 12 && line[12] != ' ') {
-		return errBadStatusLine
+		return ErrBadStatusLine
 	}
 	switch line[7] {
 	case '0':
-		h.minor = 0
+		h.Minor = 0
 	case '1':
-		h.minor = 1
+		h.Minor = 1
 	default:
-		return errBadStatusLine
+		return ErrBadStatusLine
 	}
 	for _, c := range line[9:12] {
 		if c < '0' || c > '9' {
-			return errBadStatusLine
+			return ErrBadStatusLine
 		}
-		h.status = h.status*10 + int(c-'0')
+		h.Status = h.Status*10 + int(c-'0')
 	}
-	if h.status < 100 {
-		return errBadStatusLine
+	if h.Status < 100 {
+		return ErrBadStatusLine
 	}
 	if len(line) > 13 {
-		h.reason = line[13:]
+		h.Reason = line[13:]
 	}
-	err := parseHeaders(rest, h, false)
-	if pe, ok := err.(*parseError); ok && pe.status != 502 {
-		return errBadResponseHeader
+	err := ParseFields(rest, h, false)
+	if pe, ok := err.(*Error); ok && pe.Status != 502 {
+		return ErrBadResponseHeader
 	}
 	return err
 }
 
-var errBadResponseHeader = &parseError{502, "fastpath: malformed response header"}
+var ErrBadResponseHeader = &Error{502, "h1: malformed response header"}
 
-// parseHeaders parses the header fields in b (through the empty line) into h and records the
+// ParseFields parses the header fields in b (through the empty line) into h and records the
 // fields that frame the message or concern the connection.
 //
 // Each line is read in one pass: the name byte by byte against the token table up to its colon,
 // then the value up to the line's end, checking each byte for control characters as it goes (the
 // three scans of IndexByte for the line end and the colon and a check of each part were 2% of a
 // worker's CPU under load; a head's lines are short, so the calls cost more than the bytes).
-func parseHeaders(b []byte, h *head, request bool) error {
+func ParseFields(b []byte, h *Head, request bool) error {
 	i := 0
 	for {
 		// The empty line ends the head.
@@ -213,7 +212,7 @@ func parseHeaders(b []byte, h *head, request bool) error {
 			i++
 		}
 		if i == start || i == len(b) || b[i] != ':' {
-			return errBadHeader // also obs-fold, whitespace before the colon, a line cut off
+			return ErrBadHeader // also obs-fold, whitespace before the colon, a line cut off
 		}
 		name := b[start:i]
 		i++
@@ -223,7 +222,7 @@ func parseHeaders(b []byte, h *head, request bool) error {
 		vstart := i
 		for {
 			if i == len(b) {
-				return errBadHeader
+				return ErrBadHeader
 			}
 			c := b[i]
 			if valueTable[c] {
@@ -233,9 +232,9 @@ func parseHeaders(b []byte, h *head, request bool) error {
 			if c == '\n' || c == '\r' && i+1 < len(b) && b[i+1] == '\n' {
 				break
 			}
-			return errBadHeader
+			return ErrBadHeader
 		}
-		value := trimOWS(b[vstart:i])
+		value := TrimOWS(b[vstart:i])
 		if b[i] == '\r' {
 			i++
 		}
@@ -244,108 +243,108 @@ func parseHeaders(b []byte, h *head, request bool) error {
 			return err
 		}
 	}
-	if h.chunked && h.contentLength >= 0 {
-		return errCLAndTE
+	if h.Chunked && h.ContentLength >= 0 {
+		return ErrCLAndTE
 	}
 	return nil
 }
 
 // field records the header field name: value in h, and the fields that frame the message or
 // concern the connection.
-func (h *head) field(name, value []byte, request bool) error {
-	h.headers = append(h.headers, header{name: name, value: value})
+func (h *Head) field(name, value []byte, request bool) error {
+	h.Fields = append(h.Fields, Field{Name: name, Value: value})
 	switch len(name) {
 	case 2:
-		if equalFold(name, "te") {
-			h.teTrailers = h.teTrailers || hasToken(value, "trailers")
+		if EqualFold(name, "te") {
+			h.TETrailers = h.TETrailers || HasToken(value, "trailers")
 		}
 	case 4:
-		if request && equalFold(name, "host") {
-			if h.host != nil {
-				return errDupHost
+		if request && EqualFold(name, "host") {
+			if h.Host != nil {
+				return ErrDupHost
 			}
-			h.host = value
+			h.Host = value
 		}
 	case 6:
-		if request && equalFold(name, "expect") {
-			if !equalFold(value, "100-continue") {
-				return errExpect
+		if request && EqualFold(name, "expect") {
+			if !EqualFold(value, "100-continue") {
+				return ErrExpect
 			}
-			h.expect100 = true
+			h.Expect100 = true
 		}
 	case 7:
-		if equalFold(name, "upgrade") {
-			h.upgrade = value
+		if EqualFold(name, "upgrade") {
+			h.Upgrade = value
 		}
 	case 10:
-		if equalFold(name, "connection") {
+		if EqualFold(name, "connection") {
 			h.connectionTokens(value)
 		}
 	case 14:
-		if equalFold(name, "content-length") {
-			if h.contentLength >= 0 {
-				return errDupCL
+		if EqualFold(name, "content-length") {
+			if h.ContentLength >= 0 {
+				return ErrDupCL
 			}
-			n, ok := parseDecimal(value)
+			n, ok := ParseDecimal(value)
 			if !ok {
-				return errBadCL
+				return ErrBadCL
 			}
-			h.contentLength = n
+			h.ContentLength = n
 		}
 	case 17:
-		if equalFold(name, "transfer-encoding") {
-			if h.chunked || !equalFold(value, "chunked") {
-				return errBadTE
+		if EqualFold(name, "transfer-encoding") {
+			if h.Chunked || !EqualFold(value, "chunked") {
+				return ErrBadTE
 			}
-			h.chunked = true
+			h.Chunked = true
 		}
 	}
 	return nil
 }
 
-func (h *head) connectionTokens(v []byte) {
+func (h *Head) connectionTokens(v []byte) {
 	for len(v) > 0 {
 		var tok []byte
 		if i := bytes.IndexByte(v, ','); i >= 0 {
-			tok, v = trimOWS(v[:i]), v[i+1:]
+			tok, v = TrimOWS(v[:i]), v[i+1:]
 		} else {
-			tok, v = trimOWS(v), nil
+			tok, v = TrimOWS(v), nil
 		}
 		switch {
 		case len(tok) == 0:
-		case equalFold(tok, "close"):
-			h.connClose = true
-		case equalFold(tok, "keep-alive"):
-			h.connKeepAlive = true
-		case equalFold(tok, "upgrade"):
-			h.connUpgrade = true
+		case EqualFold(tok, "close"):
+			h.ConnClose = true
+		case EqualFold(tok, "keep-alive"):
+			h.ConnKeepAlive = true
+		case EqualFold(tok, "upgrade"):
+			h.ConnUpgrade = true
 		default:
-			h.connTokens = append(h.connTokens, tok)
+			h.ConnTokens = append(h.ConnTokens, tok)
 		}
 	}
 }
 
-// namedInConnection reports whether the Connection header named the header name.
-func (h *head) namedInConnection(name []byte) bool {
-	for _, t := range h.connTokens {
-		if equalFoldBytes(t, name) {
+// NamedInConnection reports whether the Connection header named the header name.
+func (h *Head) NamedInConnection(name []byte) bool {
+	for _, t := range h.ConnTokens {
+		if EqualFoldBytes(t, name) {
 			return true
 		}
 	}
 	return false
 }
 
-// get returns the value of the first header named name (lower case), nil when there is none.
-func (h *head) get(name string) []byte {
-	for i := range h.headers {
-		if equalFold(h.headers[i].name, name) {
-			return h.headers[i].value
+// Get returns the value of the first header named name (lower case), nil when there is none.
+func (h *Head) Get(name string) []byte {
+	for i := range h.Fields {
+		if EqualFold(h.Fields[i].Name, name) {
+			return h.Fields[i].Value
 		}
 	}
 	return nil
 }
 
-func parseDecimal(b []byte) (int64, bool) {
+func ParseDecimal(b []byte) (int64, bool) {
 	if len(b) == 0 || len(b) > 18 {
 		return 0, false
 	}
@@ -359,7 +358,7 @@ func parseDecimal(b []byte) (int64, bool) {
 	return n, true
 }
 
-func trimOWS(b []byte) []byte {
+func TrimOWS(b []byte) []byte {
 	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {
 		b = b[1:]
 	}
@@ -369,8 +368,8 @@ func trimOWS(b []byte) []byte {
 	return b
 }
 
-// hasToken reports whether the comma-separated list v holds token (case-insensitive).
-func hasToken(v []byte, token string) bool {
+// HasToken reports whether the comma-separated list v holds token (case-insensitive).
+func HasToken(v []byte, token string) bool {
 	for len(v) > 0 {
 		var tok []byte
 		if i := bytes.IndexByte(v, ','); i >= 0 {
@@ -378,19 +377,19 @@ func hasToken(v []byte, token string) bool {
 		} else {
 			tok, v = v, nil
 		}
-		tok = trimOWS(tok)
+		tok = TrimOWS(tok)
 		if i := bytes.IndexByte(tok, ';'); i >= 0 {
-			tok = trimOWS(tok[:i])
+			tok = TrimOWS(tok[:i])
 		}
-		if equalFold(tok, token) {
+		if EqualFold(tok, token) {
 			return true
 		}
 	}
 	return false
 }
 
-// equalFold reports whether b equals the lower-case ASCII string s, ignoring case in b.
-func equalFold(b []byte, s string) bool {
+// EqualFold reports whether b equals the lower-case ASCII string s, ignoring case in b.
+func EqualFold(b []byte, s string) bool {
 	if len(b) != len(s) {
 		return false
 	}
@@ -406,7 +405,7 @@ func equalFold(b []byte, s string) bool {
 	return true
 }
 
-func equalFoldBytes(a, b []byte) bool {
+func EqualFoldBytes(a, b []byte) bool {
 	if len(a) != len(b) {
 		return false
 	}
@@ -448,7 +447,7 @@ var valueTable = func() (t [256]bool) {
 	return t
 }()
 
-func isToken(b []byte) bool {
+func IsToken(b []byte) bool {
 	if len(b) == 0 {
 		return false
 	}
@@ -458,4 +457,14 @@ func isToken(b []byte) bool {
 		}
 	}
 	return true
+}
+
+// UpstreamHost is the Host of the request a proxy sends on: the target's authority for
+// absolute-form (RFC 9112 section 3.2.2: a proxy generates Host from the target), else the
+// client's Host (nil when an HTTP/1.0 client sent none).
+func (h *Head) UpstreamHost() []byte {
+	if h.Form == Absolute {
+		return h.Authority
+	}
+	return h.Host
 }

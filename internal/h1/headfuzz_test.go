@@ -1,4 +1,4 @@
-package fastpath
+package h1
 
 import (
 	"bytes"
@@ -6,10 +6,10 @@ import (
 	"testing"
 )
 
-// parseHeadersByLine is the line-by-line scan of the header fields that parseHeaders replaced
+// parseHeadersByLine is the line-by-line scan of the header fields that ParseFields replaced
 // (IndexByte for each line's end and colon, then a check of each part), kept as the oracle of
 // FuzzParseHeaders: the two must agree on every head, in error and in every field they record.
-func parseHeadersByLine(b []byte, h *head, request bool) error {
+func parseHeadersByLine(b []byte, h *Head, request bool) error {
 	for {
 		line, rest := nextLine(b)
 		b = rest
@@ -17,21 +17,21 @@ func parseHeadersByLine(b []byte, h *head, request bool) error {
 			break
 		}
 		colon := bytes.IndexByte(line, ':')
-		if colon <= 0 || !isToken(line[:colon]) {
-			return errBadHeader
+		if colon <= 0 || !IsToken(line[:colon]) {
+			return ErrBadHeader
 		}
-		name, value := line[:colon], trimOWS(line[colon+1:])
+		name, value := line[:colon], TrimOWS(line[colon+1:])
 		for _, c := range value {
 			if (c < ' ' && c != '\t') || c == 0x7f {
-				return errBadHeader
+				return ErrBadHeader
 			}
 		}
 		if err := h.field(name, value, request); err != nil {
 			return err
 		}
 	}
-	if h.chunked && h.contentLength >= 0 {
-		return errCLAndTE
+	if h.Chunked && h.ContentLength >= 0 {
+		return ErrCLAndTE
 	}
 	return nil
 }
@@ -53,24 +53,24 @@ var headerSeeds = []string{
 	":v\r\n\r\n",
 }
 
-// FuzzParseHeaders checks parseHeaders against parseHeadersByLine, for requests and responses.
+// FuzzParseHeaders checks ParseFields against parseHeadersByLine, for requests and responses.
 func FuzzParseHeaders(f *testing.F) {
 	for _, s := range headerSeeds {
 		f.Add([]byte(s), true)
 		f.Add([]byte(s), false)
 	}
 	f.Fuzz(func(t *testing.T, b []byte, request bool) {
-		// A head as headEnd measures it: the fields through the empty line. headEnd needs a
+		// A head as HeadEnd measures it: the fields through the empty line. HeadEnd needs a
 		// line before the fields; b begins with the fields, so measure it behind one.
-		n := headEnd(append([]byte("L\r\n"), b...), 0)
+		n := HeadEnd(append([]byte("L\r\n"), b...), 0)
 		if n < 0 {
 			return
 		}
 		b = b[:n-3]
-		var got, want head
-		got.reset()
-		want.reset()
-		gerr := parseHeaders(b, &got, request)
+		var got, want Head
+		got.Reset()
+		want.Reset()
+		gerr := ParseFields(b, &got, request)
 		werr := parseHeadersByLine(b, &want, request)
 		if gerr != werr {
 			t.Fatalf("%q: error %v, the line-by-line parser says %v", b, gerr, werr)
@@ -94,35 +94,35 @@ var responseSeeds = []string{
 	"ICY 200 OK\r\n\r\n",
 }
 
-// FuzzParseResponseHead feeds upstream response heads to parseResponse: any failure is a
-// *parseError that answers 502 (a bad upstream is the upstream's fault, never the client's),
+// FuzzParseResponseHead feeds upstream response heads to ParseResponse: any failure is a
+// *Error that answers 502 (a bad upstream is the upstream's fault, never the client's),
 // and what it accepts has a status line and fields a proxy can forward.
 func FuzzParseResponseHead(f *testing.F) {
 	for _, s := range responseSeeds {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		n := headEnd(b, 0)
+		n := HeadEnd(b, 0)
 		if n < 0 {
 			return
 		}
-		var h head
-		h.reset()
-		if err := parseResponse(b[:n], &h); err != nil {
-			if pe, ok := err.(*parseError); !ok || pe.status != 502 {
-				t.Fatalf("%q: error %v, want a 502 parseError", b[:n], err)
+		var h Head
+		h.Reset()
+		if err := ParseResponse(b[:n], &h); err != nil {
+			if pe, ok := err.(*Error); !ok || pe.Status != 502 {
+				t.Fatalf("%q: error %v, want a 502 Error", b[:n], err)
 			}
 			return
 		}
-		if h.status < 100 || h.status > 999 || (h.minor != 0 && h.minor != 1) {
-			t.Fatalf("%q: accepted status %d, minor %d", b[:n], h.status, h.minor)
+		if h.Status < 100 || h.Status > 999 || (h.Minor != 0 && h.Minor != 1) {
+			t.Fatalf("%q: accepted status %d, minor %d", b[:n], h.Status, h.Minor)
 		}
-		if h.chunked && h.contentLength >= 0 {
+		if h.Chunked && h.ContentLength >= 0 {
 			t.Fatalf("accepted both framings: %q", b[:n])
 		}
-		for _, hd := range h.headers {
-			if !isToken(hd.name) || bytes.ContainsAny(hd.value, "\r\n\x00\x7f") {
-				t.Fatalf("accepted a bad field %q: %q", hd.name, hd.value)
+		for _, hd := range h.Fields {
+			if !IsToken(hd.Name) || bytes.ContainsAny(hd.Value, "\r\n\x00\x7f") {
+				t.Fatalf("accepted a bad field %q: %q", hd.Name, hd.Value)
 			}
 		}
 	})
@@ -163,35 +163,35 @@ type scanResult struct {
 // scanAll scans body as a reader would see it: the first split bytes, then the rest appended
 // to what the scanner left unconsumed.
 func scanAll(t *testing.T, body []byte, split int) scanResult {
-	var c chunkScanner
+	var c ChunkScanner
 	var r scanResult
 	var out []byte
 	buf := append([]byte(nil), body[:split]...)
 	rest := body[split:]
 	for {
-		n, o, err := c.scan(buf, chunkDecode, out)
+		n, o, err := c.Scan(buf, ChunkDecode, out)
 		if n < 0 || n > len(buf) {
 			t.Fatalf("consumed %d of %d bytes", n, len(buf))
 		}
 		out, r.consumed, buf = o, r.consumed+n, buf[n:]
 		if err != nil {
-			if err != errBadChunk {
-				t.Fatalf("error %v, want errBadChunk", err)
+			if err != ErrBadChunk {
+				t.Fatalf("error %v, want ErrBadChunk", err)
 			}
 			r.failed = true
 			break
 		}
-		if c.done() || len(rest) == 0 {
+		if c.Done() || len(rest) == 0 {
 			break
 		}
 		buf, rest = append(buf, rest...), nil
 	}
-	r.done, r.data = c.done(), string(out)
+	r.done, r.data = c.Done(), string(out)
 	return r
 }
 
 // BenchmarkParseHeaders parses the fields of a typical response head (nginx's) and a browser's
-// request head, with parseHeaders and with the line-by-line parser it replaced.
+// request head, with ParseFields and with the line-by-line parser it replaced.
 func BenchmarkParseHeaders(b *testing.B) {
 	heads := map[string]string{
 		"response": "Server: nginx/1.22.1\r\nDate: Wed, 02 Dec 2026 03:00:00 GMT\r\nContent-Type: application/octet-stream\r\n" +
@@ -202,17 +202,17 @@ func BenchmarkParseHeaders(b *testing.B) {
 	}
 	parsers := []struct {
 		name  string
-		parse func([]byte, *head, bool) error
-	}{{"onepass", parseHeaders}, {"bylines", parseHeadersByLine}}
+		parse func([]byte, *Head, bool) error
+	}{{"onepass", ParseFields}, {"bylines", parseHeadersByLine}}
 	for _, kind := range []string{"response", "request"} {
 		raw := []byte(heads[kind])
 		for _, p := range parsers {
 			b.Run(kind+"/"+p.name, func(b *testing.B) {
-				var h head
+				var h Head
 				b.ReportAllocs()
 				b.SetBytes(int64(len(raw)))
 				for b.Loop() {
-					h.reset()
+					h.Reset()
 					if err := p.parse(raw, &h, kind == "request"); err != nil {
 						b.Fatal(err)
 					}
