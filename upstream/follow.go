@@ -1,37 +1,40 @@
 package upstream
 
 import (
+	"bytes"
 	"context"
-	"errors"
 	"net"
 	"net/http"
 	"sync"
+
+	"hcproxy/internal/h1"
 )
 
-// The std engine's chunk size limit. net/http decodes a chunked request body itself and takes
-// a chunk size of up to 16 hex digits (2^64-1), where the fast engine, like nginx and HAProxy,
-// refuses more than 15 (fastpath parseChunkSize): a request body reader sees only the decoded
-// bytes. So the connection follows the bytes net/http reads from it, request by request: it
-// finds the end of each head (the first empty line, as net/http's header reader does), learns
-// from the proxy how net/http framed that request's body (chunked, or Content-Length bytes),
-// skips or scans the body accordingly, and fails the read that brings a chunk size line of more
-// than 15 hex digits. net/http then fails the body, and the proxy answers 400.
+// The std engine reads requests with net/http, whose parser is more lenient than RFC 9112 and
+// than the fast engine's (obs-fold unfolded, Transfer-Encoding beside Content-Length taken as
+// chunked, chunk sizes of 16 digits, trailers and chunk lines barely checked), and streams the
+// head upstream before it reads the body. So that both engines accept and refuse the same
+// requests, each connection follows the bytes net/http reads from it and checks them with the
+// fast engine's own rules (internal/h1): every request head with h1.ParseRequest, every chunked
+// body with h1.ChunkScanner. A head h1 refuses is refused before anything goes upstream, with
+// h1's status; a chunked body h1 refuses fails the read that brings the fault (net/http then
+// fails the body and the proxy answers 400), and when the fault came with the head, the request
+// is refused before anything goes upstream.
 //
-// Following never decides framing: net/http decides it, the proxy reports it (Listener's
-// connections learn it through ConnContext), and the follower only applies it. Before it relies
-// on its position, it checks that the head it found starts with the request line net/http parsed
-// (method, target, version, exactly as sent); when they differ (a request net/http answered
-// itself without the handler, such as OPTIONS *), it stops following that connection and
-// refuses nothing more on it.
+// Following never decides framing for net/http: the proxy reports how net/http framed each
+// request (Listener's connections learn it through ConnContext), and the request is refused if
+// h1 frames it otherwise. Before it relies on its position, the follower checks that the head
+// it read is the one net/http parsed (method, target, version, exactly as sent); when they
+// differ (a request net/http answered itself without the handler, such as OPTIONS *), it stops
+// following that connection and refuses nothing more on it.
 
-// ErrChunkSize fails a read of a chunked request body whose chunk size line has more than
-// maxChunkDigits hex digits.
-var ErrChunkSize = errors.New("upstream: chunk size of more than 15 hex digits")
+// errFraming refuses a request that net/http frames otherwise than h1 (a body length or
+// chunked coding net/http chose where h1 sees another).
+var errFraming = &h1.Error{Status: 400, Msg: "upstream: net/http frames the request body otherwise than RFC 9112"}
 
 const (
-	maxChunkDigits = 15       // as the fast engine: a chunk size below 2^60
-	maxFollowLine  = 8 << 10  // bytes of a request line kept to compare with net/http's
-	maxFollowWait  = 64 << 10 // bytes read past a head before the proxy said how it is framed
+	maxFollowHead = 64 << 10 // bytes of a head followed before the follower gives up (net/http's limit is lower)
+	maxFollowWait = 64 << 10 // bytes read past a head before the proxy said how it is framed
 )
 
 // Listener wraps ln so that each connection it accepts follows its requests' framing, for an
@@ -96,7 +99,7 @@ func (c *followConn) CloseWrite() error {
 }
 
 // begin tells the connection how net/http framed the request r whose head it read last, and
-// returns ErrChunkSize if the body bytes already read break the limit.
+// returns h1's error for that head or for the body bytes already read, if any.
 func (c *followConn) begin(r *http.Request) error {
 	chunked := len(r.TransferEncoding) > 0 // net/http allows only "chunked"
 	c.mu.Lock()
@@ -122,40 +125,28 @@ func beginFollow(r *http.Request) error {
 
 // Follower states.
 const (
-	followHead      = iota // reading a request head, up to its empty line
-	followWait             // past a head: waiting for the proxy to say how its body is framed
-	followBody             // skipping a Content-Length body
-	followChunkLine        // reading a chunk size line
-	followChunkData        // skipping chunk data
-	followChunkEnd         // skipping the CRLF after chunk data
-	followTrailer          // reading the trailer section, up to its empty line
-	followOff              // not following (lost step, or a tunnel)
+	followHead    = iota // reading a request head, up to its empty line
+	followWait           // past a head: waiting for the proxy to say how its body is framed
+	followBody           // skipping a Content-Length body
+	followChunked        // checking a chunked body
+	followOff            // not following (lost step, or a tunnel)
 )
 
-// follower is the state of a followed connection. Its byte rules are net/http's: lines end at
-// LF (a CR before it is part of the ending), a head and a trailer section end at the first empty
-// line, after a POST up to 4 CR or LF bytes before the next request are skipped, chunk data is
-// followed by 2 bytes, a chunk size line of size 0 starts the trailer. Input that net/http
-// refuses may move it anywhere; net/http fails that request and closes the connection itself.
+// follower is the state of a followed connection.
 type follower struct {
 	state int
 	err   error // once set, every read fails with it
 
-	// the head being read
-	skip     int    // CR and LF bytes net/http skips before this head
-	line     []byte // the request line, up to maxFollowLine bytes
-	lineLen  int    // bytes of the current line so far
-	lineCR   bool   // the current line's last byte so far is CR
-	pastLine bool   // the request line was read (false: the current line is the request line)
-	firstLen int    // length of the request line (without its line ending)
-	post     bool   // the last request was a POST
+	head    []byte  // the head being read (CR and LF before it skipped, as h1 and net/http skip them)
+	scanned int     // how far h1.HeadEnd looked into head
+	req     h1.Head // the last head, parsed by h1 (its slices point into head)
+	headErr error   // h1's verdict on it
+	first   []byte  // its request line without the line ending (a slice of head)
 
 	pending []byte // read in followWait
-
-	left   int64 // bytes left to skip in followBody, followChunkData, followChunkEnd
-	digits int   // hex digits at the start of the chunk size line so far
-	size   int64
-	inHex  bool
+	left    int64  // Content-Length bytes left to skip in followBody
+	chunks  h1.ChunkScanner
+	carry   []byte // chunked bytes the scanner left for more (a line cut off by the read)
 }
 
 // feed follows b, the next bytes read from the connection.
@@ -166,169 +157,142 @@ func (f *follower) feed(b []byte) error {
 			return nil
 		case followWait:
 			if len(f.pending)+len(b) > maxFollowWait {
-				f.state, f.pending = followOff, nil
+				f.off()
 				return nil
 			}
 			f.pending = append(f.pending, b...)
 			return nil
-		case followBody, followChunkData, followChunkEnd:
+		case followBody:
 			n := int(min(f.left, int64(len(b))))
 			f.left -= int64(n)
 			b = b[n:]
 			if f.left == 0 {
-				switch f.state {
-				case followBody:
-					f.startHead()
-				case followChunkData:
-					f.state, f.left = followChunkEnd, 2
-				case followChunkEnd:
-					f.startChunkLine()
-				}
+				f.startHead()
 			}
-		default:
-			b = f.scanLines(b)
+		case followChunked:
+			b = f.chunked(b)
+		case followHead:
+			b = f.readHead(b)
 		}
 	}
 	return f.err
 }
 
-// scanLines follows b in the states that read lines and returns what is left of it after a
-// state change.
-func (f *follower) scanLines(b []byte) []byte {
-	for i, c := range b {
-		if f.state == followHead && f.skip > 0 {
-			if c == '\r' || c == '\n' {
-				f.skip--
-				continue
-			}
-			f.skip = 0
+// readHead adds b to the head being read and returns what follows the head, if it ended.
+func (f *follower) readHead(b []byte) []byte {
+	if len(f.head) == 0 {
+		for len(b) > 0 && (b[0] == '\r' || b[0] == '\n') {
+			b = b[1:]
 		}
-		if c != '\n' {
-			if f.state == followHead && !f.pastLine && len(f.line) < maxFollowLine {
-				f.line = append(f.line, c)
-			}
-			if f.state == followChunkLine {
-				f.chunkDigit(c)
-				if f.err != nil {
-					return nil
-				}
-			}
-			f.lineLen++
-			f.lineCR = c == '\r'
-			continue
-		}
-		empty := f.lineLen == 0 || f.lineLen == 1 && f.lineCR
-		switch {
-		case f.state == followChunkLine:
-			if f.digits > 0 && f.size == 0 {
-				f.state = followTrailer
-			} else {
-				f.state, f.left = followChunkData, f.size
-			}
-		case f.state == followHead && !f.pastLine:
-			f.pastLine = true
-			f.firstLen = f.lineLen
-			if f.lineCR {
-				f.firstLen--
-			}
-			if empty {
-				f.state = followWait // net/http refuses an empty request line
-			}
-		case empty && f.state == followHead:
-			f.state = followWait
-		case empty: // followTrailer
-			f.startHead()
-		}
-		f.lineLen, f.lineCR = 0, false
-		if f.state != followHead && f.state != followTrailer {
-			return b[i+1:]
+		if len(b) == 0 {
+			return nil
 		}
 	}
+	had := len(f.head)
+	f.head = append(f.head, b...)
+	n := h1.HeadEnd(f.head, f.scanned)
+	if n < 0 {
+		if f.scanned = len(f.head); len(f.head) > maxFollowHead {
+			f.off()
+		}
+		return nil
+	}
+	f.headErr = h1.ParseRequest(f.head[:n], &f.req)
+	f.first = f.head[:n]
+	if i := bytes.IndexByte(f.first, '\n'); i >= 0 {
+		f.first = bytes.TrimSuffix(f.first[:i], []byte("\r"))
+	}
+	f.state = followWait
+	f.pending = f.pending[:0]
+	return b[n-had:]
+}
+
+// chunked checks b, the next bytes of a chunked body, and returns what follows the body, if it
+// ended.
+func (f *follower) chunked(b []byte) []byte {
+	data := b
+	if len(f.carry) > 0 {
+		data = append(f.carry, b...)
+	}
+	n, _, err := f.chunks.Scan(data, h1.ChunkPass, nil)
+	if err != nil {
+		f.err = err
+		return nil
+	}
+	if f.chunks.Done() {
+		rest := data[n:]
+		f.carry = f.carry[:0]
+		f.startHead()
+		return append([]byte(nil), rest...)
+	}
+	f.carry = append(f.carry[:0], data[n:]...)
 	return nil
 }
 
-// chunkDigit follows one byte of a chunk size line before its LF.
-func (f *follower) chunkDigit(c byte) {
-	if !f.inHex {
-		return
-	}
-	var d byte
-	switch {
-	case '0' <= c && c <= '9':
-		d = c - '0'
-	case 'a' <= c && c <= 'f':
-		d = c - 'a' + 10
-	case 'A' <= c && c <= 'F':
-		d = c - 'A' + 10
-	default:
-		f.inHex = false
-		return
-	}
-	if f.digits++; f.digits > maxChunkDigits {
-		f.err = ErrChunkSize
-		return
-	}
-	f.size = f.size<<4 | int64(d)
+// off stops following: out of step, or past what it keeps.
+func (f *follower) off() {
+	f.state, f.pending, f.head, f.carry = followOff, nil, nil, nil
 }
 
 // startHead starts following the next request's head.
 func (f *follower) startHead() {
 	f.state = followHead
-	f.skip = 0
-	if f.post {
-		f.skip = 4
-	}
-	f.line = f.line[:0]
-	f.pastLine = false
-	f.lineLen, f.lineCR = 0, false
-}
-
-func (f *follower) startChunkLine() {
-	f.state = followChunkLine
-	f.digits, f.size, f.inHex = 0, 0, true
-	f.lineLen, f.lineCR = 0, false
+	f.head, f.scanned, f.first, f.headErr = f.head[:0], 0, nil, nil
+	f.req.Reset()
 }
 
 // begin applies the framing net/http gave the request whose head was read last: method, target
-// and proto as net/http parsed them from its request line, and its body. It returns the error
-// the bytes already read past the head bring, if any.
+// and proto as net/http parsed them from its request line, and its body. It returns h1's error
+// for the head, a framing that differs from h1's, or the error the body bytes already read
+// bring, if any: then nothing of the request has gone upstream.
 func (f *follower) begin(method, target, proto string, chunked bool, contentLength int64) error {
 	if f.err != nil {
 		return f.err
 	}
 	if f.state != followWait || !f.lineIs(method, target, proto) {
-		f.state, f.pending = followOff, nil // out of step: refuse nothing rather than guess
+		f.off() // out of step: refuse nothing rather than guess
 		return nil
 	}
-	f.post = method == "POST"
+	if f.headErr != nil {
+		return f.headErr
+	}
+	cl := max(f.req.ContentLength, 0)
+	if f.req.Chunked != chunked || !chunked && cl != max(contentLength, 0) {
+		return errFraming
+	}
 	switch {
 	case chunked:
-		f.startChunkLine()
-	case contentLength > 0:
-		f.state, f.left = followBody, contentLength
+		f.state = followChunked
+		f.chunks.Reset()
+		f.carry = f.carry[:0]
+	case cl > 0:
+		f.state, f.left = followBody, cl
 	default:
 		f.startHead()
 	}
 	b := f.pending
 	f.pending = nil
-	return f.feed(b)
+	err := f.feed(b)
+	if f.pending == nil {
+		f.pending = b[:0] // keep the buffer for the next request's early bytes
+	}
+	return err
 }
 
-// lineIs reports whether the request line read last is method SP target SP proto.
+// lineIs reports whether the request line of the last head is method SP target SP proto.
 func (f *follower) lineIs(method, target, proto string) bool {
-	if f.firstLen != len(method)+len(target)+len(proto)+2 {
-		return false
-	}
-	l := f.line
-	if len(l) > f.firstLen {
-		l = l[:f.firstLen] // the CR of the line ending
-	}
-	for _, part := range [...]string{method, " ", target, " ", proto} {
-		n := min(len(part), len(l))
-		if string(l[:n]) != part[:n] {
+	l := f.first
+	for i, part := range [...]string{method, target, proto} {
+		if len(l) < len(part) || string(l[:len(part)]) != part {
 			return false
 		}
-		l = l[n:]
+		l = l[len(part):]
+		if i < 2 {
+			if len(l) == 0 || l[0] != ' ' {
+				return false
+			}
+			l = l[1:]
+		}
 	}
-	return true
+	return len(l) == 0
 }

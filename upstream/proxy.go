@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"hcproxy/internal/h1"
 )
 
 // Proxy forwards HTTP/1.1 requests to the servers of one upstream.
@@ -151,8 +153,8 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		a.body = newClientBody(r.Body, w, p.o.ClientBodyTimeout)
 		defer a.body.done()
 	}
-	// The connection learns the request's framing first (it may find a chunk size over the
-	// limit in the body bytes already read), then the target and Host are checked.
+	// The connection checks the request's head and framing first with the fast engine's rules
+	// (and the body bytes already read), then the target and Host are checked.
 	err := beginFollow(r)
 	var auth string
 	if err == nil {
@@ -160,8 +162,13 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if err != nil {
 		p.log.Debug("request refused", "upstream", p.name, "target", r.RequestURI, "err", err)
+		status := http.StatusBadRequest
+		var he *h1.Error
+		if errors.As(err, &he) {
+			status = he.Status // h1's answer, as the fast engine gives it (400, 417, 431, 501)
+		}
 		w.Header().Set("Connection", "close")
-		p.refuse(w, a, http.StatusBadRequest, "400 Bad Request")
+		p.refuse(w, a, status, strconv.Itoa(status)+" "+http.StatusText(status))
 		return
 	}
 	r = r.WithContext(context.WithValue(r.Context(), attemptKey{}, a))
