@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"io"
@@ -66,7 +65,6 @@ uri = "/health"
 	}
 	t.Run("attacks", func(t *testing.T) {
 		for _, l := range []struct{ name, addr string }{{"proxy", p.listen}, {"status", p.status}} {
-			std := l.name == "proxy" && engine == "std"
 			attack := func(name string, f func(t *testing.T)) {
 				t.Run(l.name+"_"+name, func(t *testing.T) { t.Parallel(); f(t) })
 			}
@@ -82,20 +80,9 @@ uri = "/health"
 				if n := strings.Count(got, "HTTP/1.1 "); n != 1 {
 					t.Errorf("%d responses to one request with a smuggled one behind it: %q", n, got)
 				}
-				if !std {
-					wantStatus(t, got, 400)
-					return
-				}
-				// net/http reads the body as chunked (it drops Content-Length), the upstream
-				// answers, and the connection is closed after the response.
-				resp, err := http.ReadResponse(bufio.NewReader(strings.NewReader(got)), nil)
-				if err != nil {
-					t.Fatalf("%v: %q", err, got)
-				}
-				body, _ := io.ReadAll(resp.Body)
-				if resp.StatusCode != 200 || !resp.Close || string(body) != "hello from b0\n" {
-					t.Errorf("std engine: %s close=%v %q, want the upstream's 200 with Connection: close", resp.Status, resp.Close, body)
-				}
+				// Both engines refuse it (RFC 9112 section 6.1 lets a server; nginx and HAProxy
+				// do): the std engine checks each head with the fast engine's parser.
+				wantStatus(t, got, 400)
 			})
 			attack("invalid_method", func(t *testing.T) {
 				wantStatus(t, rawExchange(t, l.addr, "G@T / HTTP/1.1\r\nHost: a\r\n\r\n"), 400)
@@ -132,8 +119,8 @@ uri = "/health"
 		t.Errorf("ready workers %v after the attacks, were %v: a worker restarted", after, before)
 	}
 
-	// What the upstream received: never the smuggled request; from the std engine the one
-	// request, with net/http's framing only.
+	// What the upstream received: never the smuggled request, and from neither engine the
+	// request with both Content-Length and Transfer-Encoding.
 	var all strings.Builder
 	for _, c := range app.Received() {
 		all.WriteString(c)
@@ -142,18 +129,8 @@ uri = "/health"
 	if strings.Contains(got, "/smuggled") {
 		t.Errorf("the smuggled request reached the upstream:\n%s", got)
 	}
-	i := strings.Index(got, "POST /cl-te ")
-	switch {
-	case engine == "fast" && i >= 0:
-		t.Errorf("the fast engine forwarded a request with Content-Length and Transfer-Encoding:\n%s", got[i:])
-	case engine == "std" && i < 0:
-		t.Errorf("the std engine did not forward the chunked request")
-	case engine == "std":
-		head := strings.ToLower(got[i : i+strings.Index(got[i:], "\r\n\r\n")+2])
-		if !strings.Contains(head, "\r\ntransfer-encoding: chunked\r\n") || strings.Contains(head, "\r\ncontent-length:") ||
-			strings.Count(got, "POST /cl-te ") != 1 {
-			t.Errorf("the upstream got, want one head with Transfer-Encoding only:\n%s", got[i:])
-		}
+	if i := strings.Index(got, "POST /cl-te "); i >= 0 {
+		t.Errorf("the %s engine forwarded a request with Content-Length and Transfer-Encoding:\n%s", engine, got[i:])
 	}
 }
 
