@@ -71,6 +71,16 @@ run: build
 bench: build
 	bash scripts/bench.sh
 
+# bench-checks: active checks at scale (scripts/bench-checks.sh, docs/performance.md): hcproxy
+# beside HAProxy (and Caddy) checking N servers on loopback, no client traffic. `make
+# bench-checks BENCH_CHECKS_N="1000 10000" BENCH_CHECKS_WINDOW=20`; HCPROXY_CHECK_KEEPALIVE=1
+# measures keep-alive checks.
+BENCH_CHECKS_N ?= 1000 10000 max
+BENCH_CHECKS_WINDOW ?= 20
+.PHONY: bench-checks
+bench-checks: build
+	BENCH_CHECKS_N="$(BENCH_CHECKS_N)" BENCH_CHECKS_WINDOW=$(BENCH_CHECKS_WINDOW) GO="$(GO)" bash scripts/bench-checks.sh
+
 clean:
 	rm -rf $(BIN)
 

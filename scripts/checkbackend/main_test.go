@@ -57,6 +57,9 @@ func TestRecorderMeasuresGapsFromTheProbeBeforeTheWindow(t *testing.T) {
 	if d := s.LagP50 - 50*time.Millisecond; d < -gapBucket || d > gapBucket || s.LagMax != 50*time.Millisecond {
 		t.Fatalf("lag p50 %v max %v, want 50ms", s.LagP50, s.LagMax)
 	}
+	if s.GapMean != time.Second {
+		t.Fatalf("mean gap %v, want 1s", s.GapMean)
+	}
 	if s.PerSecond != 1.5 || s.Schedule != 2 || s.Kept != 0.75 || s.Unprobed != 0 {
 		t.Fatalf("per second %v schedule %v kept %v unprobed %d, want 1.5 2 0.75 0", s.PerSecond, s.Schedule, s.Kept, s.Unprobed)
 	}
@@ -122,9 +125,9 @@ func TestSummaryCountsGapsPastTheHistogramAtTheLongest(t *testing.T) {
 }
 
 func TestMergeAddsProcesses(t *testing.T) {
-	a := Stats{Processes: 1, Servers: 2, WindowNS: 10, Probes: 3, Gaps: 2, MinGapNS: -1, MaxGapNS: 5, BucketNS: 100,
+	a := Stats{Processes: 1, Servers: 2, WindowNS: 10, Probes: 3, Gaps: 2, GapSumS: 1.5, MinGapNS: -1, MaxGapNS: 5, BucketNS: 100,
 		Hist: [][2]int64{{1, 1}, {3, 1}}, PerServer: [][2]int64{{1, 1}, {2, 1}}}
-	b := Stats{Processes: 1, Servers: 1, WindowNS: 12, Probes: 2, Gaps: 1, MinGapNS: 4, MaxGapNS: 4, BucketNS: 100,
+	b := Stats{Processes: 1, Servers: 1, WindowNS: 12, Probes: 2, Gaps: 1, GapSumS: 0.5, MinGapNS: 4, MaxGapNS: 4, BucketNS: 100,
 		Hist: [][2]int64{{3, 1}}, PerServer: [][2]int64{{2, 1}}, Conns: 2}
 	m, err := Merge(Stats{}, a)
 	if err != nil {
@@ -133,7 +136,7 @@ func TestMergeAddsProcesses(t *testing.T) {
 	if m, err = Merge(m, b); err != nil {
 		t.Fatal(err)
 	}
-	want := "{2 3 12 5 3 0 2 4 5 100 [[1 1] [3 2]] 0 [[1 1] [2 2]]}"
+	want := "{2 3 12 5 3 2 0 2 4 5 100 [[1 1] [3 2]] 0 [[1 1] [2 2]]}"
 	if got := fmt.Sprint(m); got != want {
 		t.Fatalf("merged %s, want %s", got, want)
 	}

@@ -122,6 +122,7 @@ type Stats struct {
 	WindowNS  int64      `json:"window_ns"` // the longest window of the processes merged
 	Probes    int64      `json:"probes"`
 	Gaps      int64      `json:"gaps"`
+	GapSumS   float64    `json:"gap_sum_s"` // the gaps added up, for their mean
 	Other     int64      `json:"other"`
 	Conns     int64      `json:"conns"`
 	MinGapNS  int64      `json:"min_gap_ns"` // -1: no gap
@@ -149,6 +150,7 @@ func (r *recorder) Snapshot() Stats {
 	counts := map[int64]int64{}
 	for i := range r.servers {
 		st.Probes += r.servers[i].count
+		st.GapSumS += r.servers[i].sum
 		counts[r.servers[i].count]++
 	}
 	st.PerServer = sortedPairs(counts)

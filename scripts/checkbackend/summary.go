@@ -18,7 +18,7 @@ func Merge(a, b Stats) (Stats, error) {
 		return Stats{}, fmt.Errorf("merge: bucket widths differ (%d ns and %d ns)", a.BucketNS, b.BucketNS)
 	}
 	m := Stats{Processes: a.Processes + b.Processes, Servers: a.Servers + b.Servers,
-		WindowNS: max(a.WindowNS, b.WindowNS), Probes: a.Probes + b.Probes, Gaps: a.Gaps + b.Gaps,
+		WindowNS: max(a.WindowNS, b.WindowNS), Probes: a.Probes + b.Probes, Gaps: a.Gaps + b.Gaps, GapSumS: a.GapSumS + b.GapSumS,
 		Other: a.Other + b.Other, Conns: a.Conns + b.Conns, MaxGapNS: max(a.MaxGapNS, b.MaxGapNS),
 		BucketNS: a.BucketNS, Overflow: a.Overflow + b.Overflow}
 	switch {
@@ -59,11 +59,15 @@ type Summary struct {
 	// early one, a skipped interval (a gap of two intervals) and a doubled probe all count.
 	LagP50, LagP99, LagMax time.Duration
 	GapMin, GapMax         time.Duration
-	Unprobed               int64 // servers that no probe reached in the window
-	PerServerMin           int64 // the fewest probes one server got in the window
-	PerServerMax           int64
-	ConnsPerProbe          float64 // new connections per probe: 1 without keep-alive
-	Other                  int64   // requests that were not GET /health
+	// GapMean is the mean gap: the period the checker keeps, interval when it keeps the
+	// schedule. Unlike PerSecond it does not depend on where the window cuts a checker that
+	// probes all its servers at the same moment.
+	GapMean       time.Duration
+	Unprobed      int64 // servers that no probe reached in the window
+	PerServerMin  int64 // the fewest probes one server got in the window
+	PerServerMax  int64
+	ConnsPerProbe float64 // new connections per probe: 1 without keep-alive
+	Other         int64   // requests that were not GET /health
 }
 
 // Summarize reads a merged window against the schedule of one probe per server per interval.
@@ -93,6 +97,7 @@ func Summarize(st Stats, interval time.Duration) (Summary, error) {
 	}
 	s.LagP50, s.LagP99 = lagPercentiles(st, interval)
 	if st.Gaps > 0 {
+		s.GapMean = time.Duration(st.GapSumS / float64(st.Gaps) * float64(time.Second))
 		s.LagMax = max(absDur(s.GapMax-interval), absDur(s.GapMin-interval))
 	}
 	return s, nil
@@ -144,8 +149,8 @@ func (s Summary) String() string {
 	ms := func(d time.Duration) string { return fmt.Sprintf("%.1f", float64(d)/float64(time.Millisecond)) }
 	fmt.Fprintf(&b, "servers=%d window_s=%.1f probes=%d probes_per_s=%.0f schedule_per_s=%.0f kept=%.3f",
 		s.Servers, s.Window.Seconds(), s.Probes, s.PerSecond, s.Schedule, s.Kept)
-	fmt.Fprintf(&b, " lag_p50_ms=%s lag_p99_ms=%s lag_max_ms=%s gap_min_ms=%s gap_max_ms=%s",
-		ms(s.LagP50), ms(s.LagP99), ms(s.LagMax), ms(s.GapMin), ms(s.GapMax))
+	fmt.Fprintf(&b, " lag_p50_ms=%s lag_p99_ms=%s lag_max_ms=%s gap_min_ms=%s gap_mean_ms=%s gap_max_ms=%s",
+		ms(s.LagP50), ms(s.LagP99), ms(s.LagMax), ms(s.GapMin), ms(s.GapMean), ms(s.GapMax))
 	fmt.Fprintf(&b, " unprobed=%d per_server_min=%d per_server_max=%d conns_per_probe=%.2f other=%d",
 		s.Unprobed, s.PerServerMin, s.PerServerMax, s.ConnsPerProbe, s.Other)
 	return b.String()
