@@ -1,7 +1,6 @@
 package config
 
 import (
-	"fmt"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -146,7 +145,7 @@ func validateUpstream(r *reporter, u *Upstream) {
 	case u.Balancer != "hash" && u.HashKey != "":
 		r.addf(k+".hash_key", `only applies with balancer = "hash"`)
 	case u.Balancer == "hash":
-		if err := checkHashKey(u.HashKey); err != nil {
+		if _, err := ParseHashKey(u.HashKey); err != nil {
 			r.addf(k+".hash_key", "%v", err)
 		}
 	}
@@ -391,19 +390,6 @@ func short(d time.Duration) string {
 		s = s[:len(s)-2]
 	}
 	return s
-}
-
-// checkHashKey validates a hash_key: "remote_addr", "uri", "header:NAME" or "cookie:NAME".
-func checkHashKey(key string) error {
-	switch {
-	case key == "remote_addr" || key == "uri":
-		return nil
-	case strings.HasPrefix(key, "header:") && validToken(key[len("header:"):]):
-		return nil
-	case strings.HasPrefix(key, "cookie:") && validToken(key[len("cookie:"):]):
-		return nil
-	}
-	return fmt.Errorf(`must be "remote_addr", "uri", "header:NAME" or "cookie:NAME" (got %q)`, key)
 }
 
 // validToken reports whether s is a non-empty HTTP token (header or cookie name).

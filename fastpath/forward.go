@@ -5,7 +5,6 @@ import (
 	"errors"
 	"io"
 	"net"
-	"strconv"
 	"time"
 
 	"hcproxy/internal/h1"
@@ -23,9 +22,8 @@ type exchange struct {
 	chunks     h1.ChunkScanner
 	sent100    bool
 	interim    bool // a 1xx response went to the client: no retry after it
-	start      time.Time
 	upTime     time.Duration
-	tries      int
+	tries      upstream.Tries
 	bytes      int64
 	status     int
 }
@@ -53,18 +51,21 @@ func (cc *clientConn) serveRequest() bool {
 	}
 	x := exchange{keepClient: !req.ConnClose && (req.Minor == 1 || req.ConnKeepAlive)}
 	x.upgrading = req.Upgrade != nil && req.ConnUpgrade && req.Minor == 1
-	x.start = cc.now // ticked when the request's bytes arrived
 	cc.requestID()
-	var entry *upstream.Entry
-	if o.AccessLog != nil {
-		entry = cc.newEntry(x.start)
-	}
 	var key string
 	if s.key != nil {
 		cc.key = append(cc.key[:0], s.key(cc, req)...)
 		key = unsafeString(cc.key)
 	}
-	srv, _ := s.pool.PickKey(key, nil)
+	// cc.now was ticked when the request's bytes arrived; the tries' slice is the connection's.
+	x.tries = upstream.Tries{Tried: cc.tried[:0]}
+	x.tries.Reset(key, upstream.Idempotent(unsafeString(req.Method)), cc.now)
+	defer func() { cc.tried = x.tries.Tried[:0] }()
+	var entry *upstream.Entry
+	if o.AccessLog != nil {
+		entry = cc.newEntry(x.tries.Start)
+	}
+	srv := s.policy.Pick(&x.tries)
 	if srv == nil {
 		cc.buildRequest(nil, false)
 		if cc.bufferBody(&x) != nil || x.streaming {
@@ -82,7 +83,7 @@ func (cc *clientConn) serveRequest() bool {
 		cc.logAccess(entry, &x, nil)
 		return false
 	}
-	u, srv, err := cc.tryServers(&x, srv, key)
+	u, srv, err := cc.tryServers(&x, srv)
 	if err != nil {
 		srv.Slot.AddActive(-1)
 		var ce *clientError
@@ -102,7 +103,7 @@ func (cc *clientConn) serveRequest() bool {
 				x.status = 499
 			}
 		default:
-			s.log.Warn("upstream request failed", "upstream", s.name, "server", srv.Address, "tries", x.tries, "err", err)
+			s.log.Warn("upstream request failed", "upstream", s.name, "server", srv.Address, "tries", x.tries.N, "err", err)
 			x.status = 502
 			if isTimeout(err) {
 				x.status = 504
@@ -141,45 +142,25 @@ func (cc *clientConn) bufferBody(x *exchange) error {
 	return nil
 }
 
-// tryServers sends the request to srv and, as the retry policy allows, to other servers, with
-// the passive accounting of upstream's retrier. It returns the connection whose response head
-// is in cc.resp (the server's active count still held), or the last error (with the count of
-// the server it names still held).
-func (cc *clientConn) tryServers(x *exchange, srv *upstream.Server, key string) (*upConn, *upstream.Server, error) {
-	s := cc.s
-	o := &s.o
-	cc.tried = cc.tried[:0]
+// tryServers sends the request to srv and, as the upstream's policy allows, to other servers.
+// It returns the connection whose response head is in cc.resp (the server's active count still
+// held), or the last error (with the count of the server it names still held).
+func (cc *clientConn) tryServers(x *exchange, srv *upstream.Server) (*upConn, *upstream.Server, error) {
+	p := cc.s.policy
 	first := cc.now
 	defer func() { x.upTime = cc.now.Sub(first) }()
 	for {
-		x.tries++
-		cc.tried = append(cc.tried, srv)
-		srv.Slot.AddActive(1)
-		srv.Slot.AddRequest()
+		p.Begin(&x.tries, srv)
 		u, err := cc.roundTrip(x, srv)
 		cc.tick() // the response head arrived, or the try failed
 		if isClientError(err) {
 			return nil, srv, err
 		}
-		kind := classify(err)
-		if err == nil && o.Retry.On.Status[cc.resp.Status] {
-			kind = failStatus
+		status := 0
+		if err == nil {
+			status = cc.resp.Status
 		}
-		now := shm.At(cc.now)
-		if err == nil && o.Eject5xx > 0 && srv.Slot.Response(now, cc.resp.Status >= 500, o.Eject5xx, o.FailTimeout) {
-			s.ejected(srv, strconv.Itoa(o.Eject5xx)+" consecutive 5xx")
-		}
-		counted := kind == failStatus || (kind == failConnect && o.Retry.On.Connect) || (kind == failTimeout && o.Retry.On.Timeout)
-		if kind != failNone && kind != failStatus {
-			srv.Slot.AddError()
-		}
-		if counted && srv.Slot.PassiveFailure(now, o.MaxFails, o.FailTimeout) {
-			s.ejected(srv, "max_fails")
-		}
-		if !counted || !cc.canRetry(x, kind) {
-			return u, srv, err
-		}
-		next, _ := s.pool.PickKey(key, cc.untried)
+		_, next := p.After(&x.tries, srv, err, status, shm.At(cc.now), cc.now.Sub(x.tries.Start), !x.bodyRead && !x.interim)
 		if next == nil {
 			return u, srv, err
 		}
@@ -187,41 +168,7 @@ func (cc *clientConn) tryServers(x *exchange, srv *upstream.Server, key string) 
 			u.close()
 		}
 		srv.Slot.AddActive(-1)
-		s.log.Info("retrying on another server", "upstream", s.name, "server", srv.Address, "next", next.Address, "try", x.tries+1, "after", failName(kind, cc.resp.Status))
 		srv = next
-	}
-}
-
-func (cc *clientConn) untried(s *upstream.Server) bool {
-	for _, t := range cc.tried {
-		if t == s {
-			return false
-		}
-	}
-	return true
-}
-
-// canRetry is upstream's retrier.canRetry: within the tries and the time of the policy, never
-// once body bytes were read from the client (they cannot be sent again) or a response byte went
-// to it, and a non-idempotent request only after a refused connection unless allowed.
-func (cc *clientConn) canRetry(x *exchange, kind int) bool {
-	p := &cc.s.o.Retry
-	if x.tries > p.Tries || x.bodyRead || x.interim {
-		return false
-	}
-	if p.Timeout > 0 && time.Since(x.start) >= p.Timeout {
-		return false
-	}
-	if !idempotent(cc.req.Method) && !p.NonIdempotent && kind != failConnect {
-		return false
-	}
-	return true
-}
-
-func (s *Server) ejected(srv *upstream.Server, why string) {
-	s.log.Warn("server ejected by passive checks", "upstream", s.name, "server", srv.Address, "why", why, "for", s.o.FailTimeout)
-	if s.o.OnEject != nil {
-		s.o.OnEject(srv, why)
 	}
 }
 
@@ -394,38 +341,7 @@ func (u *upConn) answered() bool {
 	return n > 0
 }
 
-// failure kinds, as upstream's retrier classifies them
-const (
-	failNone    = upstream.FailNone
-	failConnect = upstream.FailConnect
-	failTimeout = upstream.FailTimeout
-	failOther   = upstream.FailOther
-	failStatus  = upstream.FailStatus
-)
-
-var classify = upstream.Classify
-
 func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout() || errors.Is(err, context.DeadlineExceeded)
-}
-
-func failName(kind, status int) string {
-	switch kind {
-	case failConnect:
-		return "connect"
-	case failTimeout:
-		return "timeout"
-	case failStatus:
-		return strconv.Itoa(status)
-	}
-	return "error"
-}
-
-func idempotent(method []byte) bool {
-	switch string(method) {
-	case "GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE":
-		return true
-	}
-	return false
 }

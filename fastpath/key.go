@@ -2,9 +2,9 @@ package fastpath
 
 import (
 	"bytes"
-	"strings"
 	"unsafe"
 
+	"hcproxy/config"
 	"hcproxy/internal/h1"
 )
 
@@ -12,15 +12,15 @@ import (
 // request's buffer, valid while the request head is.
 type keyFunc func(cc *clientConn, h *h1.Head) []byte
 
-func newKeyFunc(hashKey string) keyFunc {
-	switch {
-	case hashKey == "uri":
+func newKeyFunc(k config.HashKey) keyFunc {
+	switch k.From {
+	case config.HashURI:
 		return func(_ *clientConn, h *h1.Head) []byte { return h.Target }
-	case strings.HasPrefix(hashKey, "header:"):
-		name := strings.ToLower(hashKey[len("header:"):])
+	case config.HashHeader:
+		name := k.Name
 		return func(_ *clientConn, h *h1.Head) []byte { return h.Get(name) }
-	case strings.HasPrefix(hashKey, "cookie:"):
-		name := []byte(hashKey[len("cookie:"):])
+	case config.HashCookie:
+		name := []byte(k.Name)
 		return func(_ *clientConn, h *h1.Head) []byte { return cookie(h, name) }
 	}
 	return func(cc *clientConn, _ *h1.Head) []byte { return cc.ip }

@@ -352,7 +352,7 @@ func (cc *clientConn) logAccess(e *upstream.Entry, x *exchange, srv *upstream.Se
 	if e == nil {
 		return
 	}
-	e.Status, e.Bytes, e.UpstreamTime, e.Tries = x.status, x.bytes, x.upTime, x.tries
+	e.Status, e.Bytes, e.UpstreamTime, e.Tries = x.status, x.bytes, x.upTime, x.tries.N
 	if srv != nil {
 		e.Upstream = srv.Address
 	}

@@ -48,7 +48,7 @@ type Options struct {
 type Server struct {
 	name   string
 	o      Options
-	pool   *upstream.Pool
+	policy *upstream.Policy
 	pools  map[*upstream.Server]*connPool
 	dialer net.Dialer
 	log    *slog.Logger
@@ -79,7 +79,6 @@ func New(name string, servers []*upstream.Server, o Options) *Server {
 	}
 	s := &Server{
 		name: name, o: o, log: o.Log,
-		pool:   upstream.NewPool(o.Balancer, o.HashKey, o.AllDown, servers),
 		pools:  map[*upstream.Server]*connPool{},
 		dialer: net.Dialer{Timeout: o.ConnectTimeout, KeepAlive: 30 * time.Second},
 		lns:    map[net.Listener]struct{}{},
@@ -87,8 +86,9 @@ func New(name string, servers []*upstream.Server, o Options) *Server {
 		stop:   make(chan struct{}),
 	}
 	s.ridLower = strings.ToLower(o.RequestIDHeader)
+	s.policy = upstream.NewPolicy(name, upstream.NewPool(o.Balancer, o.AllDown, servers), &s.o.Options)
 	if o.Balancer == "hash" {
-		s.key = newKeyFunc(o.HashKey)
+		s.key = newKeyFunc(o.Hash)
 	}
 	for _, sv := range servers {
 		s.pools[sv] = o.Pools.of(sv, o.Keepalive)

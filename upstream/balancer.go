@@ -1,7 +1,6 @@
 package upstream
 
 import (
-	"net/http"
 	"sync"
 	"time"
 
@@ -41,10 +40,13 @@ func clock(servers []*Server) int64 {
 	return 0
 }
 
-// Balancer picks a server for a request among the servers that ok accepts.
+// Balancer picks a server for a request among the servers that ok accepts. The request is
+// known by its key only (what the hash balancer hashes, see KeyOf; "" for the others), so both
+// engines pick through the one path, whatever they parsed the request into.
 type Balancer interface {
-	// Pick returns a server that ok accepts, or nil when there is none.
-	Pick(r *http.Request, ok func(*Server) bool) *Server
+	// Pick returns a server that ok accepts, or nil when there is none. It does not retain
+	// key, which may alias a reused buffer.
+	Pick(key string, ok func(*Server) bool) *Server
 }
 
 // Available is the one predicate every balancer uses in normal operation: the table says the
@@ -56,14 +58,13 @@ func Available(s *Server) bool { return s.Slot.Available() }
 func NotInMaintenance(s *Server) bool { return s.Slot.State().Admin() != shm.Maint }
 
 // New returns the named balancer ("round_robin", "least_conn", "hash", "random_two") over
-// servers; hashKey applies to "hash". An unknown name gives round robin (the config is validated
-// before it gets here).
-func New(name, hashKey string, servers []*Server) Balancer {
+// servers. An unknown name gives round robin (the config is validated before it gets here).
+func New(name string, servers []*Server) Balancer {
 	switch name {
 	case "least_conn":
 		return NewLeastConn(servers)
 	case "hash":
-		return NewHash(hashKey, servers)
+		return NewHash(servers)
 	case "random_two":
 		return NewRandomTwo(servers)
 	}
@@ -87,7 +88,7 @@ func NewRoundRobin(servers []*Server) *RoundRobin {
 }
 
 // Pick implements Balancer.
-func (r *RoundRobin) Pick(_ *http.Request, ok func(*Server) bool) *Server {
+func (r *RoundRobin) Pick(_ string, ok func(*Server) bool) *Server {
 	now := clock(r.servers)
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -47,7 +47,7 @@ func TestRoundRobinHonoursWeightsSmoothly(t *testing.T) {
 	counts := map[*Server]int{}
 	var seq []*Server
 	for i := 0; i < 8*100; i++ {
-		s := rr.Pick(nil, Available)
+		s := rr.Pick("", Available)
 		counts[s]++
 		seq = append(seq, s)
 	}
@@ -77,16 +77,16 @@ func TestRoundRobinSkipsUnavailable(t *testing.T) {
 	setHealth(t, tb, ss[1], false)
 	ss[2].Slot.SetAdmin(shm.Drain)
 	for i := 0; i < 30; i++ {
-		if s := rr.Pick(nil, Available); s != ss[0] {
+		if s := rr.Pick("", Available); s != ss[0] {
 			t.Fatalf("pick %d went to %s, which is down or drained", i, s.Address)
 		}
 	}
 	setHealth(t, tb, ss[0], false)
-	if s := rr.Pick(nil, Available); s != nil {
+	if s := rr.Pick("", Available); s != nil {
 		t.Fatalf("every server unavailable, picked %s", s.Address)
 	}
 	setHealth(t, tb, ss[1], true)
-	if s := rr.Pick(nil, Available); s != ss[1] {
+	if s := rr.Pick("", Available); s != ss[1] {
 		t.Fatal("a server that came back is not picked")
 	}
 }

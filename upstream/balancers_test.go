@@ -1,6 +1,8 @@
 package upstream
 
 import (
+	"hcproxy/config"
+
 	"fmt"
 	"math"
 	"net/http"
@@ -16,11 +18,11 @@ func TestLeastConnCountsAcrossWorkersAndWeights(t *testing.T) {
 	ss[0].Slot.AddActive(3)
 	ss[1].Slot.AddActive(1)
 	ss[2].Slot.AddActive(4) // weight 2: 4/2 = 2 per unit
-	if s := lc.Pick(nil, Available); s != ss[1] {
+	if s := lc.Pick("", Available); s != ss[1] {
 		t.Fatalf("picked %s, want the least loaded %s", s.Address, ss[1].Address)
 	}
 	ss[1].Slot.AddActive(2) // 3, 3, 4/2=2
-	if s := lc.Pick(nil, Available); s != ss[2] {
+	if s := lc.Pick("", Available); s != ss[2] {
 		t.Fatalf("picked %s, want the weighted least loaded %s", s.Address, ss[2].Address)
 	}
 	// Ties go round robin.
@@ -28,7 +30,7 @@ func TestLeastConnCountsAcrossWorkersAndWeights(t *testing.T) {
 	lc2 := NewLeastConn(ss2)
 	seen := map[*Server]int{}
 	for i := 0; i < 30; i++ {
-		seen[lc2.Pick(nil, Available)]++
+		seen[lc2.Pick("", Available)]++
 	}
 	for _, s := range ss2 {
 		if seen[s] != 10 {
@@ -43,7 +45,7 @@ func TestRandomTwoPrefersLessLoaded(t *testing.T) {
 	ss[0].Slot.AddActive(100)
 	counts := map[*Server]int{}
 	for i := 0; i < 4000; i++ {
-		counts[rt.Pick(nil, Available)]++
+		counts[rt.Pick("", Available)]++
 	}
 	// The loaded server wins only when both draws hit it: about 1/16 of the time.
 	if c := counts[ss[0]]; c > 4000/16*2 {
@@ -69,13 +71,13 @@ func keys(n int) []string {
 func TestHashIsConsistent(t *testing.T) {
 	const n = 5
 	ss, tb := servers(t, 1, 1, 1, 1, 1, 1)
-	five := NewHash("header:X-User", ss[:n])
-	six := NewHash("header:X-User", ss)
+	five := NewHash(ss[:n])
+	six := NewHash(ss)
 	ks := keys(20000)
 	moved, spread := 0, map[*Server]int{}
 	before := map[string]*Server{}
 	for _, k := range ks {
-		a, b := five.PickKey(k, Available), six.PickKey(k, Available)
+		a, b := five.Pick(k, Available), six.Pick(k, Available)
 		before[k] = a
 		spread[a]++
 		if a != b {
@@ -98,7 +100,7 @@ func TestHashIsConsistent(t *testing.T) {
 	// Server 2 goes down: only its keys move; it comes back: they return.
 	setHealth(t, tb, ss[2], false)
 	for _, k := range ks {
-		got := five.PickKey(k, Available)
+		got := five.Pick(k, Available)
 		if before[k] != ss[2] && got != before[k] {
 			t.Fatalf("key %s of a healthy server moved when another went down", k)
 		}
@@ -108,7 +110,7 @@ func TestHashIsConsistent(t *testing.T) {
 	}
 	setHealth(t, tb, ss[2], true)
 	for _, k := range ks {
-		if five.PickKey(k, Available) != before[k] {
+		if five.Pick(k, Available) != before[k] {
 			t.Fatalf("key %s did not come back to its server after it recovered", k)
 		}
 	}
@@ -122,41 +124,48 @@ func TestHashKeys(t *testing.T) {
 	r1.AddCookie(&http.Cookie{Name: "session", Value: "s1"})
 	r2 := r1.Clone(r1.Context())
 	r2.RemoteAddr = "10.0.0.1:6666" // same client, another port
+	h := NewHash(ss)
 	for _, key := range []string{"remote_addr", "uri", "header:X-User", "cookie:session"} {
-		h := NewHash(key, ss)
-		if h.key(r1) == "" {
+		k, err := config.ParseHashKey(key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if KeyOf(k, r1) == "" {
 			t.Errorf("%s: empty key", key)
 		}
-		if h.Pick(r1, Available) != h.Pick(r2, Available) {
+		if h.Pick(KeyOf(k, r1), Available) != h.Pick(KeyOf(k, r2), Available) {
 			t.Errorf("%s: the same key went to two servers", key)
 		}
 	}
-	if got := keyFunc("remote_addr")(r1); got != "10.0.0.1" {
+	if got := KeyOf(config.HashKey{}, r1); got != "10.0.0.1" {
 		t.Errorf("remote_addr key %q", got)
+	}
+	if got := KeyOf(config.HashKey{From: config.HashHeader, Name: "x-user"}, r1); got != "alice" {
+		t.Errorf("header key %q", got)
 	}
 }
 
 func TestPoolBackupAndAllDown(t *testing.T) {
 	ss, tb := servers(t, 1, 1, 1)
 	ss[2].Backup = true
-	p := NewPool("round_robin", "", "fail", ss)
+	p := NewPool("round_robin", "fail", ss)
 	for i := 0; i < 10; i++ {
-		if s, _ := p.Pick(nil, nil); s == ss[2] {
+		if s, _ := p.Pick("", nil); s == ss[2] {
 			t.Fatal("a backup server took traffic while primaries are up")
 		}
 	}
 	setHealth(t, tb, ss[0], false)
 	setHealth(t, tb, ss[1], false)
-	if s, degraded := p.Pick(nil, nil); s != ss[2] || degraded {
+	if s, degraded := p.Pick("", nil); s != ss[2] || degraded {
 		t.Fatalf("with every primary down: %v degraded=%v, want the backup", s, degraded)
 	}
 	setHealth(t, tb, ss[2], false)
-	if s, _ := p.Pick(nil, nil); s != nil {
+	if s, _ := p.Pick("", nil); s != nil {
 		t.Fatal("all_down = fail picked a down server")
 	}
-	anyPool := NewPool("round_robin", "", "any", ss)
+	anyPool := NewPool("round_robin", "any", ss)
 	ss[1].Slot.SetAdmin(shm.Maint)
-	s, degraded := anyPool.Pick(nil, nil)
+	s, degraded := anyPool.Pick("", nil)
 	if s != ss[0] || !degraded {
 		t.Fatalf("all_down = any: %v degraded=%v, want %s (not the one in maintenance)", s, degraded, ss[0].Address)
 	}
@@ -165,12 +174,11 @@ func TestPoolBackupAndAllDown(t *testing.T) {
 func TestBalancersSkipUnavailable(t *testing.T) {
 	for _, name := range []string{"round_robin", "least_conn", "hash", "random_two"} {
 		ss, tb := servers(t, 1, 3, 1)
-		b := New(name, "uri", ss)
+		b := New(name, ss)
 		setHealth(t, tb, ss[1], false)
 		ss[2].Slot.SetAdmin(shm.Drain)
 		for i := 0; i < 50; i++ {
-			r, _ := http.NewRequest("GET", fmt.Sprintf("http://x/%d", i), nil)
-			if s := b.Pick(r, Available); s != ss[0] {
+			if s := b.Pick(fmt.Sprintf("/%d", i), Available); s != ss[0] {
 				t.Fatalf("%s picked %v, want the only available server", name, s)
 			}
 		}
@@ -181,12 +189,11 @@ func TestBalancersSkipUnavailable(t *testing.T) {
 func TestWeightedShares(t *testing.T) {
 	for _, name := range []string{"round_robin", "hash", "random_two"} {
 		ss, _ := servers(t, 1, 3)
-		b := New(name, "uri", ss)
+		b := New(name, ss)
 		counts := map[*Server]int{}
 		const n = 8000
 		for i := 0; i < n; i++ {
-			r, _ := http.NewRequest("GET", fmt.Sprintf("http://x/%d", i), nil)
-			counts[b.Pick(r, Available)]++
+			counts[b.Pick(fmt.Sprintf("/%d", i), Available)]++
 		}
 		share := float64(counts[ss[1]]) / n
 		if math.Abs(share-0.75) > 0.06 {
@@ -200,10 +207,10 @@ func TestAgentWeight(t *testing.T) {
 	ss, _ := servers(t, 1, 1)
 	ss[0].Slot.SetAgent(50, shm.Ready)
 	for _, name := range []string{"round_robin", "random_two", "least_conn"} {
-		b := New(name, "", ss)
+		b := New(name, ss)
 		n := 0
 		for i := 0; i < 3000; i++ {
-			if b.Pick(nil, Available) == ss[0] {
+			if b.Pick("", Available) == ss[0] {
 				n++
 			}
 		}
@@ -213,9 +220,9 @@ func TestAgentWeight(t *testing.T) {
 	}
 	ss[0].Slot.SetAgent(0, shm.Ready)
 	for _, name := range []string{"round_robin", "random_two", "least_conn"} {
-		b := New(name, "", ss)
+		b := New(name, ss)
 		for i := 0; i < 100; i++ {
-			if b.Pick(nil, Available) == ss[0] {
+			if b.Pick("", Available) == ss[0] {
 				t.Fatalf("%s picked a server whose agent asked for 0%%", name)
 			}
 		}

@@ -5,7 +5,8 @@ import (
 	"net/http"
 	"sort"
 	"strconv"
-	"strings"
+
+	"hcproxy/config"
 )
 
 // pointsPerWeight is how many points each unit of weight puts on the hash ring: enough for an
@@ -17,7 +18,6 @@ const pointsPerWeight = 160
 // one of N servers moves about 1/N of the keys; the keys of a server that is down go to the next
 // servers on the ring and come back when it recovers.
 type Hash struct {
-	key    func(*http.Request) string
 	points []point
 }
 
@@ -28,10 +28,9 @@ type point struct {
 
 var _ Balancer = (*Hash)(nil)
 
-// NewHash returns a consistent-hash balancer over servers on the key hashKey: "remote_addr"
-// (the client's address without port), "uri", "header:NAME" or "cookie:NAME".
-func NewHash(hashKey string, servers []*Server) *Hash {
-	h := &Hash{key: keyFunc(hashKey)}
+// NewHash returns a consistent-hash balancer over servers.
+func NewHash(servers []*Server) *Hash {
+	h := &Hash{}
 	for _, s := range servers {
 		for i := 0; i < s.Weight*pointsPerWeight; i++ {
 			h.points = append(h.points, point{hash: hashString(s.Address + "#" + strconv.Itoa(i)), server: s})
@@ -41,33 +40,28 @@ func NewHash(hashKey string, servers []*Server) *Hash {
 	return h
 }
 
-func keyFunc(hashKey string) func(*http.Request) string {
-	switch {
-	case hashKey == "uri":
-		return func(r *http.Request) string {
-			if r.RequestURI != "" { // the request line's target, as received: no allocation
-				return r.RequestURI
-			}
-			return r.URL.RequestURI()
+// KeyOf is the std engine's reading of the hash key k from r (the fast engine reads the same
+// key from its parsed head): the client's address without port, the request target as
+// received, a header's first value or a cookie's value ("" when absent).
+func KeyOf(k config.HashKey, r *http.Request) string {
+	switch k.From {
+	case config.HashURI:
+		if r.RequestURI != "" { // the request line's target, as received: no allocation
+			return r.RequestURI
 		}
-	case strings.HasPrefix(hashKey, "header:"):
-		name := hashKey[len("header:"):]
-		return func(r *http.Request) string { return r.Header.Get(name) }
-	case strings.HasPrefix(hashKey, "cookie:"):
-		name := hashKey[len("cookie:"):]
-		return func(r *http.Request) string {
-			if c, err := r.Cookie(name); err == nil {
-				return c.Value
-			}
-			return ""
+		return r.URL.RequestURI()
+	case config.HashHeader:
+		return r.Header.Get(k.Name)
+	case config.HashCookie:
+		if c, err := r.Cookie(k.Name); err == nil {
+			return c.Value
 		}
+		return ""
 	}
-	return func(r *http.Request) string {
-		if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
-			return host
-		}
-		return r.RemoteAddr
+	if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+		return host
 	}
+	return r.RemoteAddr
 }
 
 // hashString is FNV-1a (inline, so a pick allocates nothing) finished with a mixer.
@@ -85,13 +79,8 @@ func hashString(s string) uint64 {
 	return x ^ x>>31
 }
 
-// Pick implements Balancer.
-func (h *Hash) Pick(r *http.Request, ok func(*Server) bool) *Server {
-	return h.PickKey(h.key(r), ok)
-}
-
-// PickKey picks the server for a key.
-func (h *Hash) PickKey(key string, ok func(*Server) bool) *Server {
+// Pick implements Balancer: the server for key.
+func (h *Hash) Pick(key string, ok func(*Server) bool) *Server {
 	if len(h.points) == 0 {
 		return nil
 	}

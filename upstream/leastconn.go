@@ -1,7 +1,6 @@
 package upstream
 
 import (
-	"net/http"
 	"sync"
 )
 
@@ -19,7 +18,7 @@ var _ Balancer = (*LeastConn)(nil)
 func NewLeastConn(servers []*Server) *LeastConn { return &LeastConn{servers: servers} }
 
 // Pick implements Balancer.
-func (l *LeastConn) Pick(_ *http.Request, ok func(*Server) bool) *Server {
+func (l *LeastConn) Pick(_ string, ok func(*Server) bool) *Server {
 	now := clock(l.servers)
 	l.mu.Lock()
 	defer l.mu.Unlock()

@@ -14,17 +14,19 @@ import (
 	"strings"
 	"time"
 
+	"hcproxy/config"
 	"hcproxy/internal/h1"
 )
 
 // Proxy forwards HTTP/1.1 requests to the servers of one upstream.
 type Proxy struct {
-	name  string
-	pool  *Pool
-	rp    *httputil.ReverseProxy
-	log   *slog.Logger
-	onReq func()
-	o     Options
+	name   string
+	pool   *Pool
+	policy *Policy
+	rp     *httputil.ReverseProxy
+	log    *slog.Logger
+	onReq  func()
+	o      Options
 }
 
 // Options configure a Proxy. The zero value of each field is usable.
@@ -42,9 +44,10 @@ type Options struct {
 	ClientSendTimeout time.Duration
 	// OnRequest, when not nil, is called once per request (the worker counts its requests).
 	OnRequest func()
-	// Balancer names the balancer (default round_robin), HashKey its key for "hash", AllDown
+	// Balancer names the balancer (default round_robin), Hash its key for "hash", AllDown
 	// what to do when no server is available ("fail", the default, or "any").
-	Balancer, HashKey, AllDown string
+	Balancer, AllDown string
+	Hash              config.HashKey
 	// Retry says when a request is tried again on another server.
 	Retry RetryPolicy
 	// MaxFails failures (as RetryPolicy.On defines them) within FailTimeout eject a server for
@@ -79,7 +82,8 @@ func NewProxy(name string, servers []*Server, o Options) *Proxy {
 	if o.Log == nil {
 		o.Log = slog.Default()
 	}
-	p := &Proxy{name: name, pool: NewPool(o.Balancer, o.HashKey, o.AllDown, servers), log: o.Log, onReq: o.OnRequest, o: o}
+	p := &Proxy{name: name, pool: NewPool(o.Balancer, o.AllDown, servers), log: o.Log, onReq: o.OnRequest, o: o}
+	p.policy = NewPolicy(name, p.pool, &p.o)
 	dialer := &net.Dialer{Timeout: o.ConnectTimeout, KeepAlive: 30 * time.Second}
 	dial := dialer.DialContext
 	if o.SendTimeout > 0 {
@@ -116,7 +120,7 @@ func NewProxy(name string, servers []*Server, o Options) *Proxy {
 			}
 			return nil
 		},
-		Transport:     &retrier{base: base, pool: p.pool, o: o, log: o.Log, name: name},
+		Transport:     &retrier{base: base, policy: p.policy, o: o},
 		FlushInterval: -1, // stream: flush every write, never hold a response back
 		ErrorHandler:  p.upstreamError,
 		ErrorLog:      slog.NewLogLogger(o.Log.Handler(), slog.LevelDebug),
@@ -132,7 +136,12 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if p.onReq != nil {
 		p.onReq()
 	}
-	a := &attempts{in: r, start: time.Now()}
+	a := &attempts{in: r}
+	var key string
+	if p.o.Balancer == "hash" {
+		key = KeyOf(p.o.Hash, r)
+	}
+	a.tries.Reset(key, Idempotent(r.Method), time.Now())
 	if d := p.o.ClientSendTimeout; d > 0 {
 		cw := newClientWriter(w, d)
 		defer cw.done()
@@ -179,7 +188,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		r.Body = a.body
 	}
 	a.in = r
-	s, _ := p.pool.Pick(r, nil)
+	s := p.policy.Pick(&a.tries)
 	if s == nil {
 		p.refuse(w, a, http.StatusServiceUnavailable, "503 Service Unavailable: no available server in upstream "+p.name)
 		return
@@ -224,9 +233,9 @@ func (p *Proxy) forwardHeaders(pr *httputil.ProxyRequest) {
 
 func (p *Proxy) logAccess(r *http.Request, a *attempts, rec *recorder) {
 	e := Entry{
-		Time: a.start, RemoteAddr: r.RemoteAddr, Method: r.Method, URI: r.RequestURI, Proto: r.Proto,
+		Time: a.tries.Start, RemoteAddr: r.RemoteAddr, Method: r.Method, URI: r.RequestURI, Proto: r.Proto,
 		Status: rec.status, Bytes: rec.bytes, Referer: r.Referer(), UserAgent: r.UserAgent(),
-		UpstreamTime: a.upstreamTime, Tries: a.tries, RequestID: a.requestID,
+		UpstreamTime: a.upstreamTime, Tries: a.tries.N, RequestID: a.requestID,
 	}
 	if a.status != 0 {
 		e.Status = a.status // a connection closed with no response
@@ -293,7 +302,7 @@ func (p *Proxy) upstreamError(w http.ResponseWriter, r *http.Request, err error)
 		w.WriteHeader(499)
 		return
 	}
-	p.log.Warn("upstream request failed", "upstream", p.name, "server", addr, "tries", a.tries, "err", err)
+	p.log.Warn("upstream request failed", "upstream", p.name, "server", addr, "tries", a.tries.N, "err", err)
 	status := http.StatusBadGateway
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() {

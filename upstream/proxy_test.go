@@ -196,7 +196,7 @@ func TestSlowStart(t *testing.T) {
 	rr := NewRoundRobin(ss)
 	n := 0
 	for i := 0; i < 1000; i++ {
-		if rr.Pick(nil, Available) == ss[0] {
+		if rr.Pick("", Available) == ss[0] {
 			n++
 		}
 	}
@@ -206,7 +206,7 @@ func TestSlowStart(t *testing.T) {
 	ss[0].SlowStart = time.Nanosecond // ramp over
 	n = 0
 	for i := 0; i < 1000; i++ {
-		if rr.Pick(nil, Available) == ss[0] {
+		if rr.Pick("", Available) == ss[0] {
 			n++
 		}
 	}

@@ -2,7 +2,6 @@ package upstream
 
 import (
 	"math/rand/v2"
-	"net/http"
 )
 
 // RandomTwo is the power of two random choices: it draws two servers at random (in proportion
@@ -19,7 +18,7 @@ var _ Balancer = (*RandomTwo)(nil)
 func NewRandomTwo(servers []*Server) *RandomTwo { return &RandomTwo{servers: servers} }
 
 // Pick implements Balancer.
-func (b *RandomTwo) Pick(_ *http.Request, ok func(*Server) bool) *Server {
+func (b *RandomTwo) Pick(_ string, ok func(*Server) bool) *Server {
 	now := clock(b.servers)
 	total := 0
 	for _, s := range b.servers {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"strconv"
@@ -60,9 +59,7 @@ type attemptKey struct{}
 type attempts struct {
 	server *Server // the server of the current (last) try
 	in     *http.Request
-	start  time.Time
-	tries  int
-	tried  []*Server
+	tries  Tries
 
 	requestID    string
 	upstreamTime time.Duration // from the first try to the response header (or the last error)
@@ -71,13 +68,11 @@ type attempts struct {
 }
 
 // retrier is the ReverseProxy's transport: it runs the tries of a request on the servers the
-// pool picks, does the passive accounting, and counts requests in flight per server.
+// policy picks, and counts requests in flight per server until their responses are done.
 type retrier struct {
-	base *http.Transport
-	pool *Pool
-	o    Options
-	log  *slog.Logger
-	name string
+	base   *http.Transport
+	policy *Policy
+	o      Options
 }
 
 // Failure kinds of one try, as Classify sees them (the fast path classifies the same way).
@@ -130,14 +125,6 @@ func Classify(err error) int {
 	return failOther
 }
 
-func idempotent(method string) bool {
-	switch method {
-	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace, http.MethodPut, http.MethodDelete:
-		return true
-	}
-	return false
-}
-
 // RoundTrip implements http.RoundTripper.
 func (t *retrier) RoundTrip(req *http.Request) (*http.Response, error) {
 	a, _ := req.Context().Value(attemptKey{}).(*attempts)
@@ -156,48 +143,25 @@ func (t *retrier) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	for {
 		s := a.server
-		a.tries++
-		a.tried = append(a.tried, s)
 		req.URL.Host = s.Address
-		s.Slot.AddActive(1)
-		s.Slot.AddRequest()
+		t.policy.Begin(&a.tries, s)
 		resp, err := t.base.RoundTrip(req)
 		if err == nil && resp.StatusCode == http.StatusSwitchingProtocols && tunnel != nil {
 			tunnel.untimed()
 		}
-		kind := Classify(err)
-		if err != nil && (kind == failClient || a.body.failed() != nil || req.Context().Err() != nil) {
+		if err != nil && (Classify(err) == FailClient || a.body.failed() != nil || req.Context().Err() != nil) {
 			// The client's side failed: its body could not be read (the transport returns the
 			// read error, or context.Canceled when net/http cancelled the request over it), or
 			// the client went away. Not the server's fault, and nothing to retry.
 			s.Slot.AddActive(-1)
 			return nil, err
 		}
-		if err == nil && t.o.Retry.On.Status[resp.StatusCode] {
-			kind = failStatus
-		}
-		now := shm.Now()
+		status := 0
 		if err == nil {
-			if t.o.Eject5xx > 0 && s.Slot.Response(now, resp.StatusCode >= 500, t.o.Eject5xx, t.o.FailTimeout) {
-				t.ejected(s, strconv.Itoa(t.o.Eject5xx)+" consecutive 5xx")
-			}
+			status = resp.StatusCode
 		}
-		counted := kind == failStatus || (kind == failConnect && t.o.Retry.On.Connect) || (kind == failTimeout && t.o.Retry.On.Timeout)
-		if kind != failNone && kind != failStatus {
-			s.Slot.AddError()
-		}
-		if counted && s.Slot.PassiveFailure(now, t.o.MaxFails, t.o.FailTimeout) {
-			t.ejected(s, "max_fails")
-		}
-		if !counted || !t.canRetry(a, req, body, kind) {
-			if err != nil {
-				s.Slot.AddActive(-1)
-				return nil, err
-			}
-			resp.Body = countActive(resp.Body, s.Slot)
-			return resp, nil
-		}
-		next, _ := t.pool.Pick(a.in, func(c *Server) bool { return !a.triedServer(c) })
+		replayable := (body == nil || !body.read.Load()) && req.Context().Err() == nil
+		_, next := t.policy.After(&a.tries, s, err, status, shm.Now(), time.Since(a.tries.Start), replayable)
 		if next == nil {
 			if err != nil {
 				s.Slot.AddActive(-1)
@@ -211,62 +175,8 @@ func (t *retrier) RoundTrip(req *http.Request) (*http.Response, error) {
 			resp.Body.Close()
 		}
 		s.Slot.AddActive(-1)
-		t.log.Info("retrying on another server", "upstream", t.name, "server", s.Address, "next", next.Address, "try", a.tries+1, "after", failName(kind, resp))
 		a.server = next
-		if body != nil && body.read.Load() {
-			return nil, errors.New("upstream: body already sent") // canRetry refused this; unreachable
-		}
 	}
-}
-
-func failName(kind int, resp *http.Response) string {
-	switch kind {
-	case failConnect:
-		return "connect"
-	case failTimeout:
-		return "timeout"
-	case failStatus:
-		return strconv.Itoa(resp.StatusCode)
-	}
-	return "error"
-}
-
-func (t *retrier) canRetry(a *attempts, req *http.Request, body *trackedBody, kind int) bool {
-	p := t.o.Retry
-	if a.tries > p.Tries {
-		return false
-	}
-	if p.Timeout > 0 && time.Since(a.start) >= p.Timeout {
-		return false
-	}
-	if req.Context().Err() != nil {
-		return false
-	}
-	if body != nil && body.read.Load() {
-		// The body is (partly) gone: it cannot be sent again.
-		return false
-	}
-	if !idempotent(req.Method) && !p.NonIdempotent && kind != failConnect {
-		// The server may have acted on it; only a refused connection proves it did not.
-		return false
-	}
-	return true
-}
-
-func (t *retrier) ejected(s *Server, why string) {
-	t.log.Warn("server ejected by passive checks", "upstream", t.name, "server", s.Address, "why", why, "for", t.o.FailTimeout)
-	if t.o.OnEject != nil {
-		t.o.OnEject(s, why)
-	}
-}
-
-func (a *attempts) triedServer(s *Server) bool {
-	for _, t := range a.tried {
-		if t == s {
-			return true
-		}
-	}
-	return false
 }
 
 // trackedBody records whether any of a request body was read (sent upstream).

@@ -226,7 +226,7 @@ func (w *worker) optionsFor(s config.Server) upstream.Options {
 	return upstream.Options{
 		ConnectTimeout: u.ConnectTimeout, ReadTimeout: u.ReadTimeout, SendTimeout: u.SendTimeout, Log: w.log,
 		OnRequest: func() { w.table.CountRequest(w.payload.Index) },
-		Balancer:  u.Balancer, HashKey: u.HashKey, AllDown: u.AllDown,
+		Balancer:  u.Balancer, Hash: u.Hash(), AllDown: u.AllDown,
 		Retry: upstream.RetryPolicy{
 			Tries: u.Retries, Timeout: u.RetryTimeout, On: upstream.ParseFailures(u.RetryOn), NonIdempotent: u.RetryNonIdempotent,
 		},
