@@ -65,9 +65,9 @@ func ParseTarget(m, t []byte) (Form, []byte, error) {
 	}
 	var rest []byte
 	switch {
-	case len(t) >= 7 && equalFold(t[:7], "http://"):
+	case len(t) >= 7 && EqualFold(t[:7], "http://"):
 		rest = t[7:]
-	case len(t) >= 8 && equalFold(t[:8], "https://"):
+	case len(t) >= 8 && EqualFold(t[:8], "https://"):
 		rest = t[8:]
 	default:
 		if hasSchemePrefix(t) {
@@ -102,7 +102,7 @@ func OriginForm(f Form, t []byte) []byte {
 		return t
 	}
 	i := 0
-	if equalFold(t[:7], "http://") {
+	if EqualFold(t[:7], "http://") {
 		i = 7
 	} else {
 		i = 8
@@ -192,21 +192,4 @@ func hasSchemePrefix(t []byte) bool {
 		}
 	}
 	return false
-}
-
-// equalFold reports whether b equals the lower-case ASCII string s, ignoring case in b.
-func equalFold(b []byte, s string) bool {
-	if len(b) != len(s) {
-		return false
-	}
-	for i := 0; i < len(b); i++ {
-		c := b[i]
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		if c != s[i] {
-			return false
-		}
-	}
-	return true
 }
