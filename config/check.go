@@ -48,7 +48,7 @@ const keyVersion = "hcproxy.check.v1"
 // probe does and how its result is judged: Type, Timeout, Port, URI, Host,
 // Send, ExpectStatus (as a set), ExpectBody, ExpectBodyRegex, MaxResponse
 // and, when any is set, the CheckOptions (keyOptions). Interval, Rise,
-// Fall, Initial, DownInterval and FastInterval are left out, so changing
+// Fall, Initial, DownInterval, FastInterval and KeepAlive are left out, so changing
 // them on reload keeps a server's state. The value is stable across
 // processes and builds: each field is hashed in this order, strings and
 // lists prefixed with their length, numbers as 8 little-endian bytes.

@@ -35,6 +35,13 @@ type CheckOptions struct {
 	// after a result that starts or continues a rise or fall streak
 	// (HAProxy's fastinter). Key fast_interval, default 0 (use Interval).
 	FastInterval time.Duration
+	// KeepAlive keeps the check's connection open from one probe to the next
+	// (http, https, grpc; Envoy's reuse_connection) instead of opening one per
+	// probe: a server that closed it is re-dialled within the probe, a failed
+	// or timed-out probe closes it, and a handover of the check closes it.
+	// Key keepalive, default false (a new connection per probe, as HAProxy
+	// and the nginx module).
+	KeepAlive bool
 
 	// Sequence is the tcp check's send/expect steps, key sequence (an
 	// array of tables). tcp only.
@@ -100,6 +107,7 @@ func decodeCheckOptions(t *table, c *Check) {
 	t.str("expect_header", &c.ExpectHeader)
 	t.duration("down_interval", &c.DownInterval)
 	t.duration("fast_interval", &c.FastInterval)
+	t.boolean("keepalive", &c.KeepAlive)
 	for _, st := range t.tables("sequence") {
 		var s SeqStep
 		st.str("send", &s.Send)
@@ -171,11 +179,11 @@ func (c *Check) usesTLS() bool {
 // type, interval, timeout, rise, fall, initial, port, address,
 // max_response, down_interval and fast_interval, which every type accepts).
 var checkKeys = map[string][]string{
-	"http":     {"uri", "host", "send", "headers", "expect_status", "expect_header", "expect_body", "expect_body_regex"},
-	"https":    {"uri", "host", "headers", "expect_status", "expect_header", "expect_body", "expect_body_regex", "sni", "verify", "ca_file", "cert_file", "key_file", "min_version", "cert_min_days"},
+	"http":     {"uri", "host", "send", "headers", "expect_status", "expect_header", "expect_body", "expect_body_regex", "keepalive"},
+	"https":    {"uri", "host", "headers", "expect_status", "expect_header", "expect_body", "expect_body_regex", "sni", "verify", "ca_file", "cert_file", "key_file", "min_version", "cert_min_days", "keepalive"},
 	"tcp":      {"sequence"},
 	"tls":      {"sni", "verify", "ca_file", "cert_file", "key_file", "min_version", "cert_min_days"},
-	"grpc":     {"service", "tls", "sni", "verify", "ca_file", "cert_file", "key_file", "min_version", "cert_min_days"},
+	"grpc":     {"service", "tls", "sni", "verify", "ca_file", "cert_file", "key_file", "min_version", "cert_min_days", "keepalive"},
 	"redis":    {"password", "role"},
 	"mysql":    {"user"},
 	"postgres": {"user", "password", "database"},
@@ -204,6 +212,7 @@ func validateCheckOptions(r *reporter, k string, c *Check) {
 		{"min_version", c.MinVersion != "" && c.MinVersion != "1.2"}, {"cert_min_days", c.CertMinDays != 0},
 		{"tls", c.TLS}, {"service", c.Service != ""}, {"user", c.User != ""}, {"password", c.Password != ""},
 		{"database", c.Database != ""}, {"role", c.Role != ""}, {"ehlo", c.EHLO != ""},
+		{"keepalive", c.KeepAlive},
 	} {
 		if f.set && !slices.Contains(allowed, f.name) {
 			r.addf(k+"."+f.name, "only for %s (type is %q)", typesWith(f.name), c.Type)

@@ -47,6 +47,24 @@ sequence = [
 	}
 }
 
+// TestCheckKeepAlive: keepalive is off by default, set per check for http, https and grpc,
+// and leaves the slot key (so turning it on at a reload keeps every server's state).
+func TestCheckKeepAlive(t *testing.T) {
+	if parseCheck(t, `type = "http"`).KeepAlive {
+		t.Error("keepalive on by default")
+	}
+	for _, typ := range []string{"http", "https", "grpc"} {
+		on := parseCheck(t, "type = \""+typ+"\"\nkeepalive = true")
+		if !on.KeepAlive {
+			t.Errorf("%s: keepalive = true not decoded", typ)
+		}
+		off := parseCheck(t, "type = \""+typ+"\"")
+		if on.Key() != off.Key() {
+			t.Errorf("%s: keepalive changed the slot key", typ)
+		}
+	}
+}
+
 func TestCheckTypeDefaults(t *testing.T) {
 	https := parseCheck(t, `type = "https"`)
 	if https.URI != "/" || len(https.ExpectStatus) != 2 || https.MinVersion != "1.2" || https.SkipVerify {
@@ -84,6 +102,8 @@ func TestCheckOptionsRejected(t *testing.T) {
 		{"address = \"10.0.0.1:99999\"", "check.address", `must be "host" or "host:port"`},
 		{"headers = { \"Bad Name\" = \"v\" }", `check.headers.Bad Name`, "header name"},
 		{"type = \"smtp\"\nehlo = \"a\\r\\nRCPT\"", "check.ehlo", "without NUL or line breaks"},
+		{"type = \"tcp\"\nkeepalive = true", "check.keepalive", `only for types "http", "https" or "grpc"`},
+		{"type = \"http\"\nkeepalive = \"yes\"", "check.keepalive", ""},
 	}
 	for _, tt := range tests {
 		got := parseCheckErr(t, tt.check)

@@ -319,6 +319,7 @@ func checkShared(c *Config, r *reporter) {
 				{"fall", prev.Fall == u.Check.Fall, itoa(prev.Fall), itoa(u.Check.Fall)},
 				{"down_interval", prev.DownInterval == u.Check.DownInterval, short(prev.DownInterval), short(u.Check.DownInterval)},
 				{"fast_interval", prev.FastInterval == u.Check.FastInterval, short(prev.FastInterval), short(u.Check.FastInterval)},
+				{"keepalive", prev.KeepAlive == u.Check.KeepAlive, strconv.FormatBool(prev.KeepAlive), strconv.FormatBool(u.Check.KeepAlive)},
 			} {
 				tag := prevName + " " + name + " " + f.name
 				if f.same || reported[tag] {

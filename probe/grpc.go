@@ -26,6 +26,9 @@ type GRPCOptions struct {
 	// MaxResponse bounds the response body (the framed message); <= 0
 	// means DefaultMaxResponse.
 	MaxResponse int64
+	// KeepAlive keeps the HTTP/2 connection open between checks (ProbeConn);
+	// a failed check closes it. Probe always closes it.
+	KeepAlive bool
 }
 
 // Health statuses of grpc.health.v1.HealthCheckResponse.ServingStatus.
@@ -39,15 +42,16 @@ type grpcProber struct {
 	cfg     *tls.Config
 	minDays int
 	max     int64
+	keep    bool
 }
 
-var _ Prober = (*grpcProber)(nil)
+var _ ConnProber = (*grpcProber)(nil)
 
 // NewGRPC returns a Prober that calls grpc.health.v1.Health/Check: SERVING
 // passes; any other status fails with NotServing and the status in the
 // detail; a non-zero grpc-status fails with ServerError.
 func NewGRPC(o GRPCOptions) (Prober, error) {
-	p := &grpcProber{max: o.MaxResponse}
+	p := &grpcProber{max: o.MaxResponse, keep: o.KeepAlive}
 	if p.max <= 0 {
 		p.max = DefaultMaxResponse
 	}
@@ -91,31 +95,75 @@ func (p *grpcProber) Probe(ctx context.Context, addr string) (res Result) {
 		}
 	}
 	defer tr.CloseIdleConnections()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, scheme+"://"+addr+"/grpc.health.v1.Health/Check", bytes.NewReader(p.req))
+	req, err := p.request(ctx, scheme, addr)
 	if err != nil {
 		return finish(Result{Reason: Internal, Detail: err.Error()}, start)
 	}
-	req.Header.Set("Content-Type", "application/grpc")
-	req.Header.Set("TE", "trailers")
-	req.Header.Set("User-Agent", "hcproxy-check")
 	resp, err := tr.RoundTrip(req)
 	if err != nil {
 		return finish(hc.failure(ctx, err), start)
 	}
 	defer resp.Body.Close()
+	return finish(p.read(ctx, resp, hc, 0), start)
+}
+
+// request makes the Health/Check call to addr under ctx.
+func (p *grpcProber) request(ctx context.Context, scheme, addr string) (*http.Request, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, scheme+"://"+addr+"/grpc.health.v1.Health/Check", bytes.NewReader(p.req))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/grpc")
+	req.Header.Set("TE", "trailers")
+	req.Header.Set("User-Agent", "hcproxy-check")
+	return req, nil
+}
+
+// read reads resp's body (bounded) and judges it; base is what the connection had read before
+// this call.
+func (p *grpcProber) read(ctx context.Context, resp *http.Response, hc *httpsConn, base int) Result {
 	body, err := io.ReadAll(io.LimitReader(resp.Body, p.max+1))
 	if err != nil {
 		r := hc.failure(ctx, err)
-		r.Status = resp.StatusCode
-		return finish(r, start)
+		r.Status, r.Bytes = resp.StatusCode, max(r.Bytes-base, 0)
+		return r
 	}
-	res = p.judge(resp, body)
-	res.Bytes = hc.read()
+	res := p.judge(resp, body)
+	res.Bytes = hc.read() - base
 	if res.Reason == OK {
 		hc.mu.Lock()
 		judgeCert(&res, hc.st, p.minDays, time.Now())
 		hc.mu.Unlock()
 	}
+	return res
+}
+
+// ProbeConn implements ConnProber. With KeepAlive, c keeps a transport whose HTTP/2 connection
+// carries the next calls; a failed check closes it. Without, it is Probe.
+func (p *grpcProber) ProbeConn(ctx context.Context, addr string, deadline time.Time, c *Conn) (res Result) {
+	if !p.keep {
+		ctx, cancel := context.WithDeadline(ctx, deadline)
+		defer cancel()
+		return p.Probe(ctx, addr)
+	}
+	start := time.Now()
+	defer recoverInto(&res, start)
+	scheme := "https"
+	if p.cfg == nil {
+		scheme = "http"
+	}
+	k := c.keptTransport(addr, p.cfg, p.max, p.cfg == nil)
+	resp, hc, base, done, err := c.roundTripKept(ctx, k, deadline, p.max, func(rctx context.Context) (*http.Request, error) {
+		return p.request(rctx, scheme, addr)
+	})
+	if err != nil {
+		r := hc.failure(ctx, err)
+		r.Bytes = max(r.Bytes-base, 0)
+		return finish(r, start)
+	}
+	res = p.read(ctx, resp, hc, base)
+	resp.Body.Close()
+	done(res.OK())
 	return finish(res, start)
 }
 

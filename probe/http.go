@@ -39,6 +39,10 @@ type HTTPOptions struct {
 	Headers [][2]string
 	// ExpectHeader, if not nil, is a header the final response must have.
 	ExpectHeader *HeaderMatch
+	// KeepAlive keeps the connection open between checks (ProbeConn): the built request has
+	// no "Connection: close", and a response that leaves the connection reusable leaves it in
+	// the Conn for the next check. Probe (without a Conn) closes it after the check.
+	KeepAlive bool
 }
 
 // HeaderMatch is an expected response header: Name (case-insensitive) with a
@@ -65,7 +69,7 @@ type httpProber struct {
 	invalid string // non-empty if the options cannot make a valid request
 }
 
-var _ Prober = (*httpProber)(nil)
+var _ ConnProber = (*httpProber)(nil)
 
 // aLongTimeAgo is a deadline in the past, set to abort I/O on cancellation.
 var aLongTimeAgo = time.Unix(1, 0)
@@ -92,17 +96,20 @@ func NewHTTP(o HTTPOptions) Prober {
 	case !validHeaders(o.Headers):
 		p.invalid = "invalid header name or value"
 	case o.Host != "":
-		p.req = buildRequest(p.opt.URI, o.Host, o.Headers)
+		p.req = buildRequest(p.opt.URI, o.Host, o.Headers, o.KeepAlive)
 	}
 	return p
 }
 
 // buildRequest returns the default request for uri and host, with extra
-// headers.
-func buildRequest(uri, host string, headers [][2]string) []byte {
+// headers; it asks the server to close the connection unless keep.
+func buildRequest(uri, host string, headers [][2]string, keep bool) []byte {
 	var b strings.Builder
 	b.WriteString("GET " + uri + " HTTP/1.1\r\nHost: " + host +
-		"\r\nUser-Agent: hcproxy-check\r\nAccept: */*\r\nConnection: close\r\n")
+		"\r\nUser-Agent: hcproxy-check\r\nAccept: */*\r\n")
+	if !keep {
+		b.WriteString("Connection: close\r\n")
+	}
 	for _, h := range headers {
 		b.WriteString(h[0] + ": " + h[1] + "\r\n")
 	}
@@ -143,7 +150,7 @@ func (p *httpProber) Probe(ctx context.Context, addr string) (res Result) {
 		if !validRequestPart(addr) {
 			return finish(Result{Reason: Internal, Detail: fmt.Sprintf("invalid Host %q", addr)}, start)
 		}
-		req = buildRequest(p.opt.URI, addr, p.opt.Headers)
+		req = buildRequest(p.opt.URI, addr, p.opt.Headers, false)
 	}
 	conn, res := dial(ctx, addr)
 	if conn == nil {
@@ -221,4 +228,89 @@ func (p *httpProber) readFailure(err error, n int64) (Reason, string) {
 	default:
 		return Internal, err.Error()
 	}
+}
+
+// ProbeConn implements ConnProber: the check over c's kept connection when there is one (and
+// the check keeps connections alive), re-dialled once if the server had closed it; see Conn.
+func (p *httpProber) ProbeConn(ctx context.Context, addr string, deadline time.Time, c *Conn) (res Result) {
+	start := time.Now()
+	defer recoverInto(&res, start)
+	if p.invalid != "" {
+		return finish(Result{Reason: Internal, Detail: p.invalid}, start)
+	}
+	req := p.req
+	if req == nil {
+		if c.reqAddr != addr || c.req == nil {
+			if !validRequestPart(addr) {
+				return finish(Result{Reason: Internal, Detail: fmt.Sprintf("invalid Host %q", addr)}, start)
+			}
+			c.req, c.reqAddr = buildRequest(p.opt.URI, addr, p.opt.Headers, p.opt.KeepAlive), addr
+		}
+		req = c.req
+	}
+	conn, epoch := c.take()
+	if !p.opt.KeepAlive && conn != nil { // the option changed under a kept connection
+		conn.Close()
+		conn = nil
+	}
+	for {
+		reused := conn != nil
+		if !reused {
+			nc, r := dialBy(ctx, addr, deadline)
+			if nc == nil {
+				c.done(nil, epoch, false)
+				return finish(r, start)
+			}
+			if !c.use(nc, epoch) {
+				c.done(nil, epoch, false)
+				return finish(Result{Reason: Timeout, Detail: "check cut short"}, start)
+			}
+			conn = nc
+		} else if err := conn.SetDeadline(deadline); err != nil {
+			conn.Close()
+			conn = nil
+			continue
+		}
+		res, wrote := p.exchangeKeep(conn, req, c)
+		if reused && res.Reason != OK && res.Bytes == 0 && (!wrote || res.Reason == EarlyClose) && ctx.Err() == nil {
+			// The server closed the kept connection before this request: it was not
+			// processed, so it is sent once more on a new one.
+			conn.Close()
+			conn = nil
+			continue
+		}
+		c.done(conn, epoch, p.opt.KeepAlive && res.OK() && c.ks.reusable)
+		return finish(res, start)
+	}
+}
+
+// exchangeKeep is exchange with c's buffers; wrote reports that the request was written.
+func (p *httpProber) exchangeKeep(conn net.Conn, req []byte, c *Conn) (Result, bool) {
+	c.ks.reusable = false
+	if _, err := conn.Write(req); err != nil {
+		if isTimeout(err) {
+			return Result{Reason: Timeout, Detail: "timeout sending the request"}, false
+		}
+		return Result{Reason: SendError, Detail: err.Error()}, false
+	}
+	status, body, n, found, err := parseResponseKeep(conn, p.max, p.head, p.opt.ExpectHeader, &c.ks)
+	res := Result{Status: status, Bytes: int(n)}
+	if err != nil {
+		res.Reason, res.Detail = p.readFailure(err, n)
+		return res, true
+	}
+	return judgeHTTP(&p.opt, res, body, found), true
+}
+
+// dialBy is dial with a deadline as a time and ctx only for cancellation.
+func dialBy(ctx context.Context, addr string, deadline time.Time) (net.Conn, Result) {
+	conn, err := (&net.Dialer{Deadline: deadline}).DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, Result{Reason: dialReason(ctx, err), Detail: err.Error()}
+	}
+	if err := conn.SetDeadline(deadline); err != nil {
+		conn.Close()
+		return nil, Result{Reason: Internal, Detail: "set deadline: " + err.Error()}
+	}
+	return conn, Result{}
 }

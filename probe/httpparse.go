@@ -68,15 +68,35 @@ func parseResponse(r io.Reader, max int64, head bool) (status int, body []byte, 
 	return status, body, n, err
 }
 
+// keepState is what a kept-alive exchange needs from the parse beyond the verdict.
+type keepState struct {
+	buf, body []byte // buffers to reuse (their capacity; nil to allocate)
+	reusable  bool   // the connection may carry the next request (see parser.reusable)
+}
+
 // parseResponseHeader is parseResponse that also reports whether the final
 // response has the header want (false when want is nil).
 func parseResponseHeader(r io.Reader, max int64, head bool, want *HeaderMatch) (status int, body []byte, n int64, found bool, err error) {
+	return parseResponseKeep(r, max, head, want, nil)
+}
+
+// parseResponseKeep is parseResponseHeader reading into ks's buffers when ks is not nil, and
+// reporting in ks.reusable whether the connection can carry another request.
+func parseResponseKeep(r io.Reader, max int64, head bool, want *HeaderMatch, ks *keepState) (status int, body []byte, n int64, found bool, err error) {
 	if max <= 0 {
 		max = DefaultMaxResponse
 	}
 	max = min(max, maxLimit)
-	p := &parser{rd: reader{r: r, max: max}, want: want}
+	p := parser{rd: reader{r: r, max: max}, want: want}
+	if ks != nil {
+		p.rd.buf, p.body = ks.buf[:cap(ks.buf)], ks.body[:0]
+		ks.reusable = false
+	}
 	status, body, err = p.response(head)
+	if ks != nil {
+		ks.buf, ks.body = p.rd.buf, p.body
+		ks.reusable = err == nil && p.reusable()
+	}
 	if err == nil && p.rd.consumed() > max {
 		err = ErrTooLarge
 	}
@@ -107,6 +127,9 @@ type framing struct {
 type parser struct {
 	rd   reader
 	body []byte
+	// closing: the final response said it ends the connection (Connection: close, or HTTP/1.0);
+	// toEOF: its body was delimited by the connection's close.
+	closing, toEOF bool
 	// want, if not nil, is an expect_header; found reports whether the
 	// final response's headers have it.
 	want  *HeaderMatch
@@ -124,7 +147,7 @@ func (p *parser) response(head bool) (int, []byte, error) {
 		if err != nil {
 			return 0, nil, err
 		}
-		p.found = false
+		p.found, p.closing = false, line[7] == '0'
 		fr, err := p.headers(false)
 		if err != nil {
 			return status, nil, err
@@ -138,6 +161,13 @@ func (p *parser) response(head bool) (int, []byte, error) {
 		err = p.readBody(fr)
 		return status, p.body, err
 	}
+}
+
+// reusable reports whether the connection may carry another request after the response just
+// parsed: the response kept it open (HTTP/1.1, no Connection: close), its end was framed (not by
+// the close), and nothing followed it unasked.
+func (p *parser) reusable() bool {
+	return !p.closing && !p.toEOF && p.rd.buffered() == 0 && p.rd.err == nil
 }
 
 // parseStatusLine parses `HTTP/1.x NNN reason` (the reason may be empty and
@@ -192,6 +222,12 @@ func (p *parser) headers(trailer bool) (framing, error) {
 		case bytes.EqualFold(name, []byte("Transfer-Encoding")):
 			if err := fr.addTransferEncoding(value); err != nil {
 				return fr, err
+			}
+		case bytes.EqualFold(name, []byte("Connection")):
+			for elem := range bytes.SplitSeq(value, []byte(",")) {
+				if bytes.EqualFold(trimOWS(elem), []byte("close")) {
+					p.closing = true
+				}
 			}
 		}
 	}
@@ -251,6 +287,7 @@ func (p *parser) readBody(fr framing) error {
 		}
 		return p.readN(fr.contentLength)
 	default: // delimited by connection close
+		p.toEOF = true
 		for {
 			p.appendBody(p.rd.take(p.rd.buffered()))
 			if err := p.rd.fill(); err != nil {

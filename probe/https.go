@@ -25,7 +25,7 @@ type httpsProber struct {
 	max     int64
 }
 
-var _ Prober = (*httpsProber)(nil)
+var _ ConnProber = (*httpsProber)(nil)
 
 // appSlack is what an HTTP/2 or TLS exchange may read beyond max_response
 // after the handshake: record and frame headers, HPACK, SETTINGS.
@@ -85,9 +85,23 @@ func (p *httpsProber) Probe(ctx context.Context, addr string) (res Result) {
 		MaxResponseHeaderBytes: p.max,
 	}
 	defer tr.CloseIdleConnections()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+addr+p.opt.URI, nil)
+	req, err := p.request(ctx, addr)
 	if err != nil {
 		return finish(Result{Reason: Internal, Detail: err.Error()}, start)
+	}
+	resp, err := tr.RoundTrip(req)
+	if err != nil {
+		return finish(hc.failure(ctx, err), start)
+	}
+	defer resp.Body.Close()
+	return finish(p.judge(ctx, resp, hc, 0), start)
+}
+
+// request makes the check's request to addr under ctx.
+func (p *httpsProber) request(ctx context.Context, addr string) (*http.Request, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+addr+p.opt.URI, nil)
+	if err != nil {
+		return nil, err
 	}
 	req.Host = addr
 	if p.opt.Host != "" {
@@ -98,26 +112,55 @@ func (p *httpsProber) Probe(ctx context.Context, addr string) (res Result) {
 	for _, h := range p.opt.Headers {
 		req.Header.Add(h[0], h[1])
 	}
-	resp, err := tr.RoundTrip(req)
-	if err != nil {
-		return finish(hc.failure(ctx, err), start)
-	}
-	defer resp.Body.Close()
+	return req, nil
+}
+
+// judge reads resp's body (bounded) and judges the response, then the certificate; base is
+// what the connection had read before this request.
+func (p *httpsProber) judge(ctx context.Context, resp *http.Response, hc *httpsConn, base int) Result {
 	body, err := io.ReadAll(io.LimitReader(resp.Body, p.max+1))
-	res = Result{Status: resp.StatusCode, Bytes: hc.read()}
+	res := Result{Status: resp.StatusCode, Bytes: hc.read() - base}
 	switch {
 	case err != nil:
 		r := hc.failure(ctx, err)
-		r.Status = resp.StatusCode
-		return finish(r, start)
+		r.Status, r.Bytes = resp.StatusCode, max(r.Bytes-base, 0)
+		return r
 	case int64(len(body)) > p.max:
 		res.Reason, res.Detail = TooLarge, fmt.Sprintf("body larger than %d bytes", p.max)
-		return finish(res, start)
+		return res
 	}
 	res = judgeHTTP(&p.opt, res, body, p.opt.ExpectHeader != nil && hasHeader(resp.Header, p.opt.ExpectHeader))
 	hc.mu.Lock()
 	judgeCert(&res, hc.st, p.minDays, time.Now())
 	hc.mu.Unlock()
+	return res
+}
+
+// ProbeConn implements ConnProber. With KeepAlive, c keeps a transport whose connection
+// (HTTP/2 or HTTP/1.1) carries the next checks; a failed check closes it. Without, it is Probe.
+func (p *httpsProber) ProbeConn(ctx context.Context, addr string, deadline time.Time, c *Conn) (res Result) {
+	if !p.opt.KeepAlive {
+		ctx, cancel := context.WithDeadline(ctx, deadline)
+		defer cancel()
+		return p.Probe(ctx, addr)
+	}
+	start := time.Now()
+	defer recoverInto(&res, start)
+	if !validRequestPart(p.opt.URI) || (p.opt.Host != "" && !validRequestPart(p.opt.Host)) || !validHeaders(p.opt.Headers) {
+		return finish(Result{Reason: Internal, Detail: "invalid URI, Host or header"}, start)
+	}
+	k := c.keptTransport(addr, p.cfg, p.max, false)
+	resp, hc, base, done, err := c.roundTripKept(ctx, k, deadline, p.max, func(rctx context.Context) (*http.Request, error) {
+		return p.request(rctx, addr)
+	})
+	if err != nil {
+		r := hc.failure(ctx, err)
+		r.Bytes = max(r.Bytes-base, 0)
+		return finish(r, start)
+	}
+	res = p.judge(ctx, resp, hc, base)
+	resp.Body.Close()
+	done(res.OK())
 	return finish(res, start)
 }
 
