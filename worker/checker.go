@@ -7,6 +7,7 @@ import (
 	"hash/fnv"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"hcproxy/probe"
@@ -30,12 +31,22 @@ type target struct {
 	rise         int
 	fall         int
 	seed         uint64 // deterministic per slot: jitter and rendezvous hashing
+
+	// Touched only by the checker's run goroutine, except conn (by the probe in flight).
+	cp   probe.ConnProber // prober as a ConnProber, nil if it is not one
+	conn probe.Conn       // the check's connection between probes (keepalive) and its buffers
+	own  *ownership       // this worker owns the slot; nil if not
+	busy bool             // a probe of it is in flight (perhaps under a lost fence)
 }
 
 // ownership is what the checker knows about a slot it owns.
 type ownership struct {
+	t       *target
 	fence   uint32
-	running bool // a probe is in flight
+	running bool  // a probe is in flight
+	due     int64 // when its next check is due (monotonic ns), as in the slot
+	idx     int   // position in the checker's due heap; -1 when not queued
+	parked  bool  // out of the heap until the probe of an older fence ends (target.busy)
 }
 
 type outcome struct {
@@ -46,8 +57,9 @@ type outcome struct {
 	res     probe.Result
 }
 
-// checker schedules and runs this worker's checks; see the package comment. One goroutine (run)
-// owns all of its state; probe goroutines only send their outcome back.
+// checker schedules and runs this worker's checks; see the package comment and sweep.go. One
+// goroutine (run) owns all of its state; a bounded pool of probe goroutines (pool.go) runs the
+// probes and sends their outcomes back.
 type checker struct {
 	table   *shm.Table
 	tok     shm.Token
@@ -55,20 +67,23 @@ type checker struct {
 	gen     uint64
 	targets []*target
 	log     *slog.Logger
-	tick    time.Duration
 
 	wake         chan struct{}
 	results      chan outcome
+	jobs         chan job
 	owned        map[*target]*ownership
-	inflight     int // probes started and not yet finished
-	sem          chan struct{}
-	last         view      // the worker table as the last scan saw it
+	queue        dueHeap // owned checks not in flight, by due time
+	inflight     int     // probes started and not yet finished
+	poolSize     int     // probe goroutines started
+	sweep        sweeper
+	last         view      // the worker table as the last sweep step saw it
 	lastLocalLog time.Time // rate limit of the "out of resources" warning
 	probes       sync.WaitGroup
 	ctx          context.Context // cancelled by Stop; in-flight probes run under it
 	cancel       context.CancelFunc
 	done         chan struct{}
 	stopped      sync.Once
+	stats        checkerStats
 
 	// The handover (handover.go).
 	drainReq   chan struct{} // closed by Drain
@@ -78,23 +93,35 @@ type checker struct {
 	handedOver bool          // superseded is closed
 }
 
+// checkerStats counts the scheduler's work, for tests and diagnostics.
+type checkerStats struct {
+	visits atomic.Int64 // slots looked at by claim sweeps
+	loops  atomic.Int64 // iterations of the run loop
+	starts atomic.Int64 // probes started
+}
+
 const maxConcurrentProbes = 1024
 
-// minScanGap bounds how often the checker walks its slots: a check starts at most this late.
-const minScanGap = 5 * time.Millisecond
+// coalesce is how early a check may start so that checks due close together start in one
+// wake-up of the run loop.
+const coalesce = time.Millisecond
 
 func newChecker(t *shm.Table, tok shm.Token, index int, gen uint64, targets []*target, log *slog.Logger) *checker {
-	return &checker{
+	c := &checker{
 		table: t, tok: tok, index: index, gen: gen, targets: targets, log: log,
-		tick:       50 * time.Millisecond,
 		wake:       make(chan struct{}, 1),
-		results:    make(chan outcome, 64),
+		results:    make(chan outcome, maxConcurrentProbes),
+		jobs:       make(chan job, maxConcurrentProbes),
 		owned:      map[*target]*ownership{},
-		sem:        make(chan struct{}, maxConcurrentProbes),
 		done:       make(chan struct{}),
 		drainReq:   make(chan struct{}),
 		superseded: make(chan struct{}),
 	}
+	for _, tg := range targets {
+		tg.cp, _ = tg.prober.(probe.ConnProber)
+	}
+	c.sweep = newSweeper(targets)
+	return c
 }
 
 // Start runs the checker until Stop.
@@ -103,7 +130,7 @@ func (c *checker) Start(ctx context.Context) {
 	go c.run(c.ctx)
 }
 
-// Nudge makes the checker look at the table now (a worker died; its slots are takeable).
+// Nudge makes the checker look at every slot now (a worker died; its slots are takeable).
 func (c *checker) Nudge() {
 	select {
 	case c.wake <- struct{}{}:
@@ -113,15 +140,24 @@ func (c *checker) Nudge() {
 
 // Stop is the fast stop: it cancels in-flight probes (their results are dropped and their due
 // times stay in the table, so the next owner makes those checks at once), waits for every probe
-// goroutine, and releases every slot this worker owns, so that the next owner takes over at
-// once. It is idempotent; after Drain it cuts short what the drain still waits for.
+// goroutine, closes every kept connection, and releases every slot this worker owns, so that
+// the next owner takes over at once. It is idempotent; after Drain it cuts short what the drain
+// still waits for.
 func (c *checker) Stop() {
 	c.stopped.Do(func() {
 		if c.cancel != nil {
 			c.cancel()
 			<-c.done
 		}
+		for _, t := range c.targets {
+			if t.busy {
+				t.conn.Close() // cut its I/O short
+			}
+		}
 		c.probes.Wait()
+		for _, t := range c.targets {
+			t.conn.Close()
+		}
 		for t := range c.owned {
 			t.slot.Release(c.tok)
 		}
@@ -135,7 +171,9 @@ func (c *checker) run(ctx context.Context) {
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	drain := c.drainReq
+	c.sweep.start(shm.Now(), c.targets)
 	for {
+		c.stats.loops.Add(1)
 		select {
 		case <-ctx.Done():
 			return
@@ -144,30 +182,35 @@ func (c *checker) run(ctx context.Context) {
 			c.draining = true
 			c.handBack()
 		case o := <-c.results:
-			// Record it and go back to waiting: the armed timer brings the next scan. A scan
-			// after every result would cost servers x results per interval (10,000 servers:
-			// most of a core).
 			c.finish(o)
 		case <-timer.C:
-			c.rescan(timer)
 		case <-c.wake:
-			c.rescan(timer)
+			c.nudged()
 		}
-		if c.draining && c.inflight == 0 {
-			return // every probe recorded, every slot handed back
+		if c.draining {
+			if c.inflight == 0 {
+				return // every probe recorded, every slot handed back
+			}
+			continue
 		}
+		now := shm.Now()
+		if now >= c.sweep.next {
+			c.step(now)
+		}
+		c.startDue(now)
+		timer.Reset(time.Duration(c.nextWake(now) - now))
 	}
 }
 
-// rescan scans and arms timer for the next one: when the next owned check is due, or one tick
-// on to look for claims; scans are at least minScanGap apart, so checks due close together start
-// in one scan. A draining checker does not scan.
-func (c *checker) rescan(timer *time.Timer) {
-	if c.draining {
-		return
+// nextWake is when the run loop must wake up next: the next sweep step or the earliest owned
+// check due, whichever is first (checks wait while the probe limit is reached: a result wakes
+// the loop).
+func (c *checker) nextWake(now int64) int64 {
+	next := c.sweep.next
+	if o := c.queue.peek(); o != nil && c.inflight < maxConcurrentProbes {
+		next = min(next, o.due)
 	}
-	wait := time.Duration(c.scan() - shm.Now())
-	timer.Reset(max(minScanGap, min(wait, c.tick)))
+	return max(next, now)
 }
 
 // view is the worker table as one scan sees it.
@@ -248,81 +291,11 @@ func mix(x uint64) uint64 {
 	return x
 }
 
-func (c *checker) leaseFor(t *target, now int64) int64 {
-	return now + int64(t.interval+t.timeout+2*time.Second)
-}
-
-// scan walks every target once (see the package comment) and returns the monotonic time of the
-// earliest check due among the slots this worker owns and is not probing.
-func (c *checker) scan() int64 {
-	now := shm.Now()
-	next := now + int64(c.tick)
-	v := c.view()
-	c.last = v
-	c.table.Heartbeat(c.index, len(c.owned))
-	for _, t := range c.targets {
-		s := t.slot
-		owner := s.Owner()
-		o := c.owned[t]
-		if owner == c.tok {
-			if o == nil { // ours in the table but not in memory: take it again for a fresh fence
-				fence, ok := s.Claim(c.tok, c.tok, c.leaseFor(t, now))
-				if !ok {
-					continue
-				}
-				o = &ownership{fence: fence}
-				c.owned[t] = o
-			}
-			if !s.Renew(c.tok, c.leaseFor(t, now)) {
-				delete(c.owned, t) // taken over since the owner was read: never probe it now
-				continue
-			}
-			if o.running {
-				continue
-			}
-			if v.gen > c.gen {
-				c.release(t) // a newer generation is published: hand the slot to it
-				continue
-			}
-			due := s.NextDue()
-			if now >= due {
-				c.start(t, o, due, now)
-			}
-			if !o.running {
-				next = min(next, max(due, now))
-			}
-			continue
-		}
-		if o != nil {
-			c.log.Debug("check taken over", "upstream", t.label, "server", t.server, "by_pid", owner.Pid())
-			delete(c.owned, t)
-		}
-		if v.gen != c.gen || !v.takeable(owner, s.Lease(), now) {
-			continue
-		}
-		due := s.NextDue()
-		overdue := due != 0 && now > due+int64(t.interval/2+t.timeout)
-		if v.preferred(t.seed) != c.tok && !overdue {
-			continue
-		}
-		fence, ok := s.Claim(owner, c.tok, c.leaseFor(t, now))
-		if !ok {
-			continue
-		}
-		c.owned[t] = &ownership{fence: fence}
-		c.table.AppendEvent(shm.Event{Kind: shm.EventOwner, Slot: s.Index(), Address: t.server, Label: t.label, Pid: c.tok.Pid(), Extra: uint64(owner.Pid())})
-		if due == 0 || due > now+2*int64(t.longestInterval()) {
-			// Never scheduled, or a schedule from another boot: start at a deterministic
-			// offset within one interval, so checks do not march in step.
-			s.SetNextDue(now + int64(t.seed%uint64(t.interval)))
-		}
-		if owner != 0 {
-			c.log.Debug("check taken over", "upstream", t.label, "server", t.server, "from_pid", owner.Pid())
-		}
-		next = min(next, s.NextDue())
-	}
-	c.checkSuperseded()
-	return next
+// leaseUntil is the lease of t's slot when its next probe starts at from: the probe's timeout
+// and 2s of slack after it. The owner renews it around every probe (at the start, and after the
+// result with the next due time), so only a hung or dead owner lets it lapse.
+func leaseUntil(t *target, from int64) int64 {
+	return from + int64(t.timeout+2*time.Second)
 }
 
 // intervalAfter is the time from the start of a check to the start of the next, given the
@@ -344,41 +317,66 @@ func (t *target) longestInterval() time.Duration {
 	return max(t.interval, t.downInterval, t.fastInterval)
 }
 
-// start runs a probe of t for the check due at due (the slot's due time stays as it is until the
-// result is recorded), ending by probeDeadline.
-func (c *checker) start(t *target, o *ownership, due, now int64) {
-	select {
-	case c.sem <- struct{}{}:
-	default:
-		return // at the limit; try again next tick
-	}
-	o.running = true
-	c.inflight++
-	fence := o.fence
-	limit := time.Duration(probeDeadline(due, now, t.interval, t.timeout) - now)
-	c.probes.Add(1)
-	ctx := c.ctx
-	go func() {
-		defer c.probes.Done()
-		defer func() { <-c.sem }()
-		res := c.probe(ctx, t, limit)
-		select {
-		case c.results <- outcome{t: t, fence: fence, due: due, started: now, res: res}:
-		case <-c.done:
+// startDue starts every owned check that is due (within coalesce), up to the probe limit.
+// The due time in the slot is authoritative (only its owner moves it); a newer generation
+// published since the last sweep step gets the slot instead.
+func (c *checker) startDue(now int64) {
+	newer := c.table.Generation() > c.gen
+	for c.inflight < maxConcurrentProbes {
+		o := c.queue.peek()
+		if o == nil || o.due > now+int64(coalesce) {
+			return
 		}
-	}()
+		c.queue.remove(o)
+		t := o.t
+		if t.busy { // a probe of an older fence is still running: wait for it
+			o.parked = true
+			continue
+		}
+		if newer {
+			c.release(t)
+			continue
+		}
+		due := t.slot.NextDue()
+		if due > now+int64(coalesce) {
+			o.due = due
+			c.queue.push(o)
+			continue
+		}
+		if !t.slot.Renew(c.tok, leaseUntil(t, now)) {
+			c.log.Debug("check taken over", "upstream", t.label, "server", t.server, "by_pid", t.slot.Owner().Pid())
+			c.drop(t) // taken over since we last looked: never probe it now
+			continue
+		}
+		c.start(o, due, now)
+	}
+}
+
+// start runs a probe of o's target for the check due at due (the slot's due time stays as it
+// is until the result is recorded), ending by probeDeadline.
+func (c *checker) start(o *ownership, due, now int64) {
+	t := o.t
+	o.running, t.busy = true, true
+	c.inflight++
+	c.stats.starts.Add(1)
+	limit := time.Duration(probeDeadline(due, now, t.interval, t.timeout) - now)
+	c.submit(job{t: t, fence: o.fence, due: due, started: now, deadline: time.Now().Add(limit)})
 }
 
 // probe runs one check; a panic in a probe is a failed check with reason internal, not a dead
-// worker.
-func (c *checker) probe(ctx context.Context, t *target, limit time.Duration) (res probe.Result) {
+// worker. A ConnProber runs by the deadline over the target's Conn (no context or timer per
+// probe); Stop cuts it short by cancelling c.ctx and closing the Conn.
+func (c *checker) probe(t *target, deadline time.Time) (res probe.Result) {
 	defer func() {
 		if p := recover(); p != nil {
 			c.log.Error("probe panicked", "upstream", t.label, "server", t.server, "panic", fmt.Sprint(p))
 			res = probe.Result{Reason: probe.Internal, Detail: "probe panicked"}
 		}
 	}()
-	ctx, cancel := context.WithTimeout(ctx, limit)
+	if t.cp != nil {
+		return t.cp.ProbeConn(c.ctx, t.addr, deadline, &t.conn)
+	}
+	ctx, cancel := context.WithDeadline(c.ctx, deadline)
 	defer cancel()
 	return t.prober.Probe(ctx, t.addr)
 }
@@ -389,43 +387,48 @@ func (c *checker) probe(ctx context.Context, t *target, limit time.Duration) (re
 // that took its whole interval), starts it at once.
 func (c *checker) finish(o outcome) {
 	c.inflight--
-	own := c.owned[o.t]
+	t := o.t
+	t.busy = false
+	own := t.own
 	if own == nil || own.fence != o.fence {
+		if own != nil && own.parked { // reclaimed meanwhile: its check may start now
+			own.parked = false
+			c.queue.push(own)
+		}
 		return // lost the slot while probing: the result is not ours to write
 	}
 	own.running = false
 	if c.ctx.Err() != nil {
 		return // cut short by Stop: the due time stays, the next owner makes the check
 	}
-	s := o.t.slot
-	iv := o.t.interval
+	s := t.slot
+	iv := t.interval
 	if o.res.Reason == probe.LocalError {
 		// This host could not run the check (out of descriptors): that says nothing about
 		// the server, so nothing is recorded; the next check is on schedule.
 		if now := time.Now(); now.Sub(c.lastLocalLog) > 10*time.Second {
 			c.lastLocalLog = now
-			c.log.Warn("check not run: this host is out of resources; server state left as it is", "upstream", o.t.label, "server", o.t.server, "detail", o.res.Detail)
+			c.log.Warn("check not run: this host is out of resources; server state left as it is", "upstream", t.label, "server", t.server, "detail", o.res.Detail)
 		}
 	} else {
 		tr, ok := c.record(o, own.fence)
 		if !ok {
-			delete(c.owned, o.t)
+			c.drop(t)
 			c.checkSuperseded()
 			return
 		}
-		iv = o.t.intervalAfter(o.res.OK(), tr.To)
+		iv = t.intervalAfter(o.res.OK(), tr.To)
 	}
-	s.SetNextDue(nextDue(o.due, o.started, iv))
+	own.due = nextDue(o.due, o.started, iv)
+	s.SetNextDue(own.due)
 	now := shm.Now()
-	s.Renew(c.tok, c.leaseFor(o.t, now))
-	if c.handOff(o.t) {
-		c.release(o.t)
+	s.Renew(c.tok, leaseUntil(t, max(own.due, now)))
+	if c.handOff(t) {
+		c.release(t)
 		c.checkSuperseded()
 		return
 	}
-	if due := s.NextDue(); now >= due {
-		c.start(o.t, own, due, now)
-	}
+	c.queue.push(own) // started by the run loop if it is already due
 }
 
 // record writes o's result into the table; false means the slot was taken over meanwhile.

@@ -79,10 +79,10 @@ func (c *checker) handOff(t *target) bool {
 	return pref != 0 && pref != c.tok && v.isLive(pref) && v.gen == c.gen
 }
 
-// release gives t's slot up and forgets it.
+// release gives t's slot up and forgets it (closing its kept connection).
 func (c *checker) release(t *target) {
 	t.slot.Release(c.tok)
-	delete(c.owned, t)
+	c.drop(t)
 }
 
 // checkSuperseded closes superseded once a newer generation is published and nothing is owned.

@@ -301,7 +301,7 @@ func NewProber(c *config.Check) (probe.Prober, error) {
 	httpOpts := probe.HTTPOptions{
 		Send: c.Send, URI: c.URI, Host: c.Host, StatusOK: c.StatusOK,
 		ExpectBody: c.ExpectBody, BodyRegexp: c.BodyRegexp(), MaxResponse: c.MaxResponse,
-		Headers: c.HeaderList(), ExpectHeader: expectHeader,
+		Headers: c.HeaderList(), ExpectHeader: expectHeader, KeepAlive: c.KeepAlive,
 	}
 	if len(c.ExpectStatus) == 0 {
 		httpOpts.StatusOK = nil // 2xx or 3xx
@@ -321,7 +321,7 @@ func NewProber(c *config.Check) (probe.Prober, error) {
 	case "https":
 		return probe.NewHTTPS(httpOpts, tlsOptions(c))
 	case "grpc":
-		o := probe.GRPCOptions{Service: c.Service, MaxResponse: c.MaxResponse}
+		o := probe.GRPCOptions{Service: c.Service, MaxResponse: c.MaxResponse, KeepAlive: c.KeepAlive}
 		if c.TLS {
 			t := tlsOptions(c)
 			o.TLS = &t
