@@ -3,13 +3,16 @@
 # loopback, no client traffic, one proxy at a time, 2 workers (HAProxy: nbthread 2), each server
 # `GET /health` every interval. The servers are scripts/checkbackend processes (at most
 # BENCH_CHECKS_PER_PROCESS servers each, on 127.0.1.x, 127.0.2.x, ...), which record when every
-# probe arrives. After a warm-up, one measured window per proxy and N prints a RESULT line:
+# probe arrives. Once the proxy is ready (start_s after its start) and after a warm-up, one
+# measured window per proxy and N prints a RESULT line:
 #   probes_per_s / schedule_per_s = kept   probes reaching the backends against N/interval
 #   lag_p50_ms, lag_p99_ms                 per probe, |gap since the same server's previous probe
 #                                          - interval|: late, early, skipped and doubled probes all count
 #   cpu_us_per_probe, cpu_pct              utime+stime of the proxy's processes (master and workers)
 #                                          over the window, per probe reaching the backends
 #   rss_mib                                VmRSS summed over the proxy's processes at the window's end
+#   backend_cpu_pct, others_cpu_pct        the backends' CPU, and everything else's on the machine
+#                                          (from /proc/stat; 200 = both cores of a 2-core machine)
 # then a SUMMARY per N with the ratios to HAProxy of the same run, and, for "max", the largest N
 # each proxy served keeping the schedule (kept >= 0.99 and lag p99 < 100 ms).
 #
@@ -23,6 +26,7 @@
 #   BENCH_CHECKS_PER_PROCESS=2500    servers per backend process (fd limit: 2 per server + 64)
 #   BENCH_CHECKS_PORT=23000          first port of each backend address (100 ports per address)
 #   BENCH_CHECKS_LISTEN=127.0.0.3:18199   the proxies' (idle) client listener
+#   BENCH_CHECKS_KEEP=1              keep the temp dir (configs, logs, the proxies' output)
 #   HCPROXY=path                     the hcproxy binary to measure (default bin/hcproxy)
 #   HCPROXY_CHECK_KEEPALIVE=1        `keepalive = true` in hcproxy's check (refused by a build
 #                                    without it: then hcproxy is skipped with a note)
@@ -72,7 +76,7 @@ stop() {
   for p in "$@"; do kill -KILL "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
 }
 stop_all() { [ -n "$PP" ] && stop_proxy; [ ${#BPIDS[@]} -gt 0 ] && stop "${BPIDS[@]}"; BPIDS=(); }
-trap 'stop_all; rm -rf "$W"' EXIT
+trap 'stop_all; if [ "${BENCH_CHECKS_KEEP:-0}" = 1 ]; then echo "bench-checks: kept $W"; else rm -rf "$W"; fi' EXIT
 trap 'exit 130' INT TERM
 
 CB="$W/checkbackend"
@@ -84,6 +88,9 @@ procs() { echo "$1" $(pgrep -P "$1"); }
 cpu_ticks() { local s=0 p f; for p in "$@"; do f=$(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null) && s=$((s + f)); done; echo "$s"; }
 # rss_kib PID...: VmRSS summed (a mapping shared by two processes counts twice).
 rss_kib() { local s=0 p f; for p in "$@"; do f=$(awk '/^VmRSS:/ {print $2}' "/proc/$p/status" 2>/dev/null) && s=$((s + f)); done; echo "$s"; }
+# busy_ticks: the machine's busy time (all CPUs, clock ticks) from /proc/stat, to show how much
+# CPU others took during a window on a shared machine.
+busy_ticks() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9; exit }' /proc/stat; }
 timewait() { ss -s | awk '/^TCP:/ { for (i = 1; i <= NF; i++) if ($i == "timewait") { sub(/[,)]/, "", $(i+1)); print $(i+1) } }'; }
 field() { awk -v k="$1" '{ for (i = 1; i <= NF; i++) if (index($i, k "=") == 1) print substr($i, length(k) + 2) }' <<<"$2"; }
 
@@ -162,6 +169,12 @@ start_caddy() {
   mkdir -p "$W/caddy"
   HOME="$W/caddy" XDG_DATA_HOME="$W/caddy" XDG_CONFIG_HOME="$W/caddy" caddy run --config "$W/Caddyfile" --adapter caddyfile >"$W/proxy.log" 2>&1 & PP=$!
 }
+# ready_NAME: the proxy has started checking. hcproxy: the master logged that every worker is
+# ready; HAProxy and Caddy start their checks with their listener.
+ready_hcproxy() { grep -q 'msg="hcproxy started"' "$W/proxy.log"; }
+listening() { (exec 3<>"/dev/tcp/${LISTEN%:*}/${LISTEN##*:}") 2>/dev/null; }
+ready_haproxy() { listening; }
+ready_caddy() { listening; }
 # stop_proxy: the proxy and its children (hcproxy's workers exit with their master; any left
 # after 10 s are killed by pid).
 stop_proxy() {
@@ -176,27 +189,38 @@ run_one() {
   local name=$1 n=$2 i
   SKIP=""; OK=0; REASON=""
   if ! start_$name "$n"; then echo "RESULT proxy=$name n=$n mode=$MODE skipped=\"$SKIP\"" | tee -a "$W/results"; REASON=skipped; return; fi
-  for i in $(seq "$WARMUP"); do sleep 1; kill -0 "$PP" 2>/dev/null || break; done
+  local t0 t1 started=0
+  t0=$(date +%s%N)
+  for i in $(seq 1200); do ready_$name && { started=1; break; }; kill -0 "$PP" 2>/dev/null || break; sleep 0.1; done
+  t1=$(date +%s%N); START_S=$(awk -v ns=$((t1 - t0)) 'BEGIN { printf "%.1f", ns / 1e9 }')
+  if [ $started = 0 ] && kill -0 "$PP" 2>/dev/null; then
+    echo "RESULT proxy=$name n=$n mode=$MODE error=\"not ready in 120 s\"" | tee -a "$W/results"
+    stop_proxy; REASON="not ready"; return
+  fi
+  for i in $(seq "$WARMUP"); do kill -0 "$PP" 2>/dev/null || break; sleep 1; done
   if ! kill -0 "$PP" 2>/dev/null; then
     echo "RESULT proxy=$name n=$n mode=$MODE error=\"exited during warm-up: $(tail -1 "$W/proxy.log")\"" | tee -a "$W/results"
     wait "$PP" 2>/dev/null; PP=""; REASON=exited; return
   fi
-  local pids b0 c0 b1 c1 t0 t1 rss tw sum pps
+  local pids b0 c0 m0 b1 c1 m1 rss tw sum pps
   pids=$(procs "$PP")
   "$CB" reset "${CTLS[@]}" || { REASON=backend; stop_proxy; return; }
-  t0=$(date +%s%N); c0=$(cpu_ticks $pids); b0=$(cpu_ticks "${BPIDS[@]}")
+  t0=$(date +%s%N); c0=$(cpu_ticks $pids); b0=$(cpu_ticks "${BPIDS[@]}"); m0=$(busy_ticks)
   sleep "$WINDOW"
-  c1=$(cpu_ticks $pids); b1=$(cpu_ticks "${BPIDS[@]}"); t1=$(date +%s%N)
+  c1=$(cpu_ticks $pids); b1=$(cpu_ticks "${BPIDS[@]}"); m1=$(busy_ticks); t1=$(date +%s%N)
   sum=$("$CB" summary -interval "${IMS}ms" "${CTLS[@]}") || { REASON=backend; stop_proxy; return; }
-  rss=$(rss_kib $(procs "$PP")); tw=$(timewait)
+  local now; now=$(procs "$PP")
+  [ "$now" = "$pids" ] || { echo "RESULT proxy=$name n=$n mode=$MODE error=\"its processes changed in the window ($pids -> $now): a worker died?\"" | tee -a "$W/results"; stop_proxy; REASON=respawn; return; }
+  rss=$(rss_kib $now); tw=$(timewait)
   stop_proxy
   # CPU per probe: the processes' CPU rate over the time between the two reads, over the probe
   # rate the backends saw in their window (the two windows differ by the few ms of the reads).
   pps=$(field probes_per_s "$sum")
-  echo "RESULT proxy=$name n=$n mode=$MODE $sum $(awk -v c=$((c1 - c0)) -v b=$((b1 - b0)) -v hz="$TICK" -v pps="$pps" -v ns=$((t1 - t0)) -v r="$rss" -v tw="$tw" 'BEGIN {
+  echo "RESULT proxy=$name n=$n mode=$MODE $sum $(awk -v c=$((c1 - c0)) -v b=$((b1 - b0)) -v m=$((m1 - m0)) -v hz="$TICK" -v pps="$pps" -v ns=$((t1 - t0)) -v r="$rss" -v tw="$tw" -v st="$START_S" 'BEGIN {
     w = ns / 1e9; cpu = "-"; bcpu = "-"
     if (pps > 0) { cpu = sprintf("%.1f", c / hz / w * 1e6 / pps); bcpu = sprintf("%.1f", b / hz / w * 1e6 / pps) }
-    printf "cpu_pct=%.1f cpu_us_per_probe=%s rss_mib=%.1f backend_cpu_us_per_probe=%s timewait=%s", c / hz / w * 100, cpu, r / 1024, bcpu, tw }')" | tee -a "$W/results"
+    printf "cpu_pct=%.1f cpu_us_per_probe=%s rss_mib=%.1f backend_cpu_pct=%.1f backend_cpu_us_per_probe=%s others_cpu_pct=%.1f timewait=%s start_s=%s",
+      c / hz / w * 100, cpu, r / 1024, b / hz / w * 100, bcpu, (m - c - b) / hz / w * 100, tw, st }')" | tee -a "$W/results"
   local kept p99; kept=$(field kept "$sum"); p99=$(field lag_p99_ms "$sum")
   if awk -v k="$kept" -v l="$p99" 'BEGIN { exit !(k >= 0.99 && l < 100) }'; then OK=1; else REASON="kept=$kept lag_p99_ms=$p99"; fi
 }
@@ -236,9 +260,9 @@ fi
 # Per N: each proxy's figures and its ratios to HAProxy's.
 awk '/^RESULT / && !/skipped=|error=/ { delete f; for (i = 2; i <= NF; i++) { split($i, kv, "="); f[kv[1]] = kv[2] }
        k = f["n"] SUBSEP f["proxy"]; seen[f["n"]] = 1; got[k] = 1
-       kept[k] = f["kept"]; p99[k] = f["lag_p99_ms"]; cpu[k] = f["cpu_us_per_probe"]; rss[k] = f["rss_mib"]; pps[k] = f["probes_per_s"] }
+       kept[k] = f["kept"]; p99[k] = f["lag_p99_ms"]; cpu[k] = f["cpu_us_per_probe"]; rss[k] = f["rss_mib"]; pps[k] = f["probes_per_s"]; oth[k] = f["others_cpu_pct"] }
      END { split("hcproxy haproxy caddy", order, " ")
        for (n in seen) for (j = 1; j <= 3; j++) { p = order[j]; k = n SUBSEP p; if (!(k in got)) continue; h = n SUBSEP "haproxy"
          r = ""; if (p != "haproxy" && (h in got) && cpu[h] > 0 && rss[h] > 0 && pps[h] > 0)
            r = sprintf(" /haproxy: probes %.2f cpu_per_probe %.2f rss %.2f", pps[k] / pps[h], cpu[k] / cpu[h], rss[k] / rss[h])
-         printf "SUMMARY n=%s proxy=%s kept=%s lag_p99_ms=%s cpu_us_per_probe=%s rss_mib=%s%s\n", n, p, kept[k], p99[k], cpu[k], rss[k], r } }' "$W/results" | sort -t= -k2,2n -s
+         printf "SUMMARY n=%s proxy=%s kept=%s lag_p99_ms=%s cpu_us_per_probe=%s rss_mib=%s others_cpu_pct=%s%s\n", n, p, kept[k], p99[k], cpu[k], rss[k], oth[k], r } }' "$W/results" | sort -t= -k2,2n -s
