@@ -66,6 +66,9 @@ func decode(raw map[string]any, r *reporter) (*Config, keySet) {
 		t.done()
 		c.Servers = append(c.Servers, s)
 	}
+	if ft := top.table("fleet"); ft != nil {
+		c.Fleet = decodeFleet(ft)
+	}
 	if ups := top.table("upstream"); ups != nil {
 		for _, name := range ups.names() {
 			t := ups.table(name)
@@ -189,8 +192,16 @@ func newTable(r *reporter, set keySet, key string, m map[string]any) *table {
 	return &table{r: r, set: set, key: key, m: m, used: map[string]bool{}}
 }
 
+// asked, when not nil, is told the full key of every name a table is asked for, present or
+// not: the schema as the decoder knows it, for tests (TestFullTomlSetsEveryKey). Nil outside
+// tests.
+var asked func(key string)
+
 // get returns the value of name and its full key, marking it read and set.
 func (t *table) get(name string) (v any, key string, ok bool) {
+	if asked != nil {
+		asked(keyJoin(t.key, name))
+	}
 	v, ok = t.m[name]
 	if !ok {
 		return nil, "", false

@@ -128,7 +128,7 @@ func (cc *clientConn) serve() {
 		if err := cc.readHead(first); err != nil {
 			var pe *h1.Error
 			if errors.As(err, &pe) && cc.state.Load() == stateActive {
-				cc.writeError(pe.Status, false)
+				cc.writeError(pe.Status, false) // before any request: nothing to log
 			}
 			return
 		}
@@ -221,9 +221,11 @@ func (cc *clientConn) skipEmptyLines() {
 	}
 }
 
-// writeError answers the current request with status and a short text body; keep says whether
-// the connection stays open after it.
-func (cc *clientConn) writeError(status int, keep bool) bool {
+// writeError answers the current request with status and a short text body, its status text,
+// which names nothing internal (no upstream, no server); keep says whether the connection stays
+// open after it. It returns whether the connection stays open, and the body bytes it wrote (0
+// for a HEAD request or when the write failed), which is what the access log records.
+func (cc *clientConn) writeError(status int, keep bool) (bool, int64) {
 	text := statusText(status)
 	b := cc.rout[:0]
 	b = append(b, "HTTP/1.1 "...)
@@ -232,9 +234,6 @@ func (cc *clientConn) writeError(status int, keep bool) bool {
 	b = append(b, text...)
 	b = append(b, "\r\nContent-Type: text/plain; charset=utf-8\r\nX-Content-Type-Options: nosniff\r\n"...)
 	body := text
-	if status == 503 {
-		body = "503 Service Unavailable: no available server in upstream " + cc.s.name
-	}
 	b = append(b, "Content-Length: "...)
 	b = strconv.AppendInt(b, int64(len(body)+1), 10)
 	b = append(b, "\r\n"...)
@@ -249,15 +248,20 @@ func (cc *clientConn) writeError(status int, keep bool) bool {
 		b = append(b, "Connection: close\r\n"...)
 	}
 	b = append(b, "\r\n"...)
+	var sent int64
 	if !h1.EqualFold(cc.req.Method, "head") {
 		b = append(b, body...)
 		b = append(b, '\n')
+		sent = int64(len(body) + 1)
 	}
 	cc.rout = b
 	cc.setWriteDeadline()
 	_, err := cc.write(b)
 	cc.linger = !keep && err == nil
-	return keep && err == nil
+	if err != nil {
+		sent = 0
+	}
+	return keep && err == nil, sent
 }
 
 // Lingering close, as nginx's lingering_close: after an error response that ends a connection

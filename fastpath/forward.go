@@ -71,15 +71,13 @@ func (cc *clientConn) serveRequest() bool {
 		if cc.bufferBody(&x) != nil || x.streaming {
 			x.keepClient = false
 		}
-		x.status = 503
-		keep := cc.writeError(503, x.keepClient)
+		keep := cc.refuse(&x, 503, x.keepClient)
 		cc.logAccess(entry, &x, nil)
 		return keep
 	}
 	cc.buildRequest(srv, x.upgrading)
 	if err := cc.bufferBody(&x); err != nil {
-		x.status = 400
-		cc.writeError(400, false)
+		cc.refuse(&x, 400, false)
 		cc.logAccess(entry, &x, nil)
 		return false
 	}
@@ -91,8 +89,7 @@ func (cc *clientConn) serveRequest() bool {
 		case errors.As(err, &ce):
 			switch {
 			case ce.err == h1.ErrBadChunk:
-				x.status = 400
-				cc.writeError(400, false)
+				cc.refuse(&x, 400, false)
 			case isTimeout(ce.err):
 				// The body stalled past client_idle_timeout: closed with no answer, logged as
 				// 408, as nginx's client_body_timeout and the std engine do.
@@ -108,13 +105,22 @@ func (cc *clientConn) serveRequest() bool {
 			if isTimeout(err) {
 				x.status = 504
 			}
-			x.keepClient = cc.writeError(x.status, x.keepClient && !x.streaming)
+			x.keepClient = cc.refuse(&x, x.status, x.keepClient && !x.streaming)
 		}
 		cc.logAccess(entry, &x, srv)
 		return x.keepClient && x.status != 499 && x.status != 400 && x.status != 408
 	}
 	keep := cc.forwardResponse(&x, u, srv)
 	cc.logAccess(entry, &x, srv)
+	return keep
+}
+
+// refuse answers the request with hcproxy's own response of status (writeError) and notes the
+// status and the body bytes sent in x, for the access log; it returns whether the connection
+// stays open.
+func (cc *clientConn) refuse(x *exchange, status int, keep bool) bool {
+	x.status = status
+	keep, x.bytes = cc.writeError(status, keep)
 	return keep
 }
 

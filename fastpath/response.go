@@ -76,8 +76,7 @@ func (cc *clientConn) forwardResponse(x *exchange, u *upConn, srv *upstream.Serv
 	if upgraded && !x.upgrading {
 		u.close()
 		cc.s.log.Warn("upstream switched protocols unasked", "upstream", cc.s.name, "server", srv.Address)
-		x.status = 502
-		return cc.writeError(502, false)
+		return cc.refuse(x, 502, false)
 	}
 	reuse := !resp.ConnClose && (resp.Minor == 1 || resp.ConnKeepAlive) && !upgraded
 	framing := bodyNone

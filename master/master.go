@@ -497,6 +497,8 @@ func (m *Master) loop() error {
 				for p := range m.procs {
 					p.send("reopen")
 				}
+				// One line per USR1 (the workers reopen theirs silently, logging only errors).
+				m.log.Info("reopening logs", "error_log", m.logPath, "workers", len(m.procs))
 			case syscall.SIGQUIT:
 				return m.shutdown(true)
 			case syscall.SIGTERM, syscall.SIGINT:

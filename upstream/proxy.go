@@ -190,7 +190,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	a.in = r
 	s := p.policy.Pick(&a.tries)
 	if s == nil {
-		p.refuse(w, a, http.StatusServiceUnavailable, "503 Service Unavailable: no available server in upstream "+p.name)
+		p.refuse(w, a, http.StatusServiceUnavailable, http.StatusText(http.StatusServiceUnavailable)) // names nothing internal, as the fast engine
 		return
 	}
 	a.server = s

@@ -29,7 +29,9 @@ func (e usageError) Error() string { return e.msg }
 const usage = `usage: hcproxy [-c FILE] [-t] [-s reload|quit|stop|reopen] [-v]
 
   -c FILE   config file (default /etc/hcproxy/hcproxy.toml)
-  -t        test the config and exit: 0 valid, 1 invalid with the reason
+  -t        test the config and exit: 0 valid, 1 invalid with the reason (the
+            directories of error_log, access_log and pid_file must exist and
+            be writable)
   -s SIGNAL send SIGNAL to the running master (found through its pid file):
             reload (HUP), quit (QUIT, graceful), stop (TERM, fast), reopen (USR1, logs)
   -v        print the version and exit
@@ -78,6 +80,9 @@ func dispatch(args []string, stdout io.Writer) error {
 	case *test:
 		cfg, err := config.Load(*file)
 		if err != nil {
+			return err
+		}
+		if err := config.CheckPaths(cfg); err != nil {
 			return err
 		}
 		fmt.Fprintf(stdout, "hcproxy: the configuration file %s syntax is ok\nhcproxy: configuration file %s test is successful (%d upstreams, %d listeners)\n",
