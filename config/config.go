@@ -78,6 +78,9 @@ type Config struct {
 	Servers []Server
 	// Upstreams are the [upstream.NAME] tables by name.
 	Upstreams map[string]*Upstream
+	// Fleet is the [fleet] table (fleet.go), nil when the config has none:
+	// then this host checks every server itself.
+	Fleet *Fleet `json:",omitempty"`
 }
 
 // Status is the [status] table: the listener for the status page, JSON,
@@ -426,6 +429,9 @@ func resolvePaths(c *Config, dir string) {
 		c.Servers[i].AccessLog = abs(c.Servers[i].AccessLog)
 	}
 	resolveCheckPaths(c, abs)
+	if c.Fleet != nil {
+		resolveFleetPaths(c.Fleet, abs)
+	}
 }
 
 // Marshal encodes the validated config as JSON, for the master to pass to

@@ -75,6 +75,9 @@ func applyDefaults(c *Config, set keySet) {
 		def(set, "status.allow", &c.Status.Allow, DefaultStatusAllow())
 		def(set, "status.client_header_timeout", &c.Status.ClientHeaderTimeout, DefaultStatusHeaderTimeout)
 	}
+	if c.Fleet != nil {
+		applyFleetDefaults(c.Fleet, set)
+	}
 	for i := range c.Servers {
 		k := keyIndex("server", i)
 		sv := &c.Servers[i]

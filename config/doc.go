@@ -10,7 +10,10 @@
 //   - listeners: one [[server]] table per proxy listener, each naming the
 //     upstream that gets its requests, and an optional [status] listener;
 //   - upstreams: [upstream.NAME] tables, each a list of servers behind a
-//     balancer, with one active health check [upstream.NAME.check].
+//     balancer, with one active health check [upstream.NAME.check];
+//   - optionally [fleet]: the etcd cluster through which several hosts
+//     share one set of checks (Fleet, package fleet). Without it, Fleet is
+//     nil and the host checks every server itself.
 //
 // A checked server is identified by its address and its probe, Check.Key: a
 // hash of everything that defines what the probe sends and how the answer

@@ -97,6 +97,9 @@ func validate(c *Config, r *reporter) error {
 		durRange(r, "status.client_header_timeout", c.Status.ClientHeaderTimeout, 100*time.Millisecond, time.Hour)
 	}
 
+	if c.Fleet != nil {
+		validateFleet(r, c.Fleet)
+	}
 	for _, name := range c.UpstreamNames() {
 		validateUpstream(r, c.Upstreams[name])
 	}
