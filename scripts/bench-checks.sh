@@ -19,7 +19,8 @@
 # Usage: scripts/bench-checks.sh            (make bench-checks; needs haproxy, optionally caddy)
 #   BENCH_CHECKS_N="1000 10000 max"  the N to run; "max" steps up from BENCH_CHECKS_MAX_START by
 #                                    BENCH_CHECKS_MAX_STEP to BENCH_CHECKS_MAX_CAP (20000, 10000,
-#                                    100000) until a proxy falls behind (hcproxy and HAProxy only)
+#                                    100000) until a proxy falls behind, or halves N until one keeps
+#                                    up (hcproxy and HAProxy only)
 #   BENCH_CHECKS_WINDOW=20 BENCH_CHECKS_WARMUP=5   seconds
 #   BENCH_CHECKS_INTERVAL_MS=1000    the check interval (and timeout)
 #   BENCH_CHECKS_PROXIES="hcproxy haproxy caddy"
@@ -242,18 +243,25 @@ for n in $NS; do
   run_n "$n" $PROXIES
 done
 
-# max: per proxy, step N up until the schedule is not kept (or a limit is reached).
+# max: per proxy, step N up from MAX_START until the schedule is not kept (or a limit is
+# reached); if MAX_START is not kept already, halve N until it is. kept_n is the largest N that
+# kept it, failed_n the smallest that did not.
 if grep -qw max <<<"$NS"; then
   for name in $PROXIES; do
-    [ "$name" = caddy ] && { echo "MAX proxy=caddy skipped (it falls behind well below ${MAX_START})"; continue; }
-    n=$MAX_START; kept=""; why="cap $MAX_CAP reached"
-    while [ "$n" -le "$MAX_CAP" ]; do
+    [ "$name" = caddy ] && { echo "MAX proxy=caddy skipped (not searched: it falls behind far below 10000)"; continue; }
+    n=$MAX_START; kept=""; failed=""; why="cap $MAX_CAP reached"
+    while [ "$n" -ge 500 ] && [ "$n" -le "$MAX_CAP" ]; do
       if [ "$name" = hcproxy ] && [ "$KEEPALIVE" = 1 ] && [ $((n / 2 + 1024)) -gt "$FDS" ]; then why="fd limit ($FDS per worker, a kept-alive connection per server)"; break; fi
       run_n "$n" "$name" || { why="backends for $n did not start"; break; }
-      [ "$OK" = 1 ] || { why="at n=$n: $REASON"; break; }
-      kept=$n; n=$((n + MAX_STEP))
+      if [ "$OK" = 1 ]; then
+        kept=$n; [ -n "$failed" ] && break
+        n=$((n + MAX_STEP))
+      else
+        failed=$n; why="at n=$n: $REASON"; [ -n "$kept" ] && break
+        n=$((n / 2))
+      fi
     done
-    echo "MAX proxy=$name mode=$MODE kept_n=${kept:-none} stopped=\"$why\"" | tee -a "$W/results"
+    echo "MAX proxy=$name mode=$MODE kept_n=${kept:-none} failed_n=${failed:-none} stopped=\"$why\"" | tee -a "$W/results"
   done
 fi
 
