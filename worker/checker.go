@@ -171,7 +171,7 @@ func (c *checker) run(ctx context.Context) {
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	drain := c.drainReq
-	c.sweep.start(shm.Now(), c.targets)
+	c.sweep.start(shm.Now())
 	for {
 		c.stats.loops.Add(1)
 		select {
@@ -222,7 +222,7 @@ type view struct {
 
 // staleBeat is how old a worker's heartbeat may be before the others stop counting it as live
 // (a hung worker): well under a lease, so a slot taken from a hung owner by lease is not handed
-// back to it. A worker beats on every scan, at least every tick.
+// back to it. A worker beats on every step of its claim sweep (sweep.go), at least every 100ms.
 const staleBeat = time.Second
 
 func (c *checker) view() view {

@@ -52,7 +52,7 @@ func newSweeper(targets []*target) sweeper {
 	return sweeper{window: min(w, maxFastWindow)}
 }
 
-func (s *sweeper) start(now int64, targets []*target) {
+func (s *sweeper) start(now int64) {
 	s.next, s.fast = now, now+int64(s.window)
 }
 
