@@ -19,4 +19,7 @@
 //     are takeable), the other workers are nudged to take them, and it is respawned with backoff.
 //   - Workers hold the read end of a lifeline pipe whose write end only the master has: when the
 //     master dies, however it dies, they drain and exit.
+//   - The master reaches processes, the clock and its signals only through one seam (sys.go):
+//     start a process, wait for it, signal it, read the clock. The unit tests put fake workers
+//     and a fake clock behind it to drive reloads, respawns and the lifeline without binaries.
 package master

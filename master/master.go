@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"os/exec"
-	"os/signal"
 	"strings"
 	"syscall"
 	"time"
@@ -34,6 +32,7 @@ type generation struct {
 
 // Master is the master process.
 type Master struct {
+	sys       sys // processes, clock and signals (sys.go)
 	path      string
 	cfg       *config.Config
 	log       *slog.Logger
@@ -60,12 +59,22 @@ type Master struct {
 
 // Run loads the config at path and runs the master in the foreground until it is stopped. It
 // returns nil after a clean stop.
-func Run(path string) error {
-	cfg, err := config.Load(path)
+func Run(path string) error { return newMaster(path, osSys()).run() }
+
+// newMaster returns a master for the config at path that starts its workers, reads the clock
+// and receives its signals through s.
+func newMaster(path string, s sys) *Master {
+	return &Master{sys: s, path: path, listeners: map[string]*os.File{}, events: make(chan event, 64),
+		procs: map[*proc]bool{}, sigs: make(chan os.Signal, 8)}
+}
+
+// run is Run's body: start-up, the first generation, then the run loop until a stop.
+func (m *Master) run() error {
+	cfg, err := config.Load(m.path)
 	if err != nil {
 		return err
 	}
-	m := &Master{path: path, cfg: cfg, listeners: map[string]*os.File{}, events: make(chan event, 64), procs: map[*proc]bool{}}
+	m.cfg = cfg
 	if err := prepareUser(cfg); err != nil {
 		return err
 	}
@@ -77,9 +86,7 @@ func Run(path string) error {
 	}
 	defer unlockPidFile(m.lock)
 	// Signals first, so none that arrives during start-up is lost or kills us.
-	m.sigs = make(chan os.Signal, 8)
-	signal.Notify(m.sigs, syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGTERM, syscall.SIGINT, syscall.SIGUSR1)
-	defer signal.Stop(m.sigs)
+	defer m.sys.signals(m.sigs)()
 	if m.table, err = shm.OpenMaster(cfg.Table, tableCapacity(cfg)); err != nil {
 		return err
 	}
@@ -294,7 +301,7 @@ func (m *Master) startGeneration(g *generation) error {
 		fresh[p] = true
 		m.procs[p] = true
 	}
-	deadline := time.After(readyTimeout)
+	deadline := m.sys.after(readyTimeout)
 	for n := 0; n < len(fresh); {
 		select {
 		case ev := <-m.events:
@@ -335,8 +342,8 @@ func (m *Master) abort(ps map[*proc]bool) {
 	for p := range ps {
 		p.expected = true
 		m.steer.drop(p.index)
-		if p.cmd != nil && p.cmd.Process != nil {
-			p.cmd.Process.Kill()
+		if p.proc != nil {
+			p.proc.Signal(os.Kill)
 		}
 	}
 	for m.count(ps) > 0 {
@@ -394,23 +401,13 @@ func (m *Master) handle(ev event) {
 		for q := range m.procs {
 			q.send("nudge")
 		}
-		attrs := []any{"worker_pid", p.pid, "generation", p.gen, "status", exitStatus(ev.err), "lived", time.Since(p.started).Round(time.Millisecond)}
+		lived := m.sys.now().Sub(p.started)
+		attrs := []any{"worker_pid", p.pid, "generation", p.gen, "status", exitStatus(ev.err), "lived", lived.Round(time.Millisecond)}
 		if m.cur != nil && p.gen == m.cur.gen {
-			attrs = append(attrs, "respawn_in", m.scheduleRespawn(time.Since(p.started), killed(ev.err)))
+			attrs = append(attrs, "respawn_in", m.scheduleRespawn(lived, killed(ev.err)))
 		}
 		m.log.Error("worker exited unexpectedly", attrs...)
 	}
-}
-
-// killed reports whether a worker's exit was a signal's doing.
-func killed(err error) bool {
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		if ws, ok := ee.Sys().(syscall.WaitStatus); ok {
-			return ws.Signaled()
-		}
-	}
-	return false
 }
 
 func exitStatus(err error) string {
@@ -431,7 +428,7 @@ func exitStatus(err error) string {
 func (m *Master) scheduleRespawn(lived time.Duration, killed bool) time.Duration {
 	m.missing++
 	if killed {
-		m.respawn = time.After(0)
+		m.respawn = m.sys.after(0)
 		return 0
 	}
 	switch {
@@ -443,7 +440,7 @@ func (m *Master) scheduleRespawn(lived time.Duration, killed bool) time.Duration
 		m.backoff = min(2*m.backoff, 10*time.Second)
 	}
 	if m.respawn == nil {
-		m.respawn = time.After(m.backoff)
+		m.respawn = m.sys.after(m.backoff)
 	}
 	return m.backoff
 }
@@ -454,7 +451,7 @@ func (m *Master) doRespawn() {
 		p, err := m.spawn(m.cur)
 		if err != nil {
 			m.log.Error("respawn worker", "err", err)
-			m.respawn = time.After(max(m.backoff, time.Second))
+			m.respawn = m.sys.after(max(m.backoff, time.Second))
 			return
 		}
 		m.procs[p] = true
@@ -532,7 +529,7 @@ func (m *Master) retireGone() {
 func (m *Master) reload() {
 	m.notifyReloading()
 	defer m.notifyReloaded(m.cur.gen) // READY=1 again, whether the reload worked or failed
-	start := time.Now()
+	start := m.sys.now()
 	cfg, err := config.Load(m.path)
 	if err != nil {
 		m.log.Error("reload failed: config rejected, keeping the running configuration", "err", err)
@@ -566,7 +563,7 @@ func (m *Master) reload() {
 	if cfg.ErrorLog != m.logPath || cfg.LogFormat != m.logFormat {
 		m.openLog(cfg)
 	}
-	m.log.Info("reloaded", "generation", g.gen, "workers", cfg.Workers, "took", time.Since(start).Round(time.Millisecond))
+	m.log.Info("reloaded", "generation", g.gen, "workers", cfg.Workers, "took", m.sys.now().Sub(start).Round(time.Millisecond))
 	m.freePending()
 }
 
@@ -633,7 +630,7 @@ func (m *Master) shutdown(graceful bool) error {
 	// thing a drain does), so a new client is refused at once instead of being queued on a
 	// socket that nobody accepts from and reset when the master exits. Requests in flight go on.
 	m.closeListeners(nil)
-	deadline := time.After(wait)
+	deadline := m.sys.after(wait)
 	for len(m.procs) > 0 {
 		select {
 		case ev := <-m.events:
@@ -646,14 +643,14 @@ func (m *Master) shutdown(graceful bool) error {
 				for p := range m.procs {
 					p.send("stop")
 				}
-				deadline = time.After(5 * time.Second)
+				deadline = m.sys.after(5 * time.Second)
 			}
 		case <-deadline:
 			for p := range m.procs {
 				m.log.Warn("worker did not exit in time, killing it", "worker_pid", p.pid)
-				p.cmd.Process.Kill()
+				p.proc.Signal(os.Kill)
 			}
-			deadline = time.After(5 * time.Second)
+			deadline = m.sys.after(5 * time.Second)
 		}
 	}
 	m.log.Info("hcproxy stopped")

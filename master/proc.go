@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"os/exec"
 	"runtime"
 	"strconv"
 	"time"
@@ -20,7 +19,7 @@ import (
 type proc struct {
 	index    int // entry in the table's worker list
 	gen      uint64
-	cmd      *exec.Cmd
+	proc     process
 	pid      int
 	control  net.Conn
 	started  time.Time
@@ -50,7 +49,9 @@ func (p *proc) send(cmd string) {
 }
 
 // spawn starts one worker of generation g by re-executing this binary (/proc/self/exe, so a
-// worker always runs the master's code even if the file on disk was replaced).
+// worker always runs the master's code even if the file on disk was replaced), through the
+// seam's start (sys.go). The worker inherits the table, its end of a new control socket, the
+// read end of the lifeline (never the write end), the payload and its listeners.
 func (m *Master) spawn(g *generation) (*proc, error) {
 	idx, err := m.table.ReserveWorker(g.gen)
 	if err != nil {
@@ -94,27 +95,28 @@ func (m *Master) spawn(g *generation) (*proc, error) {
 		files = append(files, m.listeners[g.cfg.Status.Listen])
 	}
 	procs := runtime.NumCPU() / max(1, g.cfg.Workers)
-	cmd := &exec.Cmd{
-		Path:       "/proc/self/exe",
-		Args:       []string{"hcproxy: worker process"},
-		Env:        append(withoutNotifySocket(os.Environ()), worker.EnvRole+"=worker", worker.EnvFds+"="+worker.EncodeFds(names), "GOMAXPROCS="+strconv.Itoa(max(1, procs))),
-		Stdout:     os.Stdout,
-		Stderr:     os.Stderr,
-		ExtraFiles: files,
+	spec := procSpec{
+		Path:   "/proc/self/exe",
+		Args:   []string{"hcproxy: worker process"},
+		Env:    append(withoutNotifySocket(os.Environ()), worker.EnvRole+"=worker", worker.EnvFds+"="+worker.EncodeFds(names), "GOMAXPROCS="+strconv.Itoa(max(1, procs))),
+		Files:  files,
+		Stdout: os.Stdout,
+		Stderr: os.Stderr,
 	}
-	if cmd.SysProcAttr, err = workerAttr(g.cfg); err != nil { // user = "..." (privileges.go)
+	if spec.Attr, err = workerAttr(g.cfg); err != nil { // user = "..." (privileges.go)
 		mine.Close()
 		return fail(err)
 	}
-	if err := cmd.Start(); err != nil {
+	proc, err := m.sys.start(spec)
+	if err != nil {
 		mine.Close()
 		return fail(fmt.Errorf("start worker: %w", err))
 	}
-	p.cmd, p.pid, p.started = cmd, cmd.Process.Pid, time.Now()
+	p.proc, p.pid, p.started = proc, proc.Pid(), m.sys.now()
 	conn, err := net.FileConn(mine)
 	mine.Close()
 	if err != nil {
-		cmd.Process.Kill()
+		proc.Signal(os.Kill)
 	} else {
 		p.control = conn
 	}
@@ -127,7 +129,7 @@ func (m *Master) spawn(g *generation) (*proc, error) {
 				}
 			}
 		}
-		err := cmd.Wait()
+		err := proc.Wait()
 		m.events <- event{kind: evExit, p: p, err: err}
 	}()
 	return p, nil
