@@ -114,15 +114,20 @@ func (s Slot) Info() SlotInfo {
 type Snapshot struct {
 	Generation uint64
 	MasterPid  int
-	Capacity   int
-	NowNs      int64 // CLOCK_MONOTONIC (Now) when it was taken: "now" for its monotonic times
-	Workers    []WorkerInfo
-	Slots      []SlotInfo // allocated slots, in index order
+	// MasterRunning says the master that last attached still runs (Table.MasterRunning);
+	// MasterMs is when it attached (Unix ms).
+	MasterRunning bool
+	MasterMs      int64
+	Capacity      int
+	NowNs         int64 // CLOCK_MONOTONIC (Now) when it was taken: "now" for its monotonic times
+	Workers       []WorkerInfo
+	Slots         []SlotInfo // allocated slots, in index order
 }
 
 // Snapshot copies the header, the worker table and every allocated slot.
 func (t *Table) Snapshot() Snapshot {
-	sn := Snapshot{Generation: t.Generation(), MasterPid: t.MasterPid(), Capacity: t.slots, NowNs: Now(), Workers: t.Workers()}
+	sn := Snapshot{Generation: t.Generation(), MasterPid: t.MasterPid(), Capacity: t.slots, NowNs: Now(), Workers: t.Workers(),
+		MasterRunning: t.MasterRunning(), MasterMs: t.MasterAttachedMs()}
 	for i := 0; i < t.slots; i++ {
 		if s := t.Slot(i); s.Used() {
 			sn.Slots = append(sn.Slots, s.Info())

@@ -48,7 +48,9 @@ const (
 	hMasterMs   = 104 // when the current master attached (Unix ms)
 	hEventHead  = 112 // sequence number of the next event to append
 	hBootID     = 128 // 16 bytes: the kernel's boot_id when the monotonic times were written
-	hWorkers    = 256
+	// Appended after hBootID without a Version bump: an older table holds 0 there, "unknown".
+	hMasterStart = 144 // the master's start time: field 22 of /proc/PID/stat (clock ticks since boot)
+	hWorkers     = 256
 )
 
 // Worker entry offsets, relative to the entry.

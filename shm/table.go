@@ -299,8 +299,10 @@ func (t *Table) SetGeneration(g uint64) { t.m.store(hGeneration, g) }
 // MasterPid returns the pid of the master that last attached.
 func (t *Table) MasterPid() int { return int(t.m.load(hMasterPid)) }
 
-// SetMaster records the attaching master's pid and start time.
+// SetMaster records the attaching master's pid, its process start time (so that MasterRunning
+// can tell it from a later process with the same pid) and when it attached.
 func (t *Table) SetMaster(pid int) {
+	t.m.store(hMasterStart, procStart(pid))
 	t.m.store(hMasterPid, uint64(pid))
 	t.m.store(hMasterMs, uint64(NowMs()))
 }

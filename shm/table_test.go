@@ -39,6 +39,8 @@ func TestLayoutPinned(t *testing.T) {
 		"hGeneration": {hGeneration, 80}, "slotsOff": {slotsOff, 32768 + 4096*128}, "hWorkers": {hWorkers, 256},
 		// Appended in the slot's unused tail without a bump: older tables read 0 there, "none".
 		"sSlowStart": {sSlowStart, 816},
+		// Appended after the boot id without a bump: older tables read 0 there, "unknown".
+		"hMasterStart": {hMasterStart, 144},
 	}
 	for name, p := range pins {
 		if p[0] != p[1] {

@@ -151,6 +151,14 @@ func (h *handler) serveStatus(w http.ResponseWriter, r *http.Request) {
 
 	now := h.now()
 	doc := Build(h.t.Snapshot(), now)
+	if !doc.MasterRunning {
+		// Workers serve this page, and a worker drains and exits when its master's lifeline
+		// closes, so a page from a dead table would be a race; should it happen (or should the
+		// handler be served from a leftover table), it says so instead of showing old states.
+		w.Header().Set("Cache-Control", "no-store")
+		http.Error(w, "503 service unavailable: "+StaleLine(doc), http.StatusServiceUnavailable)
+		return
+	}
 	f.Apply(&doc)
 	var buf bytes.Buffer
 	var ctype string

@@ -5,7 +5,9 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -41,7 +43,7 @@ func newFixtureCap(t *testing.T, capacity int) fixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { tab.Close() })
-	tab.SetMaster(4000)
+	tab.SetMaster(os.Getpid()) // a running process: the table is live
 	tab.SetGeneration(3)
 	wi, err := tab.ReserveWorker(3)
 	if err != nil {
@@ -115,7 +117,7 @@ func TestStatusJSON(t *testing.T) {
 	if err := json.Unmarshal([]byte(body), &d); err != nil {
 		t.Fatal(err)
 	}
-	if d.Generation != 3 || d.MasterPid != 4000 || d.Capacity != 8 || d.GeneratedUnixMs == 0 {
+	if d.Generation != 3 || d.MasterPid != os.Getpid() || d.Capacity != 8 || d.GeneratedUnixMs == 0 {
 		t.Errorf("header = gen %d master %d cap %d at %d", d.Generation, d.MasterPid, d.Capacity, d.GeneratedUnixMs)
 	}
 	if len(d.Workers) != 1 {
@@ -194,7 +196,7 @@ func TestStatusHTML(t *testing.T) {
 			t.Fatalf("%s: status %d, content type %q", path, resp.StatusCode, resp.Header.Get("Content-Type"))
 		}
 		for _, want := range []string{"10.0.0.1:80", "10.0.0.2:80", "10.0.0.9:81", "upstream app", "upstream api",
-			`<tr class="down">`, `<tr class="checking drain">`, "bad_status 503", "master pid <b>4000</b>", "generation <b>3</b>",
+			`<tr class="down">`, `<tr class="checking drain">`, "bad_status 503", "master pid <b>" + strconv.Itoa(os.Getpid()) + "</b>", "generation <b>3</b>",
 			"<td class=\"n\">4242</td>"} {
 			if !strings.Contains(body, want) {
 				t.Errorf("%s: page lacks %q", path, want)

@@ -5,6 +5,7 @@ import (
 	"encoding/csv"
 	"encoding/json"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -30,6 +31,7 @@ func weightTable(t *testing.T, weight int, slow time.Duration) (*shm.Table, int6
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { tab.Close() })
+	tab.SetMaster(os.Getpid()) // a running process: the table is live
 	alloc := func(addr string, weight int, h shm.Health) shm.Slot {
 		i, err := tab.Alloc(7, addr, "app", time.Second, weight, h)
 		if err != nil {

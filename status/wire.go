@@ -13,12 +13,16 @@ import (
 // Document is the whole status view: the table header, the workers and every backend. Its JSON
 // form is the status page's ?format=json and hcctl dump --json.
 type Document struct {
-	Generation      uint64    `json:"generation"`        // generation the master last published
-	MasterPid       int       `json:"master_pid"`        // pid of the master that last attached
-	Capacity        int       `json:"capacity"`          // slots in the table
-	GeneratedUnixMs int64     `json:"generated_unix_ms"` // when the snapshot was taken
-	Workers         []Worker  `json:"workers"`           // non-free entries of the worker table, by index
-	Backends        []Backend `json:"backends"`          // allocated slots, by upstream then address
+	Generation uint64 `json:"generation"` // generation the master last published
+	MasterPid  int    `json:"master_pid"` // pid of the master that last attached
+	// MasterRunning is false when that master is gone (stopped, killed, or its pid now names
+	// another process): the table is a leftover, its states as they were at LastWrittenUnixMs.
+	MasterRunning     bool      `json:"master_running"`
+	LastWrittenUnixMs int64     `json:"last_written_unix_ms"` // newest of the master's attach, a heartbeat, a check
+	Capacity          int       `json:"capacity"`             // slots in the table
+	GeneratedUnixMs   int64     `json:"generated_unix_ms"`    // when the snapshot was taken
+	Workers           []Worker  `json:"workers"`              // non-free entries of the worker table, by index
+	Backends          []Backend `json:"backends"`             // allocated slots, by upstream then address
 }
 
 // Worker is one entry of the worker table.
@@ -80,12 +84,14 @@ type Backend struct {
 // drops a slot: a backend whose owner is gone is shown with that owner.
 func Build(sn shm.Snapshot, now time.Time) Document {
 	d := Document{
-		Generation:      sn.Generation,
-		MasterPid:       sn.MasterPid,
-		Capacity:        sn.Capacity,
-		GeneratedUnixMs: now.UnixMilli(),
-		Workers:         make([]Worker, 0, len(sn.Workers)),
-		Backends:        make([]Backend, 0, len(sn.Slots)),
+		Generation:        sn.Generation,
+		MasterPid:         sn.MasterPid,
+		MasterRunning:     sn.MasterRunning,
+		LastWrittenUnixMs: LastWritten(sn),
+		Capacity:          sn.Capacity,
+		GeneratedUnixMs:   now.UnixMilli(),
+		Workers:           make([]Worker, 0, len(sn.Workers)),
+		Backends:          make([]Backend, 0, len(sn.Slots)),
 	}
 	for _, w := range sn.Workers {
 		d.Workers = append(d.Workers, Worker{
@@ -114,6 +120,28 @@ func Build(sn shm.Snapshot, now time.Time) Document {
 		return a.Slot < b.Slot
 	})
 	return d
+}
+
+// LastWritten returns when the table was last written, as far as its times tell (Unix ms): the
+// newest of the master's attach, a worker's heartbeat and a check.
+func LastWritten(sn shm.Snapshot) int64 {
+	t := sn.MasterMs
+	for _, w := range sn.Workers {
+		t = max(t, w.HeartbeatMs)
+	}
+	for _, in := range sn.Slots {
+		t = max(t, in.LastCheckMs)
+	}
+	return t
+}
+
+// StaleLine is what hcctl and the status page say about a table whose master is gone.
+func StaleLine(d Document) string {
+	at := "never"
+	if d.LastWrittenUnixMs > 0 {
+		at = time.UnixMilli(d.LastWrittenUnixMs).UTC().Format("2006-01-02T15:04:05Z")
+	}
+	return "master not running; table last written at " + at
 }
 
 // backend is the wire form of a slot; mono is the snapshot's monotonic time (shm.Snapshot.NowNs).

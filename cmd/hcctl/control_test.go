@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -32,7 +33,7 @@ func TestWorkers(t *testing.T) {
 	if code != 0 || errs != "" {
 		t.Fatalf("exit %d, stderr %q", code, errs)
 	}
-	if !strings.Contains(out, "generation 1, master pid 4000, workers: 2") {
+	if !strings.Contains(out, "generation 1, master pid "+strconv.Itoa(os.Getpid())+", workers: 2") {
 		t.Errorf("header missing:\n%s", out)
 	}
 	rows := map[string]string{}
@@ -60,7 +61,7 @@ func TestWorkers(t *testing.T) {
 	if err := dec.Decode(&doc); err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
-	if doc.Generation != 1 || doc.MasterPid != 4000 || len(doc.Workers) != 2 {
+	if doc.Generation != 1 || doc.MasterPid != os.Getpid() || len(doc.Workers) != 2 {
 		t.Fatalf("document = %+v", doc)
 	}
 	w := doc.Workers[1]

@@ -41,6 +41,11 @@ Dump prints every server in the health table, with its health, admin state, owni
 check counters and last result, then the worker table. It opens the table read-only, so it
 works while the proxy runs and after it stopped.
 
+A table whose master is not running (stopped, killed, or its pid now names another process:
+the table records the master's process start time) is still printed, as it was when last
+written, after the line "master not running; table last written at T" (also on stderr; with
+--json the document's master_running is false), and dump exits with status 3.
+
 Columns: UPSTREAM ADDRESS STATE ADMIN OWNER (pid of the owning worker, - if none)
 CONSEC (results in a row equal to the last) CHECKS FAILS LAST (last result, with the HTTP
 status) RTT LAST-CHECK (time since the last check) SINCE (time since the last transition).
@@ -74,9 +79,17 @@ func (d *dump) Run(_ context.Context, args []string) error {
 	if d.json {
 		enc := json.NewEncoder(d.env.stdout)
 		enc.SetIndent("", "  ")
-		return enc.Encode(doc)
+		err = enc.Encode(doc)
+	} else {
+		if !doc.MasterRunning {
+			fmt.Fprintf(d.env.stdout, "%s\n", status.StaleLine(doc))
+		}
+		err = writeText(d.env.stdout, path, doc, now)
 	}
-	return writeText(d.env.stdout, path, doc, now)
+	if err == nil && !doc.MasterRunning {
+		return staleError(status.StaleLine(doc))
+	}
+	return err
 }
 
 // keep reports whether b passes the --upstream and --state filters.

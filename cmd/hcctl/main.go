@@ -8,7 +8,9 @@
 // pid file the config names; check runs one probe from this process with the configured check.
 // Each command is a small type with its own FlagSet and usage text (one file each).
 //
-// Exit status: 0 ok (check: the check passed), 1 failure (one line on stderr), 2 usage error.
+// Exit status: 0 ok (check: the check passed), 1 failure (one line on stderr), 2 usage error,
+// 3 dump printed a table whose master is not running ("master not running; table last written
+// at T" on stderr and atop the text dump).
 package main
 
 import (
@@ -108,6 +110,12 @@ func (e *env) openTable(readOnly bool) (*shm.Table, string, error) {
 	return t, path, nil
 }
 
+// staleError says the command printed a table whose master is not running: exit status 3, so
+// a script can tell a leftover table from a live one (and from a failure, 1).
+type staleError string
+
+func (e staleError) Error() string { return string(e) }
+
 // usageError is a mistake on the command line: exit status 2.
 type usageError string
 
@@ -118,11 +126,15 @@ func (e usageError) Error() string { return string(e) }
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	err := dispatch(ctx, args, stdout)
 	var ue usageError
+	var se staleError
 	switch {
 	case err == nil:
 		return 0
 	case errors.Is(err, flag.ErrHelp):
 		return 0
+	case errors.As(err, &se):
+		fmt.Fprintf(stderr, "hcctl: %s\n", se)
+		return 3
 	case errors.As(err, &ue):
 		fmt.Fprintf(stderr, "hcctl: %v\n(hcctl -h for help)\n", err)
 		return 2

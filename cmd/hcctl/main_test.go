@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -29,7 +30,7 @@ func newTable(t *testing.T) string {
 		t.Fatal(err)
 	}
 	defer tab.Close()
-	tab.SetMaster(4000)
+	tab.SetMaster(os.Getpid()) // a running process: the table is live
 	tab.SetGeneration(1)
 	wi, err := tab.ReserveWorker(1)
 	if err != nil {
@@ -77,7 +78,7 @@ func TestDumpText(t *testing.T) {
 	if code != 0 || errs != "" {
 		t.Fatalf("exit %d, stderr %q", code, errs)
 	}
-	for _, want := range []string{"UPSTREAM", "LAST-CHECK", "SINCE", "generation 1, master pid 4000",
+	for _, want := range []string{"UPSTREAM", "LAST-CHECK", "SINCE", "generation 1, master pid " + strconv.Itoa(os.Getpid()),
 		"workers (1):", "4242", "bad_status(503)"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
@@ -126,7 +127,7 @@ func TestDumpJSONAndFilters(t *testing.T) {
 		return strings.Join(s, ",")
 	}
 	d := dump()
-	if d.Generation != 1 || d.MasterPid != 4000 || d.Capacity != 8 || len(d.Workers) != 1 || d.Workers[0].Pid != 4242 {
+	if d.Generation != 1 || d.MasterPid != os.Getpid() || d.Capacity != 8 || len(d.Workers) != 1 || d.Workers[0].Pid != 4242 {
 		t.Errorf("document header = %+v", d)
 	}
 	if got := addrs(d); got != "10.0.0.9:81,10.0.0.1:80,10.0.0.2:80" {

@@ -86,3 +86,40 @@ func TestReopenLogsOneLine(t *testing.T) {
 		t.Errorf("%d lines about reopening, want 1:\n%s", n, b)
 	}
 }
+
+// TestDumpOfKilledMasterSaysSo pins that hcctl dump of a table whose master was killed looked
+// live (its pid, servers up, exit 0): it now says "master not running; table last written at
+// T" and exits 3, and the JSON document says master_running false.
+func TestDumpOfKilledMasterSaysSo(t *testing.T) {
+	p := startProxy(t, proxyOpts{workers: 1}, startBackends(t, 1))
+	table := filepath.Join(p.dir, "hcproxy.table")
+	out, err := exec.Command(bin.hcctl, "--table", table, "dump").CombinedOutput()
+	if err != nil || strings.Contains(string(out), "not running") {
+		t.Fatalf("live table: %v %s", err, out)
+	}
+	workers := p.workerPids()
+	p.cmd.Process.Kill()
+	<-p.done
+	for _, pid := range workers { // they drain and exit when the lifeline closes
+		waitFor(t, "worker gone", func() bool { return !alive(pid) })
+	}
+	cmd := exec.Command(bin.hcctl, "--table", table, "dump")
+	var stdout, stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err = cmd.Run()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 3 {
+		t.Fatalf("dump of a dead table: %v, want exit 3", err)
+	}
+	for _, s := range []string{stdout.String(), stderr.String()} {
+		if !strings.Contains(s, "master not running; table last written at 20") {
+			t.Errorf("output lacks the stale line:\nstdout %s\nstderr %s", stdout.String(), stderr.String())
+		}
+	}
+	if _, err := p.dumpErr(); err == nil {
+		t.Error("dump --json of a dead table exits 0")
+	}
+	js, _ := exec.Command(bin.hcctl, "--table", table, "dump", "--json").Output()
+	if !strings.Contains(string(js), `"master_running": false`) {
+		t.Errorf("--json: %s", js)
+	}
+}
