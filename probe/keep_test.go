@@ -3,13 +3,17 @@ package probe
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 )
 
 // keepServer is a real HTTP/1.1 server on loopback that counts the connections it accepted and
@@ -254,5 +258,55 @@ func TestKeepAliveProbeAllocations(t *testing.T) {
 	}
 	if allocs > 1 {
 		t.Errorf("%.1f allocations per kept-alive probe, want at most 1", allocs)
+	}
+}
+
+// grpc and https with keepalive: N probes over one Conn use one connection (HTTP/2); a failed
+// check closes it, and the next dials again; Conn.Close closes it.
+func TestKeepAliveGRPCAndHTTPS(t *testing.T) {
+	addr, hs := grpcServer(t)
+	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	p, err := NewGRPC(GRPCOptions{KeepAlive: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c Conn
+	for i := range 10 {
+		if r := probeConn(t, p, addr, &c); !r.OK() || r.Bytes == 0 {
+			t.Fatalf("grpc probe %d: %v %s (%d bytes)", i, r.Reason, r.Detail, r.Bytes)
+		}
+	}
+	if c.Dials() != 1 {
+		t.Errorf("grpc: 10 probes dialled %d connections, want 1", c.Dials())
+	}
+	hs.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
+	if r := probeConn(t, p, addr, &c); r.Reason != NotServing {
+		t.Fatalf("got %v, want not_serving", r.Reason)
+	}
+	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	if r := probeConn(t, p, addr, &c); !r.OK() || c.Dials() != 2 {
+		t.Errorf("after a failed check: %v, %d connections, want ok over a second one", r.Reason, c.Dials())
+	}
+	c.Close()
+
+	ca := newTestCA(t)
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{ca.issue(t, time.Now().Add(30*24*time.Hour), false, "127.0.0.1")}}
+	srv.StartTLS()
+	defer srv.Close()
+	hp, err := NewHTTPS(HTTPOptions{URI: "/health", KeepAlive: true}, TLSOptions{CAFile: ca.writeCA(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var hc Conn
+	defer hc.Close()
+	haddr := srv.Listener.Addr().String()
+	for i := range 10 {
+		if r := probeConn(t, hp, haddr, &hc); !r.OK() {
+			t.Fatalf("https probe %d: %v %s", i, r.Reason, r.Detail)
+		}
+	}
+	if hc.Dials() != 1 {
+		t.Errorf("https: 10 probes dialled %d connections, want 1", hc.Dials())
 	}
 }
