@@ -14,7 +14,11 @@
 // read, because the connection's deadline is set from it. Cancelling ctx
 // aborts the check. Nothing survives the call: no goroutines (other than
 // those inside package net, and net/http's HTTP/2 client for https and grpc,
-// which end with the connection), no timers, no pooled connections.
+// which end with the connection), no timers, no pooled connections. The one
+// exception is keep-alive (keep.go): http, https and grpc are also
+// ConnProbers, whose ProbeConn runs by a deadline over a Conn that the
+// caller owns, and which keeps the connection (and the probe's buffers)
+// from one check to the next when the check asks for it.
 //
 // Scheduling, hysteresis (rise/fall) and writing state to the shared table
 // live once, in worker/. probe/ only knows how to do one check.

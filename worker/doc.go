@@ -6,11 +6,15 @@
 //   - A worker is started by the master with its descriptors named in HCPROXY_WORKER_FDS: the
 //     health table, a control socket, a lifeline pipe, a payload (the validated config and the
 //     slot of every server) and the listeners. It never reads the config file.
-//   - The checker (checker.go) is the one place where checks are scheduled. On every tick it
-//     walks the worker's slots: it probes the ones it owns when they are due, claims the ones it
-//     may take (free, owner gone, lapsed lease) if it is their preferred worker by rendezvous
-//     hash over the live workers of the current generation (or if the check is overdue), and
-//     hands back the ones whose preferred worker is another live one right after probing them.
+//   - The checker (checker.go) is the one place where checks are scheduled. The checks it owns
+//     wait in a min-heap by due time (timers.go) and its run loop sleeps until the earliest; a
+//     bounded pool of long-lived goroutines runs the probes (pool.go). A sharded claim sweep
+//     (sweep.go; fast after a start, a nudge, a new generation or a change in the live workers,
+//     slow and bounded otherwise) claims the slots it may take (free, owner gone, lapsed lease)
+//     if it is their preferred worker by rendezvous hash over the live workers of the current
+//     generation (or if the check is overdue). It hands back the ones whose preferred worker is
+//     another live one right after probing them. A kept-alive check's connection belongs to its
+//     owner: a handover closes it.
 //   - Results go through rise/fall hysteresis in the table (shm.Slot.Record), fenced by the
 //     claim, and a transition is logged once, by the owner that made it.
 //   - Drain (on "drain" from the master, SIGQUIT, or EOF on the lifeline): stop accepting,
