@@ -45,7 +45,7 @@ ping.response = pong
 	if err := os.WriteFile(filepath.Join(dir, "fpm.conf"), []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	startServer(t, exec.Command(bin, args...), addr)
+	startServer(t, exec.Command(bin, args...), addr, fastcgiAnswers)
 	return addr, docroot
 }
 

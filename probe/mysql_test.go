@@ -33,7 +33,7 @@ func startMariaDB(t *testing.T) string {
 	addr := "127.0.0.1:" + strconv.Itoa(port)
 	startServer(t, asServiceUser(t, "mysql", dir, server, "--no-defaults", "--datadir="+data, "--port="+strconv.Itoa(port),
 		"--bind-address=127.0.0.1", "--socket="+filepath.Join(dir, "sock"), "--pid-file="+filepath.Join(dir, "pid"),
-		"--skip-log-bin", "--innodb-buffer-pool-size=16M", "--skip-name-resolve", "--log-error="+filepath.Join(dir, "err")), addr)
+		"--skip-log-bin", "--innodb-buffer-pool-size=16M", "--skip-name-resolve", "--log-error="+filepath.Join(dir, "err")), addr, mysqlAnswers)
 	return addr
 }
 

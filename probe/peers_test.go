@@ -198,8 +198,10 @@ func freePort(t *testing.T) int {
 }
 
 // startServer runs cmd as a child until the test ends (stopped by pid with
-// SIGTERM, then SIGKILL) and waits until addr accepts connections.
-func startServer(t *testing.T, cmd *exec.Cmd, addr string) {
+// SIGTERM, then SIGKILL) and waits until the server at addr answers its
+// protocol: answers (ready_test.go) gets a fresh connection, with a deadline,
+// and returns nil once the server serves. Accepting TCP is not enough.
+func startServer(t *testing.T, cmd *exec.Cmd, addr string, answers func(net.Conn) error) {
 	t.Helper()
 	var out strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &out
@@ -222,16 +224,20 @@ func startServer(t *testing.T, cmd *exec.Cmd, addr string) {
 	for {
 		c, err := net.DialTimeout("tcp", addr, time.Second)
 		if err == nil {
+			c.SetDeadline(time.Now().Add(2 * time.Second))
+			err = answers(c)
 			c.Close()
-			return
+			if err == nil {
+				return
+			}
 		}
 		select {
 		case <-exited:
-			t.Fatalf("%s exited before listening on %s:\n%s", cmd.Path, addr, out.String())
+			t.Fatalf("%s exited before it answered on %s (%v):\n%s", cmd.Path, addr, err, out.String())
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s did not listen on %s within 60s:\n%s", cmd.Path, addr, out.String())
+			t.Fatalf("%s did not answer on %s within 60s (last: %v):\n%s", cmd.Path, addr, err, out.String())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

@@ -35,7 +35,7 @@ func startPostgres(t *testing.T) string {
 	port := freePort(t)
 	addr := "127.0.0.1:" + strconv.Itoa(port)
 	startServer(t, asServiceUser(t, "postgres", dir, postgres, "-D", data, "-p", strconv.Itoa(port),
-		"-k", dir, "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"), addr)
+		"-k", dir, "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"), addr, postgresAnswers)
 	return addr
 }
 

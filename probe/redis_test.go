@@ -19,7 +19,7 @@ func startRedis(t *testing.T, args ...string) string {
 	addr := "127.0.0.1:" + strconv.Itoa(port)
 	argv := append([]string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--dir", t.TempDir(),
 		"--save", "", "--appendonly", "no", "--daemonize", "no", "--protected-mode", "no"}, args...)
-	startServer(t, exec.Command(bin, argv...), addr)
+	startServer(t, exec.Command(bin, argv...), addr, redisAnswers)
 	return addr
 }
 
