@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"hcproxy/internal/faults"
+	"hcproxy/internal/harness"
 	"hcproxy/internal/load"
 )
 
@@ -56,12 +57,12 @@ func TestBackendFaults(t *testing.T) {
 		t.Cleanup(func() { b.Close() })
 		fb[c.kind] = b
 		ups = append(ups, upstreamConf{
-			name: string(c.kind), listen: freePort(t), servers: []string{b.Addr},
+			name: string(c.kind), listen: harness.FreeAddr(t), servers: []string{b.Addr},
 			connect: "1s", read: "1s", interval: "1s", timeout: "800ms", rise: 1, fall: 100,
 			ukeys: "max_fails = 0", // no passive ejection: every request meets the fault
 		})
 	}
-	p := newProxy(t, config{workers: 2, status: freePort(t), upstreams: ups})
+	p := newProxy(t, config{workers: 2, status: harness.FreeAddr(t), upstreams: ups})
 	p.startReady()
 	p.waitChecked(2, 15*time.Second)
 
@@ -103,13 +104,13 @@ func TestBackendFaults(t *testing.T) {
 	wg.Wait()
 
 	// The checks' verdicts, once every server had a few checks during the run.
-	d := p.dump()
+	d := p.Dump()
 	for _, c := range cases {
 		st := all[c.kind]
 		sort.Slice(st.lat, func(i, j int) bool { return st.lat[i] < st.lat[j] })
 		worst := st.lat[len(st.lat)-1]
 		st.res.P99 = st.lat[len(st.lat)*99/100]
-		b, _ := backendState(d, fb[c.kind].Addr)
+		b, _ := harness.BackendState(d, fb[c.kind].Addr)
 		var codes []string
 		for code, n := range st.statuses {
 			codes = append(codes, fmt.Sprintf("%d:%d", code, n))

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"hcproxy/internal/harness"
 	"hcproxy/internal/load"
 	"hcproxy/status"
 )
@@ -34,14 +35,14 @@ func TestWorkerKill(t *testing.T) {
 		workers  = 4
 		interval = 500 * time.Millisecond
 	)
-	bs := startBackends(t, "b", 3)
-	listen := freePort(t)
-	p := newProxy(t, config{workers: workers, status: freePort(t), upstreams: []upstreamConf{{
+	bs := harness.StartBackends(t, "b", 3)
+	listen := harness.FreeAddr(t)
+	p := newProxy(t, config{workers: workers, status: harness.FreeAddr(t), upstreams: []upstreamConf{{
 		name: "app", listen: listen, servers: addrs(bs), interval: interval.String(), timeout: "250ms",
 	}}})
 	p.startReady()
 	p.waitChecked(2, 10*time.Second)
-	master := p.pid()
+	master := p.Pid()
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -57,11 +58,11 @@ func TestWorkerKill(t *testing.T) {
 	start := time.Now()
 	for time.Since(start) < dur {
 		next := time.Now().Add(time.Second)
-		ws := children(master)
+		ws := harness.Children(master)
 		if len(ws) > 0 {
 			pid := ws[rand.IntN(len(ws))]
 			n := clientConns(pid, portOf(listen))
-			p.seen[pid] = true
+			p.Remember(pid)
 			if syscall.Kill(pid, syscall.SIGKILL) == nil {
 				kills++
 				connsAtKill += n
@@ -79,8 +80,8 @@ func TestWorkerKill(t *testing.T) {
 	var d status.Document
 	backBy := time.Now().Add(40 * time.Second)
 	for {
-		d, _ = p.dumpErr()
-		if len(children(master)) == workers && readyWorkers(d) == workers {
+		d, _ = p.DumpErr()
+		if len(harness.Children(master)) == workers && harness.ReadyWorkers(d) == workers {
 			break
 		}
 		if time.Now().After(backBy) {
@@ -89,7 +90,7 @@ func TestWorkerKill(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	back := time.Since(end)
-	procs := len(children(master))
+	procs := len(harness.Children(master))
 
 	var worstGap time.Duration
 	dups := 0
@@ -132,21 +133,21 @@ func TestWorkerKill(t *testing.T) {
 // the restart, checks counters continue from where they were) and binds the same ports.
 func TestMasterKillRestart(t *testing.T) {
 	const workers = 2
-	bs := startBackends(t, "b", 2)
-	down := startBackends(t, "down", 1)[0]
+	bs := harness.StartBackends(t, "b", 2)
+	down := harness.StartBackends(t, "down", 1)[0]
 	down.SetFailing(true)
-	listen := freePort(t)
-	p := newProxy(t, config{workers: workers, status: freePort(t), upstreams: []upstreamConf{{
+	listen := harness.FreeAddr(t)
+	p := newProxy(t, config{workers: workers, status: harness.FreeAddr(t), upstreams: []upstreamConf{{
 		name: "app", listen: listen, servers: append(addrs(bs), down.Addr), interval: "300ms", timeout: "150ms",
 	}}})
 	p.startReady()
-	p.eventually("the failing server down", 10*time.Second, func(d status.Document) bool {
-		b, ok := backendState(d, down.Addr)
+	p.Eventually("the failing server down", 10*time.Second, func(d status.Document) bool {
+		b, ok := harness.BackendState(d, down.Addr)
 		return ok && b.State == "down"
 	})
 	p.waitChecked(3, 10*time.Second)
-	old := p.pid()
-	ws := children(old)
+	old := p.Pid()
+	ws := harness.Children(old)
 
 	// Load across the kill: how much the clients see is reported, not judged.
 	ctx, cancel := context.WithCancel(context.Background())
@@ -156,16 +157,16 @@ func TestMasterKillRestart(t *testing.T) {
 		during <- load.Run(ctx, load.Options{Addr: listen, Conns: 8, Duration: 20 * time.Second, MaxRequests: 5_000_000})
 	}()
 	time.Sleep(500 * time.Millisecond)
-	before := p.dump()
+	before := p.Dump()
 	if err := syscall.Kill(old, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	<-p.done
+	<-p.Done
 	killed := time.Now()
 	for time.Since(killed) < 10*time.Second {
 		alive := 0
 		for _, w := range ws {
-			if running(w) {
+			if harness.Running(w) {
 				alive++
 			}
 		}
@@ -177,16 +178,16 @@ func TestMasterKillRestart(t *testing.T) {
 	exitedIn := time.Since(killed)
 	var left []int
 	for _, w := range ws {
-		if running(w) {
+		if harness.Running(w) {
 			left = append(left, w)
 		}
 	}
 	cancel()
 	resDuring := <-during
 
-	p.start()
+	p.Start()
 	restart := time.Now()
-	after := p.waitWorkers(workers, 20*time.Second)
+	after := p.WaitWorkers(workers, 20*time.Second)
 	readyIn := time.Since(restart)
 	res := load.Run(context.Background(), load.Options{Addr: listen, Conns: 8, Duration: 3 * time.Second, MaxRequests: 1_000_000})
 
@@ -196,14 +197,14 @@ func TestMasterKillRestart(t *testing.T) {
 	} else if exitedIn > 5*time.Second {
 		problems = append(problems, fmt.Sprintf("workers took %v to exit after the master was killed", exitedIn))
 	}
-	if after.MasterPid != p.pid() || after.MasterPid == old {
-		problems = append(problems, fmt.Sprintf("table master_pid %d; old master %d, new %d", after.MasterPid, old, p.pid()))
+	if after.MasterPid != p.Pid() || after.MasterPid == old {
+		problems = append(problems, fmt.Sprintf("table master_pid %d; old master %d, new %d", after.MasterPid, old, p.Pid()))
 	}
-	if b, ok := backendState(after, down.Addr); !ok || b.State != "down" {
+	if b, ok := harness.BackendState(after, down.Addr); !ok || b.State != "down" {
 		problems = append(problems, fmt.Sprintf("right after the restart the down server is %q (table reused?)", b.State))
 	}
 	for _, b := range before.Backends {
-		a, ok := backendState(after, b.Address)
+		a, ok := harness.BackendState(after, b.Address)
 		if !ok {
 			problems = append(problems, fmt.Sprintf("%s lost its slot", b.Address))
 			continue
@@ -212,8 +213,8 @@ func TestMasterKillRestart(t *testing.T) {
 			problems = append(problems, fmt.Sprintf("%s: slot %d checks %d before, slot %d checks %d after", b.Address, b.Slot, b.Checks, a.Slot, a.Checks))
 		}
 	}
-	bd, _ := backendState(before, down.Addr)
-	ad, _ := backendState(after, down.Addr)
+	bd, _ := harness.BackendState(before, down.Addr)
+	ad, _ := harness.BackendState(after, down.Addr)
 	result("master-kill-restart", res, fmt.Sprintf("orphans:%d", len(left)),
 		fmt.Sprintf("workers_exited_in=%v new_master_ready_in=%v down_server=%s->%s down_checks=%d->%d load_across_kill={%v}",
 			exitedIn.Round(10*time.Millisecond), readyIn.Round(10*time.Millisecond), bd.State, ad.State, bd.Checks, ad.Checks, resDuring))

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"hcproxy/internal/harness"
 	"hcproxy/internal/load"
 )
 
@@ -28,16 +29,16 @@ func TestLowFileLimit(t *testing.T) {
 		clients = 200
 		loadFor = 8 * time.Second
 	)
-	bs := startBackends(t, "b", 2)
-	listen := freePort(t)
-	p := newProxy(t, config{workers: workers, status: freePort(t), upstreams: []upstreamConf{{
+	bs := harness.StartBackends(t, "b", 2)
+	listen := harness.FreeAddr(t)
+	p := newProxy(t, config{workers: workers, status: harness.FreeAddr(t), upstreams: []upstreamConf{{
 		name: "app", listen: listen, servers: addrs(bs), interval: "500ms", timeout: "250ms",
 	}}})
-	p.wrapper = []string{prl, "--nofile=64:64", "--"}
+	p.Wrapper = []string{prl, "--nofile=64:64", "--"}
 	p.startReady()
 	p.waitChecked(2, 10*time.Second)
-	master := p.pid() // prlimit execs hcproxy: same pid
-	before := children(master)
+	master := p.Pid() // prlimit execs hcproxy: same pid
+	before := harness.Children(master)
 
 	res := load.Run(context.Background(), load.Options{Addr: listen, Conns: clients, Duration: loadFor, MaxRequests: 5_000_000})
 	loadEnd := time.Now()
@@ -52,10 +53,10 @@ func TestLowFileLimit(t *testing.T) {
 		time.Sleep(500 * time.Millisecond)
 	}
 	recovered := time.Since(loadEnd)
-	now := children(master)
+	now := harness.Children(master)
 	exhaustion := regexp.MustCompile(`(?i)too many open files|EMFILE`)
 	lines := 0
-	for _, l := range regexpLines(p.log.String()) {
+	for _, l := range regexpLines(p.Log.String()) {
 		if exhaustion.MatchString(l) {
 			if lines < 3 {
 				t.Logf("log: %s", l)
@@ -66,9 +67,9 @@ func TestLowFileLimit(t *testing.T) {
 	bound := workers * (int(loadFor/time.Second) + 12) // a backoff ramp to 1s, then once a second, per worker
 	result("fd-limit-64", res, fmt.Sprintf("workers:%d/%d", len(now), workers),
 		fmt.Sprintf("clients=%d emfile_log_lines=%d (bound %d) recovered_in=%v after={%v} master_alive=%v same_workers=%v",
-			clients, lines, bound, recovered.Round(100*time.Millisecond), after, running(master), slices.Equal(before, now)))
+			clients, lines, bound, recovered.Round(100*time.Millisecond), after, harness.Running(master), slices.Equal(before, now)))
 
-	if !running(master) {
+	if !harness.Running(master) {
 		t.Fatalf("the master died")
 	}
 	if !slices.Equal(before, now) {

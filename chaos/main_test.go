@@ -8,45 +8,27 @@
 package chaos
 
 import (
-	"bytes"
-	"encoding/json"
 	"fmt"
-	"hcproxy/internal/syncbuf"
 	"math/rand/v2"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"hcproxy/internal/backend"
+	"hcproxy/internal/harness"
 	"hcproxy/internal/load"
 	"hcproxy/status"
 )
 
-var bin struct{ hcproxy, hcctl string }
+var bins harness.Binaries
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "hcproxy-chaos-bin")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	bin.hcproxy, bin.hcctl = filepath.Join(dir, "hcproxy"), filepath.Join(dir, "hcctl")
-	for out, pkg := range map[string]string{bin.hcproxy: "hcproxy/cmd/hcproxy", bin.hcctl: "hcproxy/cmd/hcctl"} {
-		if b, err := exec.Command("go", "build", "-o", out, pkg).CombinedOutput(); err != nil {
-			fmt.Fprintf(os.Stderr, "build %s: %v\n%s", pkg, err, b)
-			os.Exit(1)
-		}
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	os.Exit(harness.Main(m, func(b harness.Binaries) { bins = b }))
 }
 
 // result prints the scenario's RESULT line: what the clients saw, and what leaked.
@@ -66,30 +48,6 @@ func result(scenario string, r load.Result, leaks string, extra ...string) {
 		line += " " + strings.Join(extra, " ")
 	}
 	fmt.Println(line)
-}
-
-func freePort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
-func startBackends(t *testing.T, prefix string, n int) []*backend.Backend {
-	t.Helper()
-	var bs []*backend.Backend
-	for i := 0; i < n; i++ {
-		b, err := backend.Start(fmt.Sprintf("%s%d", prefix, i), "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { b.Close() })
-		bs = append(bs, b)
-	}
-	return bs
 }
 
 func addrs(bs []*backend.Backend) []string {
@@ -166,175 +124,40 @@ func (c config) render() string {
 	return b.String()
 }
 
-// proxy is one running hcproxy master, started (possibly through a wrapper such as prlimit).
+// proxy is one hcproxy master (internal/harness) and the config it was last given.
 type proxy struct {
-	t       *testing.T
-	dir     string
-	cfgPath string
-	cfg     config
-	wrapper []string
-	cmd     *exec.Cmd
-	log     *syncBuffer
-	done    chan struct{}
-	seen    map[int]bool // every worker pid seen, to stop leftovers by pid
+	*harness.Proxy
+	cfg config
 }
 
-// syncBuffer collects output written while the test reads it.
-type syncBuffer = syncbuf.Buffer
-
-// newProxy writes the config in a fresh directory; start starts the master.
+// newProxy writes the config in a fresh directory; Start starts the master. The master and
+// every worker it had are stopped when the test ends.
 func newProxy(t *testing.T, c config) *proxy {
 	t.Helper()
-	dir := t.TempDir()
-	p := &proxy{t: t, dir: dir, cfgPath: filepath.Join(dir, "hcproxy.toml"), log: &syncBuffer{}, seen: map[int]bool{}}
+	p := &proxy{Proxy: harness.NewProxy(t, bins)}
 	p.writeConfig(c)
-	t.Cleanup(p.stop)
+	t.Cleanup(func() { p.Stop(15 * time.Second) })
 	return p
 }
 
 // writeConfig replaces the config file atomically (a reload never reads half a file).
 func (p *proxy) writeConfig(c config) {
-	p.t.Helper()
+	p.T.Helper()
 	p.cfg = c
-	tmp := p.cfgPath + ".tmp"
-	if err := os.WriteFile(tmp, []byte(c.render()), 0o644); err != nil {
-		p.t.Fatal(err)
-	}
-	if err := os.Rename(tmp, p.cfgPath); err != nil {
-		p.t.Fatal(err)
-	}
+	p.WriteConfig(c.render())
 }
-
-func (p *proxy) start() {
-	p.t.Helper()
-	args := append(append([]string{}, p.wrapper...), bin.hcproxy, "-c", p.cfgPath)
-	p.cmd = exec.Command(args[0], args[1:]...)
-	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
-	if err := p.cmd.Start(); err != nil {
-		p.t.Fatal(err)
-	}
-	done := make(chan struct{})
-	p.done = done
-	cmd := p.cmd
-	go func() { cmd.Wait(); close(done) }()
-}
-
-func (p *proxy) pid() int { return p.cmd.Process.Pid }
 
 // startReady starts the master and waits for its workers.
 func (p *proxy) startReady() status.Document {
-	p.t.Helper()
-	p.start()
-	return p.waitWorkers(p.cfg.workers, 20*time.Second)
-}
-
-// stop stops the master (TERM, then KILL) and then every worker pid it ever had that is still
-// there.
-func (p *proxy) stop() {
-	if p.cmd == nil {
-		return
-	}
-	for _, pid := range children(p.pid()) {
-		p.seen[pid] = true
-	}
-	p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(15 * time.Second):
-		p.cmd.Process.Kill()
-		<-p.done
-	}
-	for pid := range p.seen {
-		if running(pid) {
-			syscall.Kill(pid, syscall.SIGKILL)
-		}
-	}
-	if p.t.Failed() {
-		log := p.log.String()
-		if len(log) > 20000 {
-			log = "...\n" + log[len(log)-20000:]
-		}
-		p.t.Logf("hcproxy log (tail):\n%s", log)
-	}
-}
-
-func (p *proxy) signal(sig syscall.Signal) {
-	p.t.Helper()
-	if err := p.cmd.Process.Signal(sig); err != nil {
-		p.t.Fatal(err)
-	}
-}
-
-func (p *proxy) tablePath() string { return filepath.Join(p.dir, "hcproxy.table") }
-
-func (p *proxy) dumpErr() (status.Document, error) {
-	var d status.Document
-	out, err := exec.Command(bin.hcctl, "--table", p.tablePath(), "dump", "--json").Output()
-	if err != nil {
-		return d, err
-	}
-	err = json.Unmarshal(out, &d)
-	return d, err
-}
-
-func (p *proxy) dump() status.Document {
-	p.t.Helper()
-	d, err := p.dumpErr()
-	if err != nil {
-		p.t.Fatalf("hcctl dump: %v", err)
-	}
-	return d
-}
-
-func (p *proxy) eventually(what string, timeout time.Duration, cond func(status.Document) bool) status.Document {
-	p.t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		d, err := p.dumpErr()
-		if err == nil && cond(d) {
-			return d
-		}
-		if time.Now().After(deadline) {
-			p.t.Fatalf("timed out after %v waiting for %s (err %v); workers %+v", timeout, what, err, d.Workers)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-func (p *proxy) waitWorkers(n int, timeout time.Duration) status.Document {
-	p.t.Helper()
-	d := p.eventually(fmt.Sprintf("%d ready workers", n), timeout, func(d status.Document) bool {
-		return d.MasterPid == p.pid() && readyWorkers(d) == n
-	})
-	for _, pid := range children(p.pid()) {
-		p.seen[pid] = true
-	}
-	return d
-}
-
-func readyWorkers(d status.Document) int {
-	n := 0
-	for _, w := range d.Workers {
-		if w.State == "ready" && w.Generation == d.Generation {
-			n++
-		}
-	}
-	return n
-}
-
-func backendState(d status.Document, addr string) (status.Backend, bool) {
-	for _, b := range d.Backends {
-		if b.Address == addr {
-			return b, true
-		}
-	}
-	return status.Backend{}, false
+	p.T.Helper()
+	p.Start()
+	return p.WaitWorkers(p.cfg.workers, 20*time.Second)
 }
 
 // waitChecked waits until every backend in the table was checked at least n times.
 func (p *proxy) waitChecked(n uint64, timeout time.Duration) status.Document {
-	p.t.Helper()
-	return p.eventually("backends checked", timeout, func(d status.Document) bool {
+	p.T.Helper()
+	return p.Eventually("backends checked", timeout, func(d status.Document) bool {
 		if len(d.Backends) == 0 {
 			return false
 		}
@@ -349,46 +172,6 @@ func (p *proxy) waitChecked(n uint64, timeout time.Duration) status.Document {
 
 // --- /proc ---
 
-// procStat returns the fields of /proc/PID/stat after the command name (field 3 is index 0).
-func procStat(pid int) ([]string, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return nil, err
-	}
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return nil, fmt.Errorf("bad stat")
-	}
-	return strings.Fields(string(b[i+1:])), nil
-}
-
-// running reports whether pid exists and is not a zombie.
-func running(pid int) bool {
-	f, err := procStat(pid)
-	return err == nil && len(f) > 0 && f[0] != "Z" && f[0] != "X"
-}
-
-// children lists the live (non-zombie) children of pid, from every /proc/*/stat's ppid.
-func children(pid int) []int {
-	ents, _ := os.ReadDir("/proc")
-	var out []int
-	for _, e := range ents {
-		c, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		f, err := procStat(c)
-		if err != nil || len(f) < 2 || f[0] == "Z" || f[0] == "X" {
-			continue
-		}
-		if pp, _ := strconv.Atoi(f[1]); pp == pid {
-			out = append(out, c)
-		}
-	}
-	sort.Ints(out)
-	return out
-}
-
 // fdCount counts the open descriptors of pid.
 func fdCount(pid int) int {
 	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
@@ -400,7 +183,7 @@ func fdCount(pid int) int {
 
 // cpuTicks is utime+stime of pid in clock ticks.
 func cpuTicks(pid int) int64 {
-	f, err := procStat(pid)
+	f, err := harness.ProcStat(pid)
 	if err != nil || len(f) < 13 {
 		return 0
 	}
@@ -413,7 +196,7 @@ const clockTicks = 100 // USER_HZ on Linux
 
 // userTicks is utime of pid in clock ticks.
 func userTicks(pid int) int64 {
-	f, err := procStat(pid)
+	f, err := harness.ProcStat(pid)
 	if err != nil || len(f) < 13 {
 		return 0
 	}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"hcproxy/internal/backend"
+	"hcproxy/internal/harness"
 	"hcproxy/internal/load"
 	"hcproxy/status"
 )
@@ -31,11 +32,11 @@ func reloadStorm(t *testing.T, changes bool) {
 		reloads  = 50
 		interval = 500 * time.Millisecond
 	)
-	base := startBackends(t, "b", 3)
-	down := startBackends(t, "down", 1)[0]
+	base := harness.StartBackends(t, "b", 3)
+	down := harness.StartBackends(t, "down", 1)[0]
 	down.SetFailing(true)
-	extras := startBackends(t, "x", 4)
-	listen, statusAddr := freePort(t), freePort(t)
+	extras := harness.StartBackends(t, "x", 4)
+	listen, statusAddr := harness.FreeAddr(t), harness.FreeAddr(t)
 	cfg := func(i int) config {
 		servers := append(addrs(base), down.Addr)
 		if i >= 0 && changes {
@@ -47,12 +48,12 @@ func reloadStorm(t *testing.T, changes bool) {
 	}
 	p := newProxy(t, cfg(-1))
 	p.startReady()
-	p.eventually("the failing server down", 10*time.Second, func(d status.Document) bool {
-		b, ok := backendState(d, down.Addr)
+	p.Eventually("the failing server down", 10*time.Second, func(d status.Document) bool {
+		b, ok := harness.BackendState(d, down.Addr)
 		return ok && b.State == "down"
 	})
 	p.waitChecked(2, 10*time.Second)
-	master := p.pid()
+	master := p.Pid()
 	fdBefore := fdCount(master)
 
 	ctx, cancel := context.WithCancel(context.Background())
@@ -63,7 +64,7 @@ func reloadStorm(t *testing.T, changes bool) {
 	}()
 	time.Sleep(500 * time.Millisecond)
 
-	gen0 := p.dump().Generation
+	gen0 := p.Dump().Generation
 	// Servers that stay configured keep their slot, so their checks counters only grow; a
 	// server removed and added again starts afresh in a new slot.
 	kept := map[string]bool{down.Addr: true}
@@ -78,12 +79,12 @@ func reloadStorm(t *testing.T, changes bool) {
 		if changes {
 			p.writeConfig(cfg(i))
 		}
-		p.signal(syscall.SIGHUP)
-		d, err := p.dumpErr()
+		p.Signal(syscall.SIGHUP)
+		d, err := p.DumpErr()
 		if err != nil {
 			problems = append(problems, fmt.Sprintf("reload %d: hcctl dump: %v", i, err))
 		} else {
-			if b, ok := backendState(d, down.Addr); !ok || b.State != "down" {
+			if b, ok := harness.BackendState(d, down.Addr); !ok || b.State != "down" {
 				problems = append(problems, fmt.Sprintf("reload %d: the down server is %q (in table: %v)", i, b.State, ok))
 			}
 			for _, b := range d.Backends {
@@ -109,8 +110,8 @@ func reloadStorm(t *testing.T, changes bool) {
 	var d status.Document
 	settleBy := time.Now().Add(30 * time.Second)
 	for {
-		d, _ = p.dumpErr()
-		if len(children(master)) == workers && readyWorkers(d) == workers && len(d.Workers) == workers &&
+		d, _ = p.DumpErr()
+		if len(harness.Children(master)) == workers && harness.ReadyWorkers(d) == workers && len(d.Workers) == workers &&
 			len(d.Backends) == configured {
 			break
 		}
@@ -125,13 +126,13 @@ func reloadStorm(t *testing.T, changes bool) {
 		time.Sleep(100 * time.Millisecond)
 		fdAfter = fdCount(master)
 	}
-	procs := len(children(master))
+	procs := len(harness.Children(master))
 	for _, b := range d.Backends {
 		if kept[b.Address] && b.Checks < last[b.Address] {
 			problems = append(problems, fmt.Sprintf("after: %s checks went back from %d to %d", b.Address, last[b.Address], b.Checks))
 		}
 	}
-	if b, ok := backendState(d, down.Addr); !ok || b.State != "down" {
+	if b, ok := harness.BackendState(d, down.Addr); !ok || b.State != "down" {
 		problems = append(problems, fmt.Sprintf("after: the down server is %q", b.State))
 	}
 

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"hcproxy/internal/faults"
+	"hcproxy/internal/harness"
 	"hcproxy/internal/load"
 )
 
@@ -36,23 +37,23 @@ func TestTenThousandBackends(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { many.Close() })
-	listen := freePort(t)
-	p := newProxy(t, config{workers: workers, maxServers: n, status: freePort(t), upstreams: []upstreamConf{{
+	listen := harness.FreeAddr(t)
+	p := newProxy(t, config{workers: workers, maxServers: n, status: harness.FreeAddr(t), upstreams: []upstreamConf{{
 		name: "big", listen: listen, servers: many.Addrs, interval: interval.String(), timeout: "500ms", rise: 2, fall: 3,
 	}}})
-	p.start()
-	p.waitWorkers(workers, 60*time.Second)
+	p.Start()
+	p.WaitWorkers(workers, 60*time.Second)
 	p.waitChecked(2, 60*time.Second)
 	time.Sleep(2 * time.Second) // settle
 
-	master := p.pid()
-	ws := children(master)
+	master := p.Pid()
+	ws := harness.Children(master)
 	cpu0, user0 := map[int]int64{}, map[int]int64{}
 	for _, w := range ws {
 		cpu0[w], user0[w] = cpuTicks(w), userTicks(w)
 	}
 	mcpu0 := cpuTicks(master)
-	d0 := p.dump()
+	d0 := p.Dump()
 	req0 := many.Requests()
 	start := time.Now()
 
@@ -61,7 +62,7 @@ func TestTenThousandBackends(t *testing.T) {
 	down := 0
 	for time.Since(start) < window {
 		time.Sleep(time.Second)
-		d := p.dump()
+		d := p.Dump()
 		for _, b := range d.Backends {
 			lag := float64(d.GeneratedUnixMs-b.LastCheckUnixMs-b.IntervalMs) / 1000
 			if lag < 0 {
@@ -72,7 +73,7 @@ func TestTenThousandBackends(t *testing.T) {
 		}
 	}
 	elapsed := time.Since(start)
-	d1 := p.dump()
+	d1 := p.Dump()
 	probes := many.Requests() - req0
 	for _, b := range d1.Backends {
 		if b.State != "up" {

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"hcproxy/internal/harness"
 	"hcproxy/internal/load"
 )
 
@@ -46,15 +47,15 @@ func TestSoak(t *testing.T) {
 	dur := soakDuration(t)
 	const workers = 2
 	every := min(10*time.Second, dur/12)
-	bs := startBackends(t, "b", 3)
-	flap := startBackends(t, "flap", 1)[0]
-	listen := freePort(t)
-	p := newProxy(t, config{workers: workers, status: freePort(t), upstreams: []upstreamConf{{
+	bs := harness.StartBackends(t, "b", 3)
+	flap := harness.StartBackends(t, "flap", 1)[0]
+	listen := harness.FreeAddr(t)
+	p := newProxy(t, config{workers: workers, status: harness.FreeAddr(t), upstreams: []upstreamConf{{
 		name: "app", listen: listen, servers: append(addrs(bs), flap.Addr), interval: "500ms", timeout: "250ms",
 	}}})
 	p.startReady()
 	p.waitChecked(2, 10*time.Second)
-	master := p.pid()
+	master := p.Pid()
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -74,7 +75,7 @@ func TestSoak(t *testing.T) {
 			nextSample = nextSample.Add(every)
 		}
 		if !now.Before(nextReload) {
-			p.signal(syscall.SIGHUP)
+			p.Signal(syscall.SIGHUP)
 			reloads++
 			nextReload = nextReload.Add(30 * time.Second)
 		}
@@ -148,9 +149,9 @@ func meanOf(ss []soakSample, get func(soakSample) float64) float64 {
 }
 
 func sample(p *proxy, master int, at time.Duration) soakSample {
-	s := soakSample{at: at, procs: len(children(master)), masterFDs: fdCount(master)}
+	s := soakSample{at: at, procs: len(harness.Children(master)), masterFDs: fdCount(master)}
 	s.masterRSS, s.masterThr = procStatus(master)
-	d, err := p.dumpErr()
+	d, err := p.DumpErr()
 	if err != nil {
 		return s
 	}

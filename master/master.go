@@ -406,6 +406,7 @@ func (m *Master) handle(ev event) {
 		if m.cur != nil && p.gen == m.cur.gen {
 			attrs = append(attrs, "respawn_in", m.scheduleRespawn(lived, killed(ev.err)))
 		}
+		m.table.CountRestart(killed(ev.err))
 		m.log.Error("worker exited unexpectedly", attrs...)
 	}
 }
@@ -529,6 +530,8 @@ func (m *Master) retireGone() {
 func (m *Master) reload() {
 	m.notifyReloading()
 	defer m.notifyReloaded(m.cur.gen) // READY=1 again, whether the reload worked or failed
+	ok := false
+	defer func() { m.table.CountReload(ok) }() // for /metrics: reloads by outcome
 	start := m.sys.now()
 	cfg, err := config.Load(m.path)
 	if err != nil {
@@ -563,6 +566,7 @@ func (m *Master) reload() {
 	if cfg.ErrorLog != m.logPath || cfg.LogFormat != m.logFormat {
 		m.openLog(cfg)
 	}
+	ok = true
 	m.log.Info("reloaded", "generation", g.gen, "workers", cfg.Workers, "took", m.sys.now().Sub(start).Round(time.Millisecond))
 	m.freePending()
 }

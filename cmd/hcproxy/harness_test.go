@@ -2,13 +2,11 @@ package main
 
 // The integration tests start the real binaries (built once in TestMain, with -race when
 // HCPROXY_RACE=1) in front of real backends on 127.0.0.1, and stop every process they start by
-// its pid.
+// its pid. The shared part (build, start, table reads, waits, stop, the log on failure) is
+// internal/harness; the names below are the ones the tests here use.
 
 import (
-	"encoding/json"
 	"fmt"
-	"hcproxy/internal/syncbuf"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,60 +17,27 @@ import (
 	"time"
 
 	"hcproxy/internal/backend"
+	"hcproxy/internal/harness"
+	"hcproxy/internal/syncbuf"
 	"hcproxy/status"
 )
 
-var bin struct{ hcproxy, hcctl string }
+var (
+	bin  struct{ hcproxy, hcctl string }
+	bins harness.Binaries
+)
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "hcproxy-bin")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	bin.hcproxy, bin.hcctl = filepath.Join(dir, "hcproxy"), filepath.Join(dir, "hcctl")
-	args := []string{"build"}
-	if os.Getenv("HCPROXY_RACE") == "1" {
-		args = append(args, "-race")
-	}
-	for out, pkg := range map[string]string{bin.hcproxy: "hcproxy/cmd/hcproxy", bin.hcctl: "hcproxy/cmd/hcctl"} {
-		cmd := exec.Command("go", append(args, "-o", out, pkg)...)
-		if b, err := cmd.CombinedOutput(); err != nil {
-			fmt.Fprintf(os.Stderr, "build %s: %v\n%s", pkg, err, b)
-			os.Exit(1)
-		}
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	os.Exit(harness.Main(m, func(b harness.Binaries) { bins, bin.hcproxy, bin.hcctl = b, b.Hcproxy, b.Hcctl }))
 }
 
 // freePort returns a loopback address nobody listens on right now.
-func freePort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
+func freePort(t *testing.T) string { return harness.FreeAddr(t) }
 
-func startBackends(t *testing.T, n int) []*backend.Backend {
-	t.Helper()
-	var bs []*backend.Backend
-	for i := 0; i < n; i++ {
-		b, err := backend.Start(fmt.Sprintf("b%d", i), "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { b.Close() })
-		bs = append(bs, b)
-	}
-	return bs
-}
+func startBackends(t *testing.T, n int) []*backend.Backend { return harness.StartBackends(t, "b", n) }
 
-// proxy is a running hcproxy master.
+// proxy is a running hcproxy master: the fields a test sets (dir, config, listen, status, log,
+// env) and the process it runs (cmd, done), kept in step with its harness.Proxy.
 type proxy struct {
 	t      *testing.T
 	dir    string
@@ -83,6 +48,7 @@ type proxy struct {
 	log    *syncBuffer
 	done   chan struct{}
 	env    []string // added to the master's environment
+	h      *harness.Proxy
 }
 
 // syncBuffer collects output written while the test reads it.
@@ -148,9 +114,7 @@ expect_body = "ok"
 	if o.top != "" {
 		cfg = o.top + "\n" + cfg
 	}
-	if err := os.WriteFile(p.config, []byte(cfg), 0o644); err != nil {
-		p.t.Fatal(err)
-	}
+	p.harness().WriteConfig(cfg)
 }
 
 // startProxy writes a config for backends and starts the master; it returns once every worker
@@ -166,117 +130,59 @@ func startProxy(t *testing.T, o proxyOpts, backends []*backend.Backend) *proxy {
 	return p
 }
 
+// harness returns p's harness.Proxy with p's fields and process (a test may have started the
+// master itself and set cmd and done).
+func (p *proxy) harness() *harness.Proxy {
+	if p.h == nil {
+		p.h = &harness.Proxy{T: p.t, Bin: bins}
+	}
+	if p.log == nil {
+		p.log = &syncBuffer{}
+	}
+	p.h.Dir, p.h.Config, p.h.Env, p.h.Log, p.h.Cmd, p.h.Done = p.dir, p.config, p.env, p.log, p.cmd, p.done
+	return p.h
+}
+
 func (p *proxy) start() {
 	p.t.Helper()
-	p.cmd = exec.Command(bin.hcproxy, "-c", p.config)
-	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
-	if p.env != nil {
-		p.cmd.Env = append(os.Environ(), p.env...)
-	}
-	if err := p.cmd.Start(); err != nil {
-		p.t.Fatal(err)
-	}
-	p.done = make(chan struct{})
-	go func() { p.cmd.Wait(); close(p.done) }()
+	h := p.harness()
+	h.Start()
+	p.cmd, p.done = h.Cmd, h.Done
 }
 
 // kill stops the master and every worker it left, by pid.
-func (p *proxy) kill() {
-	workers := p.workerPids()
-	p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(10 * time.Second):
-		p.cmd.Process.Kill()
-		<-p.done
-	}
-	for _, pid := range workers {
-		syscall.Kill(pid, syscall.SIGKILL)
-	}
-	if p.t.Failed() {
-		p.t.Logf("hcproxy log:\n%s", p.log.String())
-	}
-}
+func (p *proxy) kill() { p.harness().Stop(10 * time.Second) }
 
-func (p *proxy) workerPids() []int {
-	d, err := p.dumpErr()
-	if err != nil {
-		return nil
-	}
-	var pids []int
-	for _, w := range d.Workers {
-		pids = append(pids, w.Pid)
-	}
-	return pids
-}
+func (p *proxy) workerPids() []int { return p.harness().WorkerPids() }
 
-func (p *proxy) dumpErr() (status.Document, error) {
-	var d status.Document
-	out, err := exec.Command(bin.hcctl, "--table", filepath.Join(p.dir, "hcproxy.table"), "dump", "--json").Output()
-	if err != nil {
-		return d, err
-	}
-	err = json.Unmarshal(out, &d)
-	return d, err
-}
+func (p *proxy) dumpErr() (status.Document, error) { return p.harness().DumpErr() }
 
 func (p *proxy) dump() status.Document {
 	p.t.Helper()
-	d, err := p.dumpErr()
-	if err != nil {
-		p.t.Fatalf("hcctl dump: %v", err)
-	}
-	return d
+	return p.harness().Dump()
 }
 
 // eventually polls cond until it holds or the deadline passes.
 func (p *proxy) eventually(what string, timeout time.Duration, cond func(status.Document) bool) status.Document {
 	p.t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		d, err := p.dumpErr()
-		if err == nil && cond(d) {
-			return d
-		}
-		if time.Now().After(deadline) {
-			p.t.Fatalf("timed out after %v waiting for %s; last table: %+v (err %v)", timeout, what, d, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	return p.harness().Eventually(what, timeout, cond)
 }
 
 // waitWorkers waits until n ready workers of the published generation are in the table.
 func (p *proxy) waitWorkers(n int) status.Document {
 	p.t.Helper()
-	return p.eventually(fmt.Sprintf("%d ready workers", n), 20*time.Second, func(d status.Document) bool {
-		return d.MasterPid == p.cmd.Process.Pid && readyWorkers(d) == n
-	})
+	return p.harness().WaitWorkers(n, 20*time.Second)
 }
 
-func readyWorkers(d status.Document) int {
-	n := 0
-	for _, w := range d.Workers {
-		if w.State == "ready" && w.Generation == d.Generation {
-			n++
-		}
-	}
-	return n
-}
+func readyWorkers(d status.Document) int { return harness.ReadyWorkers(d) }
 
 func backendState(d status.Document, addr string) (status.Backend, bool) {
-	for _, b := range d.Backends {
-		if b.Address == addr {
-			return b, true
-		}
-	}
-	return status.Backend{}, false
+	return harness.BackendState(d, addr)
 }
 
 func (p *proxy) signal(sig syscall.Signal) {
 	p.t.Helper()
-	if err := p.cmd.Process.Signal(sig); err != nil {
-		p.t.Fatal(err)
-	}
+	p.harness().Signal(sig)
 }
 
 func alive(pid int) bool { return syscall.Kill(pid, 0) == nil }
