@@ -23,9 +23,12 @@ type exchange struct {
 	sent100    bool
 	interim    bool // a 1xx response went to the client: no retry after it
 	upTime     time.Duration
+	connect    time.Duration // the connect time of the last new upstream connection
 	tries      upstream.Tries
-	bytes      int64
+	bytes      int64 // response body bytes sent to the client
+	bytesIn    int64 // request body bytes read from the client
 	status     int
+	own        shm.OwnReason // why hcproxy answered itself, shm.OwnNone when it relayed a response
 }
 
 // clientError is a failure on the client's side while its body streams upstream.
@@ -72,13 +75,13 @@ func (cc *clientConn) serveRequest() bool {
 			x.keepClient = false
 		}
 		keep := cc.refuse(&x, 503, x.keepClient)
-		cc.logAccess(entry, &x, nil)
+		cc.finish(entry, &x, nil)
 		return keep
 	}
 	cc.buildRequest(srv, x.upgrading)
 	if err := cc.bufferBody(&x); err != nil {
 		cc.refuse(&x, 400, false)
-		cc.logAccess(entry, &x, nil)
+		cc.finish(entry, &x, nil)
 		return false
 	}
 	u, srv, err := cc.tryServers(&x, srv)
@@ -94,10 +97,10 @@ func (cc *clientConn) serveRequest() bool {
 				// The body stalled past client_idle_timeout: closed with no answer, logged as
 				// 408, as nginx's client_body_timeout and the std engine do.
 				s.log.Debug("client body timed out", "upstream", s.name, "server", srv.Address)
-				x.status = 408
+				x.status, x.own = 408, shm.OwnClientClosed
 			default:
 				s.log.Debug("client went away", "upstream", s.name, "server", srv.Address, "err", ce.err)
-				x.status = 499
+				x.status, x.own = 499, shm.OwnClientClosed
 			}
 		default:
 			s.log.Warn("upstream request failed", "upstream", s.name, "server", srv.Address, "tries", x.tries.N, "err", err)
@@ -107,11 +110,11 @@ func (cc *clientConn) serveRequest() bool {
 			}
 			x.keepClient = cc.refuse(&x, x.status, x.keepClient && !x.streaming)
 		}
-		cc.logAccess(entry, &x, srv)
+		cc.finish(entry, &x, srv)
 		return x.keepClient && x.status != 499 && x.status != 400 && x.status != 408
 	}
 	keep := cc.forwardResponse(&x, u, srv)
-	cc.logAccess(entry, &x, srv)
+	cc.finish(entry, &x, srv)
 	return keep
 }
 
@@ -119,7 +122,7 @@ func (cc *clientConn) serveRequest() bool {
 // status and the body bytes sent in x, for the access log; it returns whether the connection
 // stays open.
 func (cc *clientConn) refuse(x *exchange, status int, keep bool) bool {
-	x.status = status
+	x.status, x.own = status, upstream.OwnReason(status)
 	keep, x.bytes = cc.writeError(status, keep)
 	return keep
 }
@@ -137,11 +140,13 @@ func (cc *clientConn) bufferBody(x *exchange) error {
 		}
 		cc.out = out
 		cc.in.consume(n)
+		x.bytesIn += int64(n)
 		x.streaming = !x.chunks.Done()
 	case req.ContentLength > 0:
 		k := min(req.ContentLength, int64(cc.in.len()))
 		cc.out = append(cc.out, cc.in.buffered()[:k]...)
 		cc.in.consume(int(k))
+		x.bytesIn += k
 		x.bodyLeft = req.ContentLength - k
 		x.streaming = x.bodyLeft > 0
 	}
@@ -183,10 +188,13 @@ func (cc *clientConn) tryServers(x *exchange, srv *upstream.Server) (*upConn, *u
 // new one, once, when nothing came back and the request can be sent again.
 func (cc *clientConn) roundTrip(x *exchange, srv *upstream.Server) (*upConn, error) {
 	pool := cc.s.pools[srv]
+	x.connect = 0 // this try's, not an earlier one's
 	u := pool.get(cc.now)
 	for {
 		if u == nil {
+			t0 := time.Now() // only for a new connection: a reused one costs no clock read
 			c, err := cc.s.dialer.Dial("tcp", srv.Address)
+			x.connect = time.Since(t0)
 			if err != nil {
 				return nil, err
 			}
@@ -311,6 +319,7 @@ func (cc *clientConn) streamBody(x *exchange, u *upConn) error {
 			x.streaming = x.bodyLeft > 0
 		}
 		cc.in.consume(used)
+		x.bytesIn += int64(used)
 		if len(out) == 0 {
 			continue
 		}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"hcproxy/internal/h1"
+	"hcproxy/shm"
 	"hcproxy/upstream"
 )
 
@@ -347,7 +348,12 @@ func (cc *clientConn) newEntry(start time.Time) *upstream.Entry {
 	}
 }
 
-func (cc *clientConn) logAccess(e *upstream.Entry, x *exchange, srv *upstream.Server) {
+// finish reports the request at its end: to the policy (the request metrics, Policy.Done) and
+// to the access log when there is one (e), from the same values. It allocates nothing.
+func (cc *clientConn) finish(e *upstream.Entry, x *exchange, srv *upstream.Server) {
+	r := shm.Request{Status: x.status, Own: x.own, Duration: cc.now.Sub(x.tries.Start), Header: x.upTime,
+		Connect: x.connect, BytesIn: x.bytesIn, BytesOut: x.bytes}
+	cc.s.policy.Done(&x.tries, srv, &r)
 	if e == nil {
 		return
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"net"
 	"testing"
+	"time"
 
 	"hcproxy/shm"
 )
@@ -11,11 +12,45 @@ import (
 // BenchmarkProxyRoundTrip is one keep-alive request through the fast path over loopback, between
 // a raw client and a raw upstream that allocate nothing, so allocs/op are the proxy's.
 func BenchmarkProxyRoundTrip(b *testing.B) {
+	roundTrip, _ := rawRoundTrip(b)
+	roundTrip()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		roundTrip()
+	}
+}
+
+// TestProxyRoundTripAllocatesNothing keeps BenchmarkProxyRoundTrip's promise as a test: a
+// proxied keep-alive request allocates nothing, with its request metrics counted (one status
+// class, one histogram bucket, its bytes) in the server's slot.
+func TestProxyRoundTripAllocatesNothing(t *testing.T) {
+	roundTrip, slot := rawRoundTrip(t)
+	roundTrip()
+	if allocs := testing.AllocsPerRun(500, roundTrip); allocs != 0 {
+		t.Errorf("%.2f allocations per proxied request, want 0", allocs)
+	}
+	eventually(t, "every request counted", 5*time.Second, func() bool {
+		return slot.RequestStats().Classes[1] == 502 // the first, the warm-up run and 500
+	})
+	r := slot.RequestStats()
+	var inBuckets uint64
+	for _, n := range r.DurBuckets {
+		inBuckets += n
+	}
+	if r.Responses() != 502 || inBuckets != 502 || r.BytesOut != 502*13 || r.Own != [3]uint64{} || r.Retries != 0 {
+		t.Errorf("request metrics %+v, want 502 2xx responses of 13 bytes in the histogram", r)
+	}
+}
+
+// rawRoundTrip starts a fast path in front of a raw upstream and returns a function that sends
+// one keep-alive request through it from a raw client, and the upstream's slot.
+func rawRoundTrip(tb testing.TB) (func(), shm.Slot) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
-	defer ln.Close()
+	tb.Cleanup(func() { ln.Close() })
 	const resp = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 13\r\n\r\nhello, world\n"
 	go func() {
 		for {
@@ -26,33 +61,28 @@ func BenchmarkProxyRoundTrip(b *testing.B) {
 			go rawServe(c, []byte(resp))
 		}
 	}()
-	_, addr := startFast(b, Options{}, servers(b, shm.Up, ln.Addr().String()))
+	ss := servers(tb, shm.Up, ln.Addr().String())
+	_, addr := startFast(tb, Options{}, ss)
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
-	defer c.Close()
+	tb.Cleanup(func() { c.Close() })
 	req := []byte("GET /bench HTTP/1.1\r\nHost: bench\r\nUser-Agent: wrk\r\n\r\n")
 	buf := make([]byte, 4096)
-	roundTrip := func() {
+	return func() {
 		if _, err := c.Write(req); err != nil {
-			b.Fatal(err)
+			tb.Fatal(err)
 		}
 		got := 0
 		for !bytes.HasSuffix(buf[:got], []byte("hello, world\n")) {
 			n, err := c.Read(buf[got:])
 			if err != nil {
-				b.Fatal(err)
+				tb.Fatal(err)
 			}
 			got += n
 		}
-	}
-	roundTrip()
-	b.ReportAllocs()
-	b.ResetTimer()
-	for b.Loop() {
-		roundTrip()
-	}
+	}, ss[0].Slot
 }
 
 // rawServe answers every request Head on c with resp, reading heads by their blank line.

@@ -38,6 +38,7 @@ type SlotInfo struct {
 	AgentWeight int                        // percent an agent asked for, -1 none
 	UpSinceNs   int64                      // monotonic ns of the last transition to up, 0 none
 	SlowStart   time.Duration              // slow-start ramp the master recorded, 0 none
+	Req         RequestStats               // request metrics, all workers
 }
 
 // seqWait is how long a reader waits for the diagnostic record's seqlock before it takes the
@@ -64,6 +65,7 @@ func (s Slot) Info() SlotInfo {
 		Passive:     s.m.load(s.off + sPassive),
 		Active:      int64(s.m.load(s.off + sActive)),
 		Requests:    s.m.load(s.off + sRequests),
+		Req:         s.RequestStats(),
 		Errors:      s.m.load(s.off + sErrors),
 		Weight:      s.Weight(),
 		AgentWeight: s.AgentWeight(),

@@ -50,7 +50,15 @@ const (
 	hBootID     = 128 // 16 bytes: the kernel's boot_id when the monotonic times were written
 	// Appended after hBootID without a Version bump: an older table holds 0 there, "unknown".
 	hMasterStart = 144 // the master's start time: field 22 of /proc/PID/stat (clock ticks since boot)
-	hWorkers     = 256
+	// Process counters for /metrics (process.go), appended the same way: 0 is "none yet".
+	hNoServer      = 152 // requests answered 503 because no server was available (all workers)
+	hReloadsOK     = 160 // reloads that published a new generation
+	hReloadsFailed = 168 // reloads that kept the running generation
+	hReloadLastMs  = 176 // when the last reload ended (Unix ms)
+	hReloadLastOK  = 184 // 1 when the last reload succeeded
+	hRestartsExit  = 192 // workers that exited unexpectedly by themselves, replaced
+	hRestartsKill  = 200 // workers killed by a signal, replaced
+	hWorkers       = 256
 )
 
 // Worker entry offsets, relative to the entry.
@@ -102,8 +110,28 @@ const (
 	sUpSinceNs   = sConsec5xx + 8                     // monotonic ns of the last transition to up (slow start)
 	sAgentWeight = sUpSinceNs + 8                     // weight in percent an agent check asked for, plus 1 (0: none)
 	sSlowStart   = sAgentWeight + 8                   // slow-start ramp, ns (of the first upstream listing it), written by the master; 0 none
-	slotEnd      = sSlowStart + 8
+	// Request metrics (data plane, all workers; Slot.CountRequest), appended without a bump:
+	// an older table reads 0, "none yet".
+	sRespClass  = sSlowStart + 8                 // responses to clients by status class 1xx..5xx (5 words)
+	sReqDurSum  = sRespClass + 8*5               // sum of request durations, µs
+	sReqDurBkts = sReqDurSum + 8                 // request duration histogram: ReqBounds, per bucket (+Inf is the class total)
+	sBytesIn    = sReqDurBkts + 8*len(ReqBounds) // request body bytes from clients
+	sBytesOut   = sBytesIn + 8                   // response body bytes to clients
+	sRetries    = sBytesOut + 8                  // tries after the first
+	sHeaderSum  = sRetries + 8                   // sum of times from the first try to the response head, µs
+	sConnectSum = sHeaderSum + 8                 // sum of connect times of new upstream connections, µs
+	sConnects   = sConnectSum + 8                // new upstream connections timed
+	sOwnResp    = sConnects + 8                  // responses hcproxy made itself, by OwnReason 1..3 (3 words)
+	slotEnd     = sOwnResp + 8*3
 )
+
+// ReqBounds are the upper bounds (inclusive) of the request duration histogram's buckets:
+// Prometheus's default buckets, capped at 10s.
+var ReqBounds = [...]time.Duration{
+	5 * time.Millisecond, 10 * time.Millisecond, 25 * time.Millisecond, 50 * time.Millisecond,
+	100 * time.Millisecond, 250 * time.Millisecond, 500 * time.Millisecond, time.Second,
+	2500 * time.Millisecond, 10 * time.Second,
+}
 
 // RTTBounds are the upper bounds (inclusive) of the check round-trip histogram's buckets.
 var RTTBounds = [...]time.Duration{

@@ -3,6 +3,7 @@ package status
 import (
 	"log/slog"
 	"net/http"
+	"runtime"
 	"strconv"
 	"strings"
 
@@ -11,6 +12,7 @@ import (
 
 	"hcproxy/probe"
 	"hcproxy/shm"
+	"hcproxy/version"
 )
 
 // newMetricsHandler serves /metrics from a private registry holding only the table collector, so
@@ -26,7 +28,8 @@ func newMetricsHandler(t *shm.Table, log *slog.Logger) http.Handler {
 
 // collector is a prometheus.Collector that reads one table Snapshot per scrape. Server series are
 // labelled upstream (the slot's label as it is: several upstreams comma separated) and server;
-// worker series pid, generation and state.
+// worker series by their index in the worker table (bounded by shm.WorkerCap, so a reload
+// starts no new series, as a pid or generation label would).
 type collector struct {
 	t *shm.Table
 
@@ -34,15 +37,20 @@ type collector struct {
 	eweight, duration                                 *prometheus.Desc
 	checks, failures, transitions                     *prometheus.Desc
 	requests, errors, passive                         *prometheus.Desc
-	wRequests, wOwned, wHeartbeat                     *prometheus.Desc
+	wRequests, wOwned, wHeartbeat, workers            *prometheus.Desc
 	generation, slotsUsed, capacity, events           *prometheus.Desc
+
+	// request metrics (shm.Slot.CountRequest) and process counters (shm.ProcessStats)
+	responses, reqDuration, headerSum, connectSum, connects *prometheus.Desc
+	bytesIn, bytesOut, retries, own, noServer               *prometheus.Desc
+	reloads, reloadLast, reloadOK, restarts, build, master  *prometheus.Desc
 }
 
 var _ prometheus.Collector = (*collector)(nil)
 
 func newCollector(t *shm.Table) *collector {
 	server := []string{"upstream", "server"}
-	worker := []string{"pid", "generation", "state"}
+	worker := []string{"index"} // the worker table's entry, bounded by shm.WorkerCap: no pid or generation
 	d := func(name, help string, labels ...string) *prometheus.Desc {
 		return prometheus.NewDesc("hcproxy_"+name, help, labels, nil)
 	}
@@ -69,6 +77,24 @@ func newCollector(t *shm.Table) *collector {
 		slotsUsed:   d("table_slots_used", "Allocated slots of the health table."),
 		capacity:    d("table_capacity", "Slots in the health table."),
 		events:      d("events_total", "Events appended to the event ring since the table was created."),
+		workers:     d("workers", "Workers in the table by state.", "state"),
+
+		responses:   d("responses_total", "Responses to clients by status class (1xx..5xx), all workers; hcproxy's own included.", append(server, "code")...),
+		reqDuration: d("request_duration_seconds", "Time from a request's arrival to its end, all workers.", server...),
+		headerSum:   d("upstream_header_seconds_total", "Time from the first try to the response head, summed over requests.", server...),
+		connectSum:  d("upstream_connect_seconds_total", "Time to connect new upstream connections, summed (fast engine).", server...),
+		connects:    d("upstream_connects_total", "New upstream connections timed (fast engine).", server...),
+		bytesIn:     d("request_body_bytes_total", "Request body bytes read from clients.", server...),
+		bytesOut:    d("response_body_bytes_total", "Response body bytes sent to clients.", server...),
+		retries:     d("retries_total", "Tries after the first, all workers.", server...),
+		own:         d("own_responses_total", "Requests hcproxy answered itself, by reason: timeout (504), upstream_error (502), client_closed (499, 408).", append(server, "reason")...),
+		noServer:    d("no_server_responses_total", "Requests answered 503 because no server was available, all workers."),
+		reloads:     d("reloads_total", "Reloads by outcome.", "outcome"),
+		reloadLast:  d("last_reload_timestamp_seconds", "When the last reload ended (0: none yet)."),
+		reloadOK:    d("last_reload_success", "Whether the last reload succeeded (1) or kept the running configuration (0)."),
+		restarts:    d("worker_restarts_total", "Workers replaced after an unexpected exit, by cause: exit (by itself) or signal (killed).", "cause"),
+		build:       d("build_info", "The build of the worker that answered: 1, labelled with its version and Go version.", "version", "goversion"),
+		master:      d("master_running", "Whether the master that last attached to the table still runs."),
 	}
 }
 
@@ -76,13 +102,33 @@ func newCollector(t *shm.Table) *collector {
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.up, c.available, c.admin, c.consecutive, c.weight, c.eweight, c.active, c.duration,
 		c.checks, c.failures, c.transitions, c.requests, c.errors, c.passive, c.wRequests, c.wOwned, c.wHeartbeat,
-		c.generation, c.slotsUsed, c.capacity, c.events} {
+		c.generation, c.slotsUsed, c.capacity, c.events, c.workers,
+		c.responses, c.reqDuration, c.headerSum, c.connectSum, c.connects, c.bytesIn, c.bytesOut, c.retries, c.own,
+		c.noServer, c.reloads, c.reloadLast, c.reloadOK, c.restarts, c.build, c.master} {
 		ch <- d
 	}
 }
 
 // Collect reads one snapshot and sends its metrics.
-func (c *collector) Collect(ch chan<- prometheus.Metric) { c.collect(ch, c.t.Snapshot()) }
+func (c *collector) Collect(ch chan<- prometheus.Metric) {
+	c.collect(ch, c.t.Snapshot())
+	c.collectProcess(ch, c.t.ProcessStats())
+}
+
+// collectProcess sends the process counters and the build.
+func (c *collector) collectProcess(ch chan<- prometheus.Metric, ps shm.ProcessStats) {
+	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+	}
+	counter(c.noServer, ps.NoServer)
+	counter(c.reloads, ps.ReloadsOK, "ok")
+	counter(c.reloads, ps.ReloadsFailed, "failed")
+	ch <- prometheus.MustNewConstMetric(c.reloadLast, prometheus.GaugeValue, float64(ps.ReloadLastMs)/1e3)
+	ch <- prometheus.MustNewConstMetric(c.reloadOK, prometheus.GaugeValue, bool01(ps.ReloadLastOK || ps.ReloadLastMs == 0))
+	counter(c.restarts, ps.RestartsExit, "exit")
+	counter(c.restarts, ps.RestartsKill, "signal")
+	ch <- prometheus.MustNewConstMetric(c.build, prometheus.GaugeValue, 1, version.Version, runtime.Version())
+}
 
 // collect sends the metrics of sn (and the table's event count).
 func (c *collector) collect(ch chan<- prometheus.Metric, sn shm.Snapshot) {
@@ -93,6 +139,7 @@ func (c *collector) collect(ch chan<- prometheus.Metric, sn shm.Snapshot) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
 	}
 	gauge(c.generation, float64(sn.Generation))
+	gauge(c.master, bool01(sn.MasterRunning))
 	gauge(c.slotsUsed, float64(len(sn.Slots)))
 	gauge(c.capacity, float64(sn.Capacity))
 	counter(c.events, c.t.EventHead())
@@ -122,21 +169,52 @@ func (c *collector) collect(ch chan<- prometheus.Metric, sn shm.Snapshot) {
 		counter(c.requests, in.Requests, l...)
 		counter(c.errors, in.Errors, l...)
 		counter(c.passive, in.Passive, l...)
+		c.requestMetrics(ch, in, l)
 	}
 
 	now := sn.NowNs
-	seen := map[[3]string]bool{}
+	states := map[string]int{"starting": 0, "ready": 0, "draining": 0, "dead": 0}
 	for _, w := range sn.Workers {
-		l := [3]string{strconv.Itoa(w.Token.Pid()), strconv.FormatUint(w.Generation, 10), w.State.String()}
-		if w.Token == 0 || seen[l] {
-			continue // reserved but not yet registered: no pid to name it by
+		states[w.State.String()]++
+		if w.Token == 0 {
+			continue // reserved but not yet registered
 		}
-		seen[l] = true
-		counter(c.wRequests, w.Requests, l[:]...)
-		gauge(c.wOwned, float64(w.Owned), l[:]...)
+		l := strconv.Itoa(w.Index)
+		counter(c.wRequests, w.Requests, l)
+		gauge(c.wOwned, float64(w.Owned), l)
 		if w.BeatNs != 0 {
-			gauge(c.wHeartbeat, float64(max(now-w.BeatNs, 0))/1e9, l[:]...)
+			gauge(c.wHeartbeat, float64(max(now-w.BeatNs, 0))/1e9, l)
 		}
+	}
+	for st, n := range states {
+		gauge(c.workers, float64(n), st)
+	}
+}
+
+// requestMetrics sends a slot's request metrics, labelled l (upstream, server).
+func (c *collector) requestMetrics(ch chan<- prometheus.Metric, in shm.SlotInfo, l []string) {
+	r := in.Req
+	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+	}
+	for i, n := range r.Classes {
+		counter(c.responses, n, l[0], l[1], strconv.Itoa(i+1)+"xx")
+	}
+	buckets := make(map[float64]uint64, len(shm.ReqBounds))
+	var cum uint64
+	for i, b := range shm.ReqBounds {
+		cum += r.DurBuckets[i]
+		buckets[b.Seconds()] = cum
+	}
+	ch <- prometheus.MustNewConstHistogram(c.reqDuration, max(r.Responses(), cum), float64(r.DurSumUs)/1e6, buckets, l...)
+	ch <- prometheus.MustNewConstMetric(c.headerSum, prometheus.CounterValue, float64(r.HeaderSumUs)/1e6, l...)
+	ch <- prometheus.MustNewConstMetric(c.connectSum, prometheus.CounterValue, float64(r.ConnectSum)/1e6, l...)
+	counter(c.connects, r.Connects, l...)
+	counter(c.bytesIn, r.BytesIn, l...)
+	counter(c.bytesOut, r.BytesOut, l...)
+	counter(c.retries, r.Retries, l...)
+	for i, n := range r.Own {
+		counter(c.own, n, l[0], l[1], shm.OwnReason(i+1).String())
 	}
 }
 

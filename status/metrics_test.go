@@ -117,8 +117,9 @@ func TestMetrics(t *testing.T) {
 		{"hcproxy_server_requests_total", app1, 7},
 		{"hcproxy_server_errors_total", app1, 1},
 		{"hcproxy_server_passive_failures_total", app1, 1},
-		{"hcproxy_worker_requests_total", []string{"pid", "4242", "generation", "3", "state", "ready"}, 0},
-		{"hcproxy_worker_checks_owned", []string{"pid", "4242", "generation", "3", "state", "ready"}, 2},
+		{"hcproxy_worker_requests_total", []string{"index", "0"}, 0},
+		{"hcproxy_worker_checks_owned", []string{"index", "0"}, 2},
+		{"hcproxy_workers", []string{"state", "ready"}, 1},
 		{"hcproxy_generation", nil, 3},
 		{"hcproxy_table_slots_used", nil, 4},
 		{"hcproxy_table_capacity", nil, 8},
@@ -132,7 +133,7 @@ func TestMetrics(t *testing.T) {
 	if ms := mfs["hcproxy_check_failures_total"].Metric; len(ms) != 1 {
 		t.Errorf("failure series = %v, want only app2's bad_status", ms)
 	}
-	if age := value(find(t, mfs, "hcproxy_worker_heartbeat_age_seconds", "pid", "4242")); age < 0 || age > 60 {
+	if age := value(find(t, mfs, "hcproxy_worker_heartbeat_age_seconds", "index", "0")); age < 0 || age > 60 {
 		t.Errorf("heartbeat age = %v s", age)
 	}
 

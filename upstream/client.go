@@ -59,6 +59,7 @@ type clientBody struct {
 	dl  atomic.Int64 // the read deadline in force, unix nanoseconds; 0 none
 	eof atomic.Bool
 	err atomic.Pointer[ClientError]
+	n   atomic.Int64 // bytes read, for the request metrics
 }
 
 func newClientBody(rc io.ReadCloser, w http.ResponseWriter, d time.Duration) *clientBody {
@@ -77,6 +78,7 @@ func (b *clientBody) Read(p []byte) (int, error) {
 		}
 	}
 	n, err := b.rc.Read(p)
+	b.n.Add(int64(n))
 	switch {
 	case err == nil:
 	case err == io.EOF:

@@ -4,6 +4,8 @@ import (
 	"log/slog"
 	"strconv"
 	"time"
+
+	"hcproxy/shm"
 )
 
 // Policy is an upstream's per-request policy, one for both engines: which server each try of a
@@ -112,6 +114,36 @@ func (p *Policy) canRetry(t *Tries, kind int, elapsed time.Duration, replayable 
 		return false
 	}
 	return t.Idempotent || r.NonIdempotent || kind == FailConnect
+}
+
+// Done counts a finished request, the one place both engines report it, with the same values
+// their access log entries carry: in the slot of s, the server of its last try (Slot.
+// CountRequest: status class, duration histogram, bytes, retries, upstream times, the reason
+// hcproxy answered itself), or, with s nil (no server could take it), through Options.
+// OnNoServer. It allocates nothing.
+func (p *Policy) Done(t *Tries, s *Server, r *shm.Request) {
+	if s == nil {
+		if r.Status == 503 && p.o.OnNoServer != nil {
+			p.o.OnNoServer()
+		}
+		return // refused before a server was picked (400 and the like): no server's to count
+	}
+	r.Retries = max(t.N-1, 0)
+	s.Slot.CountRequest(r)
+}
+
+// OwnReason says why an engine answered with status itself (its own 502 or 504, or a request
+// the client abandoned: 499, 408), shm.OwnNone for any other status.
+func OwnReason(status int) shm.OwnReason {
+	switch status {
+	case 502:
+		return shm.OwnUpstreamError
+	case 504:
+		return shm.OwnTimeout
+	case 499, 408:
+		return shm.OwnClientClosed
+	}
+	return shm.OwnNone
 }
 
 func (p *Policy) ejected(s *Server, why string) {

@@ -16,6 +16,7 @@ import (
 
 	"hcproxy/config"
 	"hcproxy/internal/h1"
+	"hcproxy/shm"
 )
 
 // Proxy forwards HTTP/1.1 requests to the servers of one upstream.
@@ -60,6 +61,9 @@ type Options struct {
 	OnEject func(s *Server, why string)
 	// AccessLog, when not nil, gets one entry per request.
 	AccessLog *AccessLog
+	// OnNoServer, when not nil, counts a request that no server could take (503): it has no
+	// server's slot to be counted in (Policy.Done).
+	OnNoServer func()
 	// RequestIDHeader carries a request id (kept from the client, else made up) to the upstream
 	// and back; "" for none.
 	RequestIDHeader string
@@ -152,12 +156,9 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			a.requestID = newRequestID()
 		}
 	}
-	var rec *recorder
-	if p.o.AccessLog != nil {
-		rec = &recorder{ResponseWriter: w}
-		w = rec
-		defer p.logAccess(r, a, rec)
-	}
+	rec := &recorder{ResponseWriter: w}
+	w = rec
+	defer p.finish(r, a, rec)
 	if r.Body != nil && r.Body != http.NoBody {
 		a.body = newClientBody(r.Body, w, p.o.ClientBodyTimeout)
 		defer a.body.done()
@@ -231,6 +232,28 @@ func (p *Proxy) forwardHeaders(pr *httputil.ProxyRequest) {
 	}
 }
 
+// finish reports the request at its end: to the policy (the request metrics) and to the access
+// log, from the same values.
+func (p *Proxy) finish(r *http.Request, a *attempts, rec *recorder) {
+	status := rec.status
+	if a.status != 0 {
+		status = a.status // a connection closed with no response
+	} else if status == 0 {
+		status = http.StatusOK
+	}
+	req := shm.Request{Status: status, Duration: time.Since(a.tries.Start), Header: a.upstreamTime, BytesOut: rec.bytes}
+	if a.body != nil {
+		req.BytesIn = a.body.n.Load()
+	}
+	if a.own {
+		req.Own = OwnReason(status)
+	}
+	p.policy.Done(&a.tries, a.server, &req)
+	if p.o.AccessLog != nil {
+		p.logAccess(r, a, rec)
+	}
+}
+
 func (p *Proxy) logAccess(r *http.Request, a *attempts, rec *recorder) {
 	e := Entry{
 		Time: a.tries.Start, RemoteAddr: r.RemoteAddr, Method: r.Method, URI: r.RequestURI, Proto: r.Proto,
@@ -290,13 +313,14 @@ func (p *Proxy) upstreamError(w http.ResponseWriter, r *http.Request, err error)
 		p.log.Debug("client request body failed", "upstream", p.name, "server", addr, "status", status, "err", ce.Err)
 		if abort {
 			// Nothing is sent: the client stalled or is gone (as the fast engine and nginx).
-			a.status = status
+			a.status, a.own = status, true
 			panic(http.ErrAbortHandler)
 		}
 		w.Header().Set("Connection", "close")
 		http.Error(w, http.StatusText(status), status)
 		return
 	}
+	a.own = true
 	if errors.Is(err, context.Canceled) {
 		p.log.Debug("client went away", "upstream", p.name, "server", addr)
 		w.WriteHeader(499)

@@ -64,6 +64,7 @@ type attempts struct {
 	requestID    string
 	upstreamTime time.Duration // from the first try to the response header (or the last error)
 	status       int           // the status logged when the connection is closed with no response
+	own          bool          // the proxy answered itself (upstreamError): counted by its reason
 	body         *clientBody   // the client's request body, nil when it has none
 }
 
