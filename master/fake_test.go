@@ -24,7 +24,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"hcproxy/worker"
+	"hcproxy/internal/handoff"
 )
 
 // fakeClock is a clock that moves only on advance.
@@ -134,7 +134,7 @@ func killedBy(sig syscall.Signal) error { return fakeExit{syscall.WaitStatus(sig
 // fakeWorker is one fake worker process.
 type fakeWorker struct {
 	pid     int
-	payload worker.Payload
+	payload handoff.Payload
 	files   map[string]*os.File // its duplicates of what it inherited, by name
 	control net.Conn
 	lineFl  int // the file status flags of its lifeline (O_RDONLY for the read end)
@@ -271,11 +271,11 @@ func (f *fakeOS) start(spec procSpec) (process, error) {
 		closeAll(files)
 		return nil, err
 	}
-	if w.lineFl, err = unix.FcntlInt(files[worker.FdLifeline].Fd(), unix.F_GETFL, 0); err != nil {
+	if w.lineFl, err = unix.FcntlInt(files[handoff.FdLifeline].Fd(), unix.F_GETFL, 0); err != nil {
 		closeAll(files)
 		return nil, err
 	}
-	if w.control, err = net.FileConn(files[worker.FdControl]); err != nil {
+	if w.control, err = net.FileConn(files[handoff.FdControl]); err != nil {
 		closeAll(files)
 		return nil, err
 	}
@@ -291,7 +291,7 @@ func (f *fakeOS) start(spec procSpec) (process, error) {
 func inherit(spec procSpec) (map[string]*os.File, error) {
 	var names string
 	for _, kv := range spec.Env {
-		if v, ok := strings.CutPrefix(kv, worker.EnvFds+"="); ok {
+		if v, ok := strings.CutPrefix(kv, handoff.EnvFds+"="); ok {
 			names = v
 		}
 	}
@@ -301,7 +301,7 @@ func inherit(spec procSpec) (map[string]*os.File, error) {
 		fd, err := strconv.Atoi(num)
 		if err != nil || fd < 3 || fd-3 >= len(spec.Files) {
 			closeAll(files)
-			return nil, fmt.Errorf("bad %s entry %q", worker.EnvFds, part)
+			return nil, fmt.Errorf("bad %s entry %q", handoff.EnvFds, part)
 		}
 		dup, err := unix.FcntlInt(spec.Files[fd-3].Fd(), unix.F_DUPFD_CLOEXEC, 0)
 		if err != nil {
@@ -310,7 +310,7 @@ func inherit(spec procSpec) (map[string]*os.File, error) {
 		}
 		files[name] = os.NewFile(uintptr(dup), name)
 	}
-	for _, need := range []string{worker.FdTable, worker.FdControl, worker.FdLifeline, worker.FdPayload} {
+	for _, need := range []string{handoff.FdTable, handoff.FdControl, handoff.FdLifeline, handoff.FdPayload} {
 		if files[need] == nil {
 			closeAll(files)
 			return nil, fmt.Errorf("descriptor %q not passed", need)
@@ -326,7 +326,7 @@ func closeAll(files map[string]*os.File) {
 }
 
 func (w *fakeWorker) readPayload() error {
-	f := w.files[worker.FdPayload]
+	f := w.files[handoff.FdPayload]
 	st, err := f.Stat()
 	if err != nil {
 		return err
@@ -339,7 +339,7 @@ func (w *fakeWorker) readPayload() error {
 func (w *fakeWorker) run(b behaviour) {
 	go func() {
 		var buf [1]byte
-		w.files[worker.FdLifeline].Read(buf[:]) // blocks until every write end is closed
+		w.files[handoff.FdLifeline].Read(buf[:]) // blocks until every write end is closed
 		w.exit("lifeline", nil)
 	}()
 	switch b {

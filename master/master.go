@@ -12,9 +12,11 @@ import (
 	"github.com/gofrs/flock"
 
 	"hcproxy/config"
+	"hcproxy/internal/handoff"
+	"hcproxy/internal/logs"
+	"hcproxy/internal/pidfile"
 	"hcproxy/shm"
 	"hcproxy/version"
-	"hcproxy/worker"
 )
 
 // readyTimeout bounds how long a new generation may take to report ready.
@@ -25,7 +27,7 @@ type generation struct {
 	gen     uint64
 	cfg     *config.Config
 	cfgJSON []byte
-	slots   []worker.SlotRef
+	slots   []handoff.SlotRef
 	used    map[int]bool // slot indices this generation uses
 	fresh   []int        // slots allocated for it (freed again if it fails to start)
 }
@@ -36,7 +38,7 @@ type Master struct {
 	path      string
 	cfg       *config.Config
 	log       *slog.Logger
-	logFile   *worker.LogFile
+	logFile   *logs.File
 	logPath   string
 	logFormat string
 	lock      *flock.Flock
@@ -81,10 +83,10 @@ func (m *Master) run() error {
 	if err := m.openLog(cfg); err != nil {
 		return err
 	}
-	if m.lock, err = lockPidFile(cfg.PidFile); err != nil {
+	if m.lock, err = pidfile.Lock(cfg.PidFile); err != nil {
 		return err
 	}
-	defer unlockPidFile(m.lock)
+	defer pidfile.Unlock(m.lock)
 	// Signals first, so none that arrives during start-up is lost or kills us.
 	defer m.sys.signals(m.sigs)()
 	if m.table, err = shm.OpenMaster(cfg.Table, tableCapacity(cfg)); err != nil {
@@ -123,7 +125,7 @@ func (m *Master) run() error {
 // openLog opens cfg's error_log (stderr when unset) and makes it the master's log; on error the
 // log in use stays.
 func (m *Master) openLog(cfg *config.Config) error {
-	lf, err := worker.OpenLog(cfg.ErrorLog)
+	lf, err := logs.Open(cfg.ErrorLog)
 	if err != nil {
 		if m.log != nil {
 			m.log.Error("open error_log, keeping the current log", "path", cfg.ErrorLog, "err", err)
@@ -132,7 +134,7 @@ func (m *Master) openLog(cfg *config.Config) error {
 	}
 	old := m.logFile
 	m.logFile, m.logPath, m.logFormat = lf, cfg.ErrorLog, cfg.LogFormat
-	m.log = worker.NewLogger(cfg.LogFormat, lf, worker.LevelOf(cfg.LogLevel)).With("pid", os.Getpid(), "role", "master")
+	m.log = logs.NewLogger(cfg.LogFormat, lf, logs.LevelOf(cfg.LogLevel)).With("pid", os.Getpid(), "role", "master")
 	if old != nil {
 		old.Close()
 	}
@@ -257,7 +259,7 @@ func (m *Master) prepare(cfg *config.Config, gen uint64) (*generation, error) {
 	for _, name := range cfg.UpstreamNames() {
 		u := cfg.Upstreams[name]
 		for _, s := range u.Servers {
-			g.slots = append(g.slots, worker.SlotRef{Upstream: name, Address: s.Address, Slot: idx[key{u.Check.Key(), s.Address}]})
+			g.slots = append(g.slots, handoff.SlotRef{Upstream: name, Address: s.Address, Slot: idx[key{u.Check.Key(), s.Address}]})
 		}
 	}
 	var err error
@@ -367,7 +369,7 @@ func (m *Master) drain(p *proc) {
 	p.expected = true
 	m.steer.drop(p.index) // no new connection for it from now on
 	m.table.SetWorkerState(p.index, shm.WorkerDraining)
-	p.send("drain")
+	p.send(handoff.MsgDrain)
 }
 
 // handle processes an event outside a generation start.
@@ -399,7 +401,7 @@ func (m *Master) handle(ev event) {
 			return
 		}
 		for q := range m.procs {
-			q.send("nudge")
+			q.send(handoff.MsgNudge)
 		}
 		lived := m.sys.now().Sub(p.started)
 		attrs := []any{"worker_pid", p.pid, "generation", p.gen, "status", exitStatus(ev.err), "lived", lived.Round(time.Millisecond)}
@@ -493,7 +495,7 @@ func (m *Master) loop() error {
 					m.log.Error("reopen error_log", "err", err)
 				}
 				for p := range m.procs {
-					p.send("reopen")
+					p.send(handoff.MsgReopen)
 				}
 				// One line per USR1 (the workers reopen theirs silently, logging only errors).
 				m.log.Info("reopening logs", "error_log", m.logPath, "workers", len(m.procs))
@@ -617,9 +619,9 @@ func (m *Master) shutdown(graceful bool) error {
 	m.notifyStopping()
 	m.stopping = true
 	wait := 5 * time.Second
-	cmd := "stop"
+	cmd := handoff.MsgStop
 	if graceful {
-		cmd = "drain"
+		cmd = handoff.MsgDrain
 		wait += m.cfg.ShutdownTimeout
 	}
 	m.log.Info("shutting down", "graceful", graceful, "workers", len(m.procs))
@@ -645,7 +647,7 @@ func (m *Master) shutdown(graceful bool) error {
 				graceful = false
 				m.log.Info("fast stop requested during graceful stop", "workers", len(m.procs))
 				for p := range m.procs {
-					p.send("stop")
+					p.send(handoff.MsgStop)
 				}
 				deadline = m.sys.after(5 * time.Second)
 			}

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"runtime"
@@ -12,7 +11,7 @@ import (
 	"time"
 
 	"hcproxy/config"
-	"hcproxy/worker"
+	"hcproxy/internal/handoff"
 )
 
 // proc is one worker process as the master sees it.
@@ -41,10 +40,10 @@ type event struct {
 	err  error
 }
 
-func (p *proc) send(cmd string) {
+func (p *proc) send(m handoff.Msg) {
 	if p.control != nil {
 		p.control.SetWriteDeadline(time.Now().Add(time.Second))
-		io.WriteString(p.control, cmd+"\n")
+		handoff.Send(p.control, m)
 	}
 }
 
@@ -62,7 +61,7 @@ func (m *Master) spawn(g *generation) (*proc, error) {
 		m.table.FreeWorker(idx)
 		return nil, err
 	}
-	payload, err := json.Marshal(worker.Payload{Config: g.cfgJSON, Generation: g.gen, Index: idx, Slots: g.slots})
+	payload, err := json.Marshal(handoff.Payload{Config: g.cfgJSON, Generation: g.gen, Index: idx, Slots: g.slots})
 	if err != nil {
 		return fail(err)
 	}
@@ -79,7 +78,7 @@ func (m *Master) spawn(g *generation) (*proc, error) {
 		return fail(fmt.Errorf("control socket: %w", err))
 	}
 	defer theirs.Close()
-	names := []string{worker.FdTable, worker.FdControl, worker.FdLifeline, worker.FdPayload}
+	names := []string{handoff.FdTable, handoff.FdControl, handoff.FdLifeline, handoff.FdPayload}
 	files := []*os.File{m.table.File(), theirs, m.lifelineR, pf}
 	for _, s := range g.cfg.Servers {
 		f, err := m.listenerFor(s.Listen, idx)
@@ -87,18 +86,18 @@ func (m *Master) spawn(g *generation) (*proc, error) {
 			mine.Close()
 			return fail(err)
 		}
-		names = append(names, worker.FdListen(s.Listen))
+		names = append(names, handoff.FdListen(s.Listen))
 		files = append(files, f)
 	}
 	if g.cfg.Status != nil {
-		names = append(names, worker.FdStatus)
+		names = append(names, handoff.FdStatus)
 		files = append(files, m.listeners[g.cfg.Status.Listen])
 	}
 	procs := runtime.NumCPU() / max(1, g.cfg.Workers)
 	spec := procSpec{
 		Path:   "/proc/self/exe",
 		Args:   []string{"hcproxy: worker process"},
-		Env:    append(withoutNotifySocket(os.Environ()), worker.EnvRole+"=worker", worker.EnvFds+"="+worker.EncodeFds(names), "GOMAXPROCS="+strconv.Itoa(max(1, procs))),
+		Env:    append(withoutNotifySocket(os.Environ()), handoff.EnvRole+"=worker", handoff.EnvFds+"="+handoff.EncodeFds(names), "GOMAXPROCS="+strconv.Itoa(max(1, procs))),
 		Files:  files,
 		Stdout: os.Stdout,
 		Stderr: os.Stderr,
@@ -124,7 +123,7 @@ func (m *Master) spawn(g *generation) (*proc, error) {
 		if conn != nil {
 			sc := bufio.NewScanner(conn)
 			for sc.Scan() {
-				if sc.Text() == "ready" {
+				if handoff.Msg(sc.Text()) == handoff.MsgReady {
 					m.events <- event{kind: evReady, p: p}
 				}
 			}

@@ -4,6 +4,7 @@ import (
 	"os"
 
 	"golang.org/x/sys/unix"
+	"hcproxy/internal/handoff"
 )
 
 func setCloexec(fd int) { unix.CloseOnExec(fd) }
@@ -14,7 +15,7 @@ const ProcName = "hcproxy: worker"
 
 // A worker runs /proc/self/exe, so the kernel names it "exe": rename it as early as possible.
 func init() {
-	if os.Getenv(EnvRole) == "worker" {
+	if os.Getenv(handoff.EnvRole) == "worker" {
 		setProcName(ProcName)
 	}
 }

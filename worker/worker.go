@@ -3,25 +3,23 @@ package worker
 import (
 	"bufio"
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"os/signal"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
 
+	"hcproxy/checks"
 	"hcproxy/config"
 	"hcproxy/fastpath"
-	"hcproxy/probe"
+	"hcproxy/internal/handoff"
+	"hcproxy/internal/logs"
 	"hcproxy/shm"
 	"hcproxy/status"
 	"hcproxy/upstream"
@@ -48,11 +46,11 @@ func Main() int {
 
 type worker struct {
 	cfg       *config.Config
-	payload   Payload
+	payload   handoff.Payload
 	table     *shm.Table
 	tok       shm.Token
 	log       *slog.Logger
-	logFile   *LogFile
+	logFile   *logs.File
 	control   net.Conn
 	lifeline  *os.File
 	checker   *checker
@@ -62,36 +60,36 @@ type worker struct {
 	fastLns   []net.Listener
 	conns     *conns
 	draining  atomic.Bool
-	access    map[string]*LogFile           // access logs by path
+	access    map[string]*logs.File         // access logs by path
 	upstreams map[string][]*upstream.Server // each upstream's servers, shared by its listeners
 }
 
 func start() (*worker, error) {
 	signal.Ignore(syscall.SIGHUP, syscall.SIGINT, syscall.SIGPIPE)
-	files, err := inherited()
+	files, err := handoff.Inherited()
 	if err != nil {
 		return nil, err
 	}
-	w := &worker{conns: newConns(), lifeline: files[FdLifeline]}
-	w.payload, err = readPayload(files[FdPayload])
-	files[FdPayload].Close()
+	w := &worker{conns: newConns(), lifeline: files[handoff.FdLifeline]}
+	w.payload, err = handoff.ReadPayload(files[handoff.FdPayload])
+	files[handoff.FdPayload].Close()
 	if err != nil {
 		return nil, err
 	}
 	if w.cfg, err = config.Unmarshal(w.payload.Config); err != nil {
 		return nil, fmt.Errorf("config from master: %w", err)
 	}
-	if w.logFile, err = OpenLog(w.cfg.ErrorLog); err != nil {
+	if w.logFile, err = logs.Open(w.cfg.ErrorLog); err != nil {
 		return nil, fmt.Errorf("error_log: %w", err)
 	}
-	w.log = NewLogger(w.cfg.LogFormat, w.logFile, LevelOf(w.cfg.LogLevel)).With("pid", os.Getpid(), "gen", w.payload.Generation)
-	if w.table, err = shm.AttachFile(files[FdTable], false); err != nil {
+	w.log = logs.NewLogger(w.cfg.LogFormat, w.logFile, logs.LevelOf(w.cfg.LogLevel)).With("pid", os.Getpid(), "gen", w.payload.Generation)
+	if w.table, err = shm.AttachFile(files[handoff.FdTable], false); err != nil {
 		return nil, fmt.Errorf("health table: %w", err)
 	}
-	if w.control, err = net.FileConn(files[FdControl]); err != nil {
+	if w.control, err = net.FileConn(files[handoff.FdControl]); err != nil {
 		return nil, fmt.Errorf("control socket: %w", err)
 	}
-	files[FdControl].Close()
+	files[handoff.FdControl].Close()
 	if w.payload.Index < 0 || w.payload.Index >= shm.WorkerCap {
 		return nil, fmt.Errorf("worker index %d out of range", w.payload.Index)
 	}
@@ -101,10 +99,10 @@ func start() (*worker, error) {
 	if err != nil {
 		return nil, err
 	}
-	w.access = map[string]*LogFile{}
+	w.access = map[string]*logs.File{}
 	for _, s := range w.cfg.Servers {
 		if s.AccessLog != "" && w.access[s.AccessLog] == nil {
-			lf, err := OpenLog(s.AccessLog)
+			lf, err := logs.Open(s.AccessLog)
 			if err != nil {
 				return nil, fmt.Errorf("server %s: access_log: %w", s.Listen, err)
 			}
@@ -113,7 +111,7 @@ func start() (*worker, error) {
 	}
 	pools := fastpath.NewPools() // one idle-connection pool per upstream server for all listeners
 	for _, s := range w.cfg.Servers {
-		f := files[FdListen(s.Listen)]
+		f := files[handoff.FdListen(s.Listen)]
 		if f == nil {
 			return nil, fmt.Errorf("listener for %s not passed", s.Listen)
 		}
@@ -146,7 +144,7 @@ func start() (*worker, error) {
 		w.lns = append(w.lns, upstream.Listener(ln))
 	}
 	if w.cfg.Status != nil {
-		f := files[FdStatus]
+		f := files[handoff.FdStatus]
 		if f == nil {
 			return nil, errors.New("status listener not passed")
 		}
@@ -242,11 +240,11 @@ func (w *worker) optionsFor(s config.Server) upstream.Options {
 }
 
 func newTarget(slot shm.Slot, server string, c *config.Check) (*target, error) {
-	addr, err := CheckAddr(server, c)
+	addr, err := checks.Addr(server, c)
 	if err != nil {
 		return nil, err
 	}
-	p, err := NewProber(c)
+	p, err := checks.NewProber(c)
 	if err != nil {
 		return nil, err
 	}
@@ -256,126 +254,6 @@ func newTarget(slot shm.Slot, server string, c *config.Check) (*target, error) {
 		downInterval: c.DownInterval, fastInterval: c.FastInterval,
 		seed: seedOf(slot.Key(), server),
 	}, nil
-}
-
-// CheckAddr is the address a check of server connects to: the host of the check's address
-// override ("host" or "host:port") or else the server's, with the check's port, else the
-// override's, else the server's.
-func CheckAddr(server string, c *config.Check) (string, error) {
-	if c.Address == "" && c.Port == 0 {
-		return server, nil
-	}
-	var host, port string
-	if c.Address != "" {
-		if h, p, err := net.SplitHostPort(c.Address); err == nil {
-			host, port = h, p
-		} else {
-			host = strings.Trim(c.Address, "[]")
-		}
-	}
-	if c.Port != 0 {
-		port = strconv.Itoa(c.Port)
-	}
-	if host == "" || port == "" {
-		sh, sp, err := net.SplitHostPort(server)
-		if err != nil {
-			return "", err
-		}
-		if host == "" {
-			host = sh
-		}
-		if port == "" {
-			port = sp
-		}
-	}
-	return net.JoinHostPort(host, port), nil
-}
-
-// NewProber builds the probe a check describes (also used by hcctl check). It reads the TLS
-// files a check names, so a missing CA or key is an error here, not a failing check.
-func NewProber(c *config.Check) (probe.Prober, error) {
-	var expectHeader *probe.HeaderMatch
-	if c.ExpectHeader != "" {
-		name, value, _ := strings.Cut(c.ExpectHeader, ":")
-		expectHeader = &probe.HeaderMatch{Name: strings.TrimSpace(name), Value: strings.TrimSpace(value)}
-	}
-	httpOpts := probe.HTTPOptions{
-		Send: c.Send, URI: c.URI, Host: c.Host, StatusOK: c.StatusOK,
-		ExpectBody: c.ExpectBody, BodyRegexp: c.BodyRegexp(), MaxResponse: c.MaxResponse,
-		Headers: c.HeaderList(), ExpectHeader: expectHeader, KeepAlive: c.KeepAlive,
-	}
-	if len(c.ExpectStatus) == 0 {
-		httpOpts.StatusOK = nil // 2xx or 3xx
-	}
-	switch c.Type {
-	case "http":
-		return probe.NewHTTP(httpOpts), nil
-	case "tcp":
-		if len(c.Sequence) == 0 {
-			return probe.NewTCP(), nil
-		}
-		return probe.NewTCPSequence(probe.TCPOptions{Sequence: probeSteps(c.Steps()), MaxResponse: c.MaxResponse}), nil
-	case "tls":
-		o := tlsOptions(c)
-		o.CertMinDays = c.CertMinDays
-		return probe.NewTLS(o)
-	case "https":
-		return probe.NewHTTPS(httpOpts, tlsOptions(c))
-	case "grpc":
-		o := probe.GRPCOptions{Service: c.Service, MaxResponse: c.MaxResponse, KeepAlive: c.KeepAlive}
-		if c.TLS {
-			t := tlsOptions(c)
-			o.TLS = &t
-		}
-		return probe.NewGRPC(o)
-	case "redis":
-		return probe.NewRedis(probe.RedisOptions{Password: c.Password, Role: c.Role, MaxResponse: c.MaxResponse}), nil
-	case "mysql":
-		return probe.NewMySQL(probe.MySQLOptions{User: c.User, MaxResponse: c.MaxResponse}), nil
-	case "postgres":
-		return probe.NewPostgres(probe.PostgresOptions{User: c.User, Database: c.Database, Password: c.Password, MaxResponse: c.MaxResponse}), nil
-	case "smtp":
-		return probe.NewSMTP(probe.SMTPOptions{EHLO: c.EHLO, MaxResponse: c.MaxResponse}), nil
-	case "fastcgi":
-		return probe.NewFastCGI(probe.FastCGIOptions{
-			URI: c.URI, StatusOK: httpOpts.StatusOK, ExpectBody: c.ExpectBody, BodyRegexp: c.BodyRegexp(), MaxResponse: c.MaxResponse,
-		}), nil
-	case "agent":
-		return probe.NewAgent(probe.AgentOptions{Send: c.Send, MaxResponse: c.MaxResponse}), nil
-	}
-	return nil, fmt.Errorf("check type %q not supported", c.Type)
-}
-
-// tlsOptions maps a check's TLS settings.
-func tlsOptions(c *config.Check) probe.TLSOptions {
-	o := probe.TLSOptions{
-		ServerName: c.SNI, Insecure: c.SkipVerify, CAFile: c.CAFile, CertFile: c.CertFile, KeyFile: c.KeyFile,
-		CertMinDays: c.CertMinDays,
-	}
-	switch c.MinVersion {
-	case "1.0":
-		o.MinVersion = tls.VersionTLS10
-	case "1.1":
-		o.MinVersion = tls.VersionTLS11
-	case "1.3":
-		o.MinVersion = tls.VersionTLS13
-	}
-	return o
-}
-
-// probeSteps maps a compiled tcp sequence.
-func probeSteps(steps []config.Step) []probe.Step {
-	out := make([]probe.Step, len(steps))
-	for i, s := range steps {
-		out[i] = probe.Step{Send: s.Send, Expect: s.Expect, Regexp: s.Regexp}
-		switch s.Match {
-		case "exact":
-			out[i].Match = probe.MatchExact
-		case "regex":
-			out[i].Match = probe.MatchRegexp
-		}
-	}
-	return out
 }
 
 // serve runs the worker until it is told to stop or drain, or its master dies.
@@ -397,28 +275,28 @@ func (w *worker) serve() int {
 	}
 	w.checker.Start(context.Background())
 	w.table.SetWorkerState(w.payload.Index, shm.WorkerReady)
-	if _, err := io.WriteString(w.control, "ready\n"); err != nil {
+	if err := handoff.Send(w.control, handoff.MsgReady); err != nil {
 		w.log.Error("cannot report ready to the master", "err", err)
 		return 1
 	}
 	w.log.Info("worker ready", "checks", len(w.checker.targets), "listeners", len(w.lns))
 
-	cmds := make(chan string, 8)
+	cmds := make(chan handoff.Msg, 8)
 	go w.readControl(cmds)
 	go w.watchLifeline(cmds)
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGQUIT, syscall.SIGUSR1)
 	for {
-		var cmd string
+		var cmd handoff.Msg
 		select {
 		case cmd = <-cmds:
 		case sig := <-sigs:
-			cmd = map[os.Signal]string{syscall.SIGTERM: "stop", syscall.SIGQUIT: "drain", syscall.SIGUSR1: "reopen"}[sig]
+			cmd = map[os.Signal]handoff.Msg{syscall.SIGTERM: handoff.MsgStop, syscall.SIGQUIT: handoff.MsgDrain, syscall.SIGUSR1: handoff.MsgReopen}[sig]
 		}
 		switch cmd {
-		case "nudge":
+		case handoff.MsgNudge:
 			w.checker.Nudge()
-		case "reopen":
+		case handoff.MsgReopen:
 			if err := w.logFile.Reopen(); err != nil {
 				w.log.Error("reopen error_log", "err", err)
 			}
@@ -427,11 +305,11 @@ func (w *worker) serve() int {
 					w.log.Error("reopen access_log", "path", path, "err", err)
 				}
 			}
-		case "drain", "master-gone":
+		case handoff.MsgDrain, msgMasterGone:
 			w.drain(cmd, cmds, sigs)
 			wg.Wait()
 			return 0
-		case "stop":
+		case handoff.MsgStop:
 			w.checker.Stop()
 			for _, ln := range w.lns {
 				ln.Close()
@@ -449,12 +327,12 @@ func (w *worker) serve() int {
 // drain stops checks and accepting, lets requests in flight finish (each answered with
 // Connection: close), closes idle connections after a grace, and returns when none is left or
 // shutdown_timeout has passed.
-func (w *worker) drain(why string, cmds <-chan string, sigs <-chan os.Signal) {
+func (w *worker) drain(why handoff.Msg, cmds <-chan handoff.Msg, sigs <-chan os.Signal) {
 	w.draining.Store(true)
 	w.table.SetWorkerState(w.payload.Index, shm.WorkerDraining) // the others stop counting on it at once
 	deadline := time.Now().Add(w.cfg.ShutdownTimeout)
 	checks := make(chan struct{})
-	go func() { w.checker.Retire(why == "master-gone", deadline); close(checks) }() // hands every check over, none lost (handover.go)
+	go func() { w.checker.Retire(why == msgMasterGone, deadline); close(checks) }() // hands every check over, none lost (handover.go)
 	for _, ln := range w.lns {
 		ln.Close()
 	}
@@ -486,16 +364,20 @@ func (w *worker) fastConns() int {
 	return n
 }
 
-func (w *worker) readControl(cmds chan<- string) {
+// msgMasterGone is the worker's own event when the master is gone (the control socket or the
+// lifeline closed): it drains as for handoff.MsgDrain.
+const msgMasterGone handoff.Msg = "master-gone"
+
+func (w *worker) readControl(cmds chan<- handoff.Msg) {
 	sc := bufio.NewScanner(w.control)
 	for sc.Scan() {
-		cmds <- sc.Text()
+		cmds <- handoff.Msg(sc.Text())
 	}
-	cmds <- "master-gone"
+	cmds <- msgMasterGone
 }
 
-func (w *worker) watchLifeline(cmds chan<- string) {
+func (w *worker) watchLifeline(cmds chan<- handoff.Msg) {
 	var b [1]byte
 	w.lifeline.Read(b[:]) // blocks until the master's end closes
-	cmds <- "master-gone"
+	cmds <- msgMasterGone
 }

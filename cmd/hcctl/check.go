@@ -9,9 +9,9 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"hcproxy/checks"
 	"hcproxy/config"
 	"hcproxy/probe"
-	"hcproxy/worker"
 )
 
 // check runs one health check of a configured server now, with the probe the workers use, and
@@ -70,11 +70,11 @@ func (c *check) Run(ctx context.Context, args []string) error {
 		return fmt.Errorf("no server %s in upstream %s", clean(addr), clean(name))
 	}
 	chk := &u.Check
-	target, err := worker.CheckAddr(addr, chk)
+	target, err := checks.Addr(addr, chk)
 	if err != nil {
 		return fmt.Errorf("%s %s: %w", name, addr, err)
 	}
-	p, err := worker.NewProber(chk)
+	p, err := checks.NewProber(chk)
 	if err != nil {
 		return fmt.Errorf("%s %s: %w", name, addr, err)
 	}

@@ -5,14 +5,14 @@ import (
 	"flag"
 	"fmt"
 
-	"hcproxy/master"
+	"hcproxy/internal/pidfile"
 )
 
 // signalCmd sends one signal to the master, whose pid it reads from the pid file the config names.
 type signalCmd struct {
 	env  *env
 	fs   *flag.FlagSet
-	name string // reload, stop or quit: a key of master.Signals
+	name string // reload, stop or quit: a key of pidfile.Signals
 }
 
 // signalHelp says what each signal makes the master do.
@@ -57,7 +57,7 @@ func (s *signalCmd) Run(_ context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := master.Signal(cfg.PidFile, s.name); err != nil {
+	if err := pidfile.Signal(cfg.PidFile, s.name); err != nil {
 		return fmt.Errorf("%s: %w", s.name, err)
 	}
 	return nil

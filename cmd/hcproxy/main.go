@@ -10,13 +10,15 @@ import (
 	"os"
 
 	"hcproxy/config"
+	"hcproxy/internal/handoff"
+	"hcproxy/internal/pidfile"
 	"hcproxy/master"
 	"hcproxy/version"
 	"hcproxy/worker"
 )
 
 func main() {
-	if os.Getenv(worker.EnvRole) == "worker" {
+	if os.Getenv(handoff.EnvRole) == "worker" {
 		os.Exit(worker.Main())
 	}
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
@@ -89,14 +91,14 @@ func dispatch(args []string, stdout io.Writer) error {
 			cfg.Path, cfg.Path, len(cfg.Upstreams), len(cfg.Servers))
 		return nil
 	case *sig != "":
-		if _, ok := master.Signals[*sig]; !ok {
+		if _, ok := pidfile.Signals[*sig]; !ok {
 			return usageError{fmt.Sprintf("-s %q: want reload, quit, stop or reopen", *sig)}
 		}
 		cfg, err := config.Load(*file)
 		if err != nil {
 			return err
 		}
-		return master.Signal(cfg.PidFile, *sig)
+		return pidfile.Signal(cfg.PidFile, *sig)
 	}
 	return master.Run(*file)
 }

@@ -1,4 +1,4 @@
-package worker
+package checks
 
 import (
 	"path/filepath"
@@ -7,7 +7,7 @@ import (
 	"hcproxy/config"
 )
 
-func TestCheckAddr(t *testing.T) {
+func TestAddr(t *testing.T) {
 	cases := []struct {
 		server, address string
 		port            int
@@ -22,9 +22,9 @@ func TestCheckAddr(t *testing.T) {
 		{"[::1]:80", "", 81, "[::1]:81"},
 	}
 	for _, c := range cases {
-		got, err := CheckAddr(c.server, &config.Check{Port: c.port, CheckOptions: config.CheckOptions{Address: c.address}})
+		got, err := Addr(c.server, &config.Check{Port: c.port, CheckOptions: config.CheckOptions{Address: c.address}})
 		if err != nil || got != c.want {
-			t.Errorf("CheckAddr(%q, address %q, port %d) = %q, %v; want %q", c.server, c.address, c.port, got, err, c.want)
+			t.Errorf("Addr(%q, address %q, port %d) = %q, %v; want %q", c.server, c.address, c.port, got, err, c.want)
 		}
 	}
 }

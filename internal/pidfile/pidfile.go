@@ -1,4 +1,7 @@
-package master
+// Package pidfile is the master's pid file: the one master per file (an exclusive flock the
+// master holds while it runs, the file never unlinked) and the signals -s and hcctl send it.
+// hcctl and hcproxy -s use it without linking the master.
+package pidfile
 
 import (
 	"errors"
@@ -12,11 +15,11 @@ import (
 )
 
 // ErrRunning is returned when another master holds the pid file.
-var ErrRunning = errors.New("master: another hcproxy master is running")
+var ErrRunning = errors.New("pidfile: another hcproxy master is running")
 
-// lockPidFile takes the pid file's lock and writes our pid into it. The file is never unlinked:
+// Lock takes the pid file's lock and writes our pid into it. The file is never unlinked:
 // a new master must lock the same inode that an old one may still hold.
-func lockPidFile(path string) (*flock.Flock, error) {
+func Lock(path string) (*flock.Flock, error) {
 	// Never through a symlink: a planted link must not make the root master truncate another file.
 	fl := flock.New(path, flock.SetFlag(os.O_CREATE|os.O_RDWR|syscall.O_NOFOLLOW), flock.SetPermissions(0o600))
 	ok, err := fl.TryLock()
@@ -24,7 +27,7 @@ func lockPidFile(path string) (*flock.Flock, error) {
 		return nil, fmt.Errorf("lock pid file %s: %w", path, err)
 	}
 	if !ok {
-		pid, _ := ReadPid(path)
+		pid, _ := Read(path)
 		return nil, fmt.Errorf("%w (pid %d holds %s)", ErrRunning, pid, path)
 	}
 	if err := writePid(path); err != nil {
@@ -34,14 +37,14 @@ func lockPidFile(path string) (*flock.Flock, error) {
 	return fl, nil
 }
 
-// unlockPidFile empties the pid file (so -s finds no master) and releases the lock.
-func unlockPidFile(fl *flock.Flock) {
+// Unlock empties the pid file (so -s finds no master) and releases the lock.
+func Unlock(fl *flock.Flock) {
 	os.Truncate(fl.Path(), 0)
 	fl.Unlock()
 }
 
-// ReadPid reads the master's pid from a pid file.
-func ReadPid(path string) (int, error) {
+// Read reads the master's pid from a pid file.
+func Read(path string) (int, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return 0, err
@@ -72,7 +75,7 @@ func Signal(pidFile, name string) error {
 	if !ok {
 		return fmt.Errorf("unknown signal %q (want reload, quit, stop or reopen)", name)
 	}
-	pid, err := ReadPid(pidFile)
+	pid, err := Read(pidFile)
 	if err != nil {
 		return err
 	}

@@ -1,4 +1,7 @@
-package worker
+// Package logs is the log files of hcproxy's processes: a file reopened on USR1 (for log
+// rotation), the slog logger of a log_format and level, and journald priorities when stderr is
+// the journal's stream.
+package logs
 
 import (
 	"context"
@@ -13,20 +16,20 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// LogFile is a log destination that can be reopened (USR1, after logrotate moved the file).
+// File is a log destination that can be reopened (USR1, after logrotate moved the file).
 // With an empty path it writes to stderr and Reopen does nothing.
-type LogFile struct {
+type File struct {
 	mu      sync.Mutex
 	path    string
 	f       *os.File
 	journal bool // stderr is systemd's journal stream: lines carry <N> priority prefixes
 }
 
-// OpenLog opens path for appending (created 0640), or stderr when path is "". Stderr that is
+// Open opens path for appending (created 0640), or stderr when path is "". Stderr that is
 // systemd's journal stream (JOURNAL_STREAM names its device and inode) gets each line prefixed
 // with its syslog priority, <3> to <7> (sd-daemon(3)), so journalctl -p filters by level.
-func OpenLog(path string) (*LogFile, error) {
-	l := &LogFile{path: path, f: os.Stderr}
+func Open(path string) (*File, error) {
+	l := &File{path: path, f: os.Stderr}
 	if path == "" {
 		l.journal = isJournal(os.Getenv("JOURNAL_STREAM"), os.Stderr)
 		return l, nil
@@ -38,7 +41,7 @@ func OpenLog(path string) (*LogFile, error) {
 }
 
 // Reopen opens the path again and swaps it in; on error the old file stays in use.
-func (l *LogFile) Reopen() error {
+func (l *File) Reopen() error {
 	if l.path == "" {
 		return nil
 	}
@@ -57,7 +60,7 @@ func (l *LogFile) Reopen() error {
 }
 
 // Write implements io.Writer; one call is one log record.
-func (l *LogFile) Write(b []byte) (int, error) {
+func (l *File) Write(b []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.f.Write(b)
@@ -65,11 +68,11 @@ func (l *LogFile) Write(b []byte) (int, error) {
 
 // NewLogger returns a slog logger writing text (format "text" or "") or JSON to w. In JSON a
 // duration is a number of milliseconds under its key with "_ms" appended ("took_ms": 12.5),
-// not slog's raw nanoseconds; text keeps Go's form ("took=12.5ms"). When w is a LogFile on the
-// journal stream, each line starts with its syslog priority (see OpenLog).
+// not slog's raw nanoseconds; text keeps Go's form ("took=12.5ms"). When w is a File on the
+// journal stream, each line starts with its syslog priority (see Open).
 func NewLogger(format string, w io.Writer, level slog.Level) *slog.Logger {
 	opts := &slog.HandlerOptions{Level: level}
-	lf, _ := w.(*LogFile)
+	lf, _ := w.(*File)
 	var pw *prioWriter
 	if lf != nil && lf.journal {
 		pw = &prioWriter{w: w}
@@ -166,7 +169,7 @@ func priority(l slog.Level) string {
 }
 
 // Close closes the file (never stderr).
-func (l *LogFile) Close() error {
+func (l *File) Close() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.f == nil || l.f == os.Stderr {

@@ -1,4 +1,4 @@
-package worker
+package handoff
 
 import (
 	"encoding/json"
@@ -75,13 +75,13 @@ func TestTruncatedPayloadSaysTruncatedNotUnexpectedEndOfJSON(t *testing.T) {
 	}
 	_, b := handoff(t, c)
 	for _, n := range []int{0, 1, len(b) / 2, len(b) - 1} {
-		_, err := readPayload(memfd(t, b[:n]))
+		_, err := ReadPayload(memfd(t, b[:n]))
 		if !errors.Is(err, ErrPayloadTruncated) || strings.Contains(err.Error(), "unexpected end of JSON input") {
 			t.Errorf("payload cut to %d of %d bytes: %v, want ErrPayloadTruncated", n, len(b), err)
 		}
 	}
 	// The whole of it reads back.
-	p, err := readPayload(memfd(t, b))
+	p, err := ReadPayload(memfd(t, b))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,7 +90,7 @@ func TestTruncatedPayloadSaysTruncatedNotUnexpectedEndOfJSON(t *testing.T) {
 	}
 	// Garbage after it, or instead of it, is not a truncation.
 	for _, bad := range [][]byte{append(append([]byte(nil), b...), " {}"...), []byte("[1]"), []byte("{\"x\":1}}")} {
-		if _, err := readPayload(memfd(t, bad)); err == nil || errors.Is(err, ErrPayloadTruncated) {
+		if _, err := ReadPayload(memfd(t, bad)); err == nil || errors.Is(err, ErrPayloadTruncated) {
 			t.Errorf("%.40q: %v, want a decode error", bad, err)
 		}
 	}
@@ -107,7 +107,7 @@ func TestPayloadOverTheLimitRefused(t *testing.T) {
 	if err := f.Truncate(config.MaxHandoff + 1); err != nil {
 		t.Fatal(err)
 	}
-	_, err = readPayload(f)
+	_, err = ReadPayload(f)
 	if err == nil || err.Error() != "payload is 67108865 bytes, more than the limit of 67108864 (config.MaxHandoff)" {
 		t.Errorf("sparse file: %v", err)
 	}
@@ -139,7 +139,7 @@ func TestLargestConfigPayloadRoundTrips(t *testing.T) {
 	if int64(len(raw)) > bound || bound > config.MaxHandoff {
 		t.Fatalf("payload %d bytes, bound %d, limit %d", len(raw), bound, config.MaxHandoff)
 	}
-	got, err := readPayload(memfd(t, raw))
+	got, err := ReadPayload(memfd(t, raw))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package worker
+package logs
 
 import (
 	"fmt"
@@ -46,7 +46,7 @@ func TestJournalPriorities(t *testing.T) {
 	for _, format := range []string{"text", "json"} {
 		f.Truncate(0)
 		f.Seek(0, 0)
-		log := NewLogger(format, &LogFile{f: f, journal: true}, slog.LevelDebug).With("pid", 1)
+		log := NewLogger(format, &File{f: f, journal: true}, slog.LevelDebug).With("pid", 1)
 		log.Debug("d")
 		log.Info("i")
 		log.Warn("w")

@@ -1,4 +1,8 @@
-package worker
+// Package handoff is the contract between the master and its workers: the environment and the
+// named descriptors a worker inherits, the payload the master writes it (the validated config,
+// the generation, the worker's index, the slot of every server), and the control messages on
+// the socket between them. Both sides import it; neither imports the other.
+package handoff
 
 import (
 	"bytes"
@@ -9,6 +13,8 @@ import (
 	"os"
 	"strconv"
 	"strings"
+
+	"golang.org/x/sys/unix"
 
 	"hcproxy/config"
 )
@@ -40,17 +46,17 @@ type Payload struct {
 	Slots      []SlotRef       `json:"slots"`      // the slot of every (upstream, server)
 }
 
-// ErrPayloadTruncated is wrapped by readPayload's error when the payload ends
+// ErrPayloadTruncated is wrapped by ReadPayload's error when the payload ends
 // inside its JSON: the master wrote less than all of it, or the read was cut
 // short.
-var ErrPayloadTruncated = errors.New("worker: payload truncated")
+var ErrPayloadTruncated = errors.New("handoff: payload truncated")
 
-// readPayload reads and decodes the payload the master wrote to f (a memfd,
+// ReadPayload reads and decodes the payload the master wrote to f (a memfd,
 // from its start). It reads at most config.MaxHandoff bytes, which config.Parse
 // guarantees is enough for every valid config, and refuses more by name; a
 // payload shorter than f's size or ending inside its JSON is
 // ErrPayloadTruncated, never a bare JSON error.
-func readPayload(f *os.File) (Payload, error) {
+func ReadPayload(f *os.File) (Payload, error) {
 	var p Payload
 	size := int64(-1)
 	if st, err := f.Stat(); err == nil && st.Mode().IsRegular() {
@@ -97,8 +103,8 @@ func EncodeFds(names []string) string {
 	return strings.Join(parts, ",")
 }
 
-// inherited returns the descriptors named in EnvFds, each marked close-on-exec.
-func inherited() (map[string]*os.File, error) {
+// Inherited returns the descriptors named in EnvFds, each marked close-on-exec.
+func Inherited() (map[string]*os.File, error) {
 	spec := os.Getenv(EnvFds)
 	if spec == "" {
 		return nil, fmt.Errorf("worker: %s is not set (a worker is started by the master, not by hand)", EnvFds)
@@ -114,7 +120,7 @@ func inherited() (map[string]*os.File, error) {
 			return nil, fmt.Errorf("worker: bad descriptor in %s entry %q", EnvFds, part)
 		}
 		files[part[:i]] = os.NewFile(uintptr(fd), part[:i])
-		setCloexec(fd)
+		unix.CloseOnExec(fd)
 	}
 	for _, need := range []string{FdTable, FdControl, FdLifeline, FdPayload} {
 		if files[need] == nil {
@@ -122,4 +128,23 @@ func inherited() (map[string]*os.File, error) {
 		}
 	}
 	return files, nil
+}
+
+// Msg is a control message, one per line on the control socket: MsgReady from a worker to the
+// master, the others from the master to a worker.
+type Msg string
+
+// The control messages.
+const (
+	MsgReady  Msg = "ready"  // the worker mapped the table, built its config and accepts
+	MsgDrain  Msg = "drain"  // stop accepting, hand the checks back, finish in-flight requests, exit
+	MsgStop   Msg = "stop"   // fast stop: close everything and exit
+	MsgNudge  Msg = "nudge"  // claim free and takeable checks now (a worker died)
+	MsgReopen Msg = "reopen" // reopen the log files (rotation)
+)
+
+// Send writes m to the control socket w as one line.
+func Send(w io.Writer, m Msg) error {
+	_, err := io.WriteString(w, string(m)+"\n")
+	return err
 }
