@@ -330,3 +330,46 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// The proxy's side of the rules it shares with the probe (internal/h1): a request with
+// Content-Length "5, 5" is refused, and a server's response with a status above 599 is a 502.
+func TestProxySideOfTheSharedRules(t *testing.T) {
+	rec := newRecorder(t, echoPath)
+	_, addr := startFast(t, Options{}, servers(t, shm.Up, rec.addr()))
+	if resp, _ := dial(t, addr).do("POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 5, 5\r\n\r\nhello"); resp.StatusCode != 400 {
+		t.Errorf("Content-Length 5, 5: status %d, want 400", resp.StatusCode)
+	}
+	be := newRawStatusBackend(t, "HTTP/1.1 600 Odd\r\nContent-Length: 2\r\n\r\nok")
+	_, addr2 := startFast(t, Options{}, servers(t, shm.Up, be))
+	if resp, _ := dial(t, addr2).do("GET / HTTP/1.1\r\nHost: t\r\n\r\n"); resp.StatusCode != 502 {
+		t.Errorf("a response with status 600: status %d, want 502", resp.StatusCode)
+	}
+}
+
+// newRawStatusBackend answers every request head with resp.
+func newRawStatusBackend(t *testing.T, resp string) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				for {
+					if _, err := http.ReadRequest(br); err != nil {
+						return
+					}
+					io.WriteString(c, resp)
+				}
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}

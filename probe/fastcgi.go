@@ -7,6 +7,8 @@ import (
 	"regexp"
 	"strconv"
 	"time"
+
+	"hcproxy/internal/h1"
 )
 
 // FastCGIOptions configures a fastcgi check: one responder request, as
@@ -208,7 +210,7 @@ func ParseCGIResponse(out []byte) (status int, body []byte, err error) {
 			break
 		}
 		name, value, ok := bytes.Cut(line, []byte(":"))
-		if !ok || !isToken(name) {
+		if !ok || !h1.IsToken(name) {
 			return 0, nil, protoError("bad CGI header line %q", clip(line, 30))
 		}
 		value = bytes.TrimSpace(value)

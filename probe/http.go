@@ -11,6 +11,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"hcproxy/internal/h1"
 )
 
 // HTTPOptions configures an HTTP/1.x check. The zero value is useful: it
@@ -120,7 +122,7 @@ func buildRequest(uri, host string, headers [][2]string, keep bool) []byte {
 // validHeaders reports whether every header can go into a request as is.
 func validHeaders(hs [][2]string) bool {
 	for _, h := range hs {
-		if !isToken([]byte(h[0])) || !validText([]byte(h[1])) {
+		if !h1.IsToken([]byte(h[0])) || !h1.ValidValue([]byte(h[1])) {
 			return false
 		}
 	}

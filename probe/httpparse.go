@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+
+	"hcproxy/internal/h1"
 )
 
 // Sentinel errors of ParseResponse. Every error it returns wraps exactly one
@@ -170,17 +172,12 @@ func (p *parser) reusable() bool {
 	return !p.closing && !p.toEOF && p.rd.buffered() == 0 && p.rd.err == nil
 }
 
-// parseStatusLine parses `HTTP/1.x NNN reason` (the reason may be empty and
-// its leading space absent) and returns the status code.
+// parseStatusLine parses `HTTP/1.x NNN reason` by internal/h1's rule (the proxy's: a status
+// of 100 to 599) and returns the status code.
 func parseStatusLine(line []byte) (int, error) {
-	if len(line) < 12 || !bytes.HasPrefix(line, []byte("HTTP/1.")) || !isDigit(line[7]) ||
-		line[8] != ' ' || !isDigit(line[9]) || !isDigit(line[10]) || !isDigit(line[11]) ||
-		len(line) > 12 && line[12] != ' ' || !validText(line[12:]) {
+	_, code, _, ok := h1.ParseStatusLine(line)
+	if !ok {
 		return 0, malformed("bad status line %q", clip(line, 40))
-	}
-	code := int(line[9]-'0')*100 + int(line[10]-'0')*10 + int(line[11]-'0')
-	if code < 100 || code > 599 {
-		return 0, malformed("bad status code %d", code)
 	}
 	return code, nil
 }
@@ -201,11 +198,11 @@ func (p *parser) headers(trailer bool) (framing, error) {
 			return fr, malformed("obsolete line folding")
 		}
 		i := bytes.IndexByte(line, ':')
-		if i <= 0 || !isToken(line[:i]) {
+		if i <= 0 || !h1.IsToken(line[:i]) {
 			return fr, malformed("bad header line %q", clip(line, 40))
 		}
-		name, value := line[:i], trimOWS(line[i+1:])
-		if !validText(value) {
+		name, value := line[:i], h1.TrimOWS(line[i+1:])
+		if !h1.ValidValue(value) {
 			return fr, malformed("bad header value for %s", clip(name, 40))
 		}
 		if trailer {
@@ -225,7 +222,7 @@ func (p *parser) headers(trailer bool) (framing, error) {
 			}
 		case bytes.EqualFold(name, []byte("Connection")):
 			for elem := range bytes.SplitSeq(value, []byte(",")) {
-				if bytes.EqualFold(trimOWS(elem), []byte("close")) {
+				if bytes.EqualFold(h1.TrimOWS(elem), []byte("close")) {
 					p.closing = true
 				}
 			}
@@ -237,19 +234,18 @@ func (p *parser) headers(trailer bool) (framing, error) {
 	return fr, nil
 }
 
-// addContentLength merges one Content-Length field value, which may be a
-// list of identical values ("5, 5").
+// addContentLength merges one Content-Length field value by internal/h1's rule, with the
+// probe's leniency: a list of identical values ("5, 5") is taken as the one value, as RFC 9110
+// section 8.6 allows (the proxy refuses it); repeated fields must agree.
 func (fr *framing) addContentLength(value []byte) error {
-	for elem := range bytes.SplitSeq(value, []byte(",")) {
-		n, ok := parseDecimal(trimOWS(elem))
-		if !ok {
-			return malformed("bad Content-Length %q", clip(value, 40))
-		}
-		if fr.contentLength >= 0 && fr.contentLength != n {
-			return malformed("conflicting Content-Length values")
-		}
-		fr.contentLength = n
+	n, ok := h1.ContentLength(value, true)
+	if !ok || n > maxLength {
+		return malformed("bad Content-Length %q", clip(value, 40))
 	}
+	if fr.contentLength >= 0 && fr.contentLength != n {
+		return malformed("conflicting Content-Length values")
+	}
+	fr.contentLength = n
 	return nil
 }
 
@@ -258,7 +254,7 @@ func (fr *framing) addContentLength(value []byte) error {
 func (fr *framing) addTransferEncoding(value []byte) error {
 	fr.hasTE = true
 	for elem := range bytes.SplitSeq(value, []byte(",")) {
-		elem = trimOWS(elem)
+		elem = h1.TrimOWS(elem)
 		if len(elem) == 0 {
 			continue
 		}
@@ -331,25 +327,12 @@ func (p *parser) readChunked() error {
 	}
 }
 
-// parseChunkSize parses `HEX [BWS ; extensions]`; extensions are ignored.
+// parseChunkSize parses a chunk-size line (its line ending removed by readLine) by internal/h1's
+// rule (1 to 15 hex digits, white space only before an extension). The probe's leniency: the
+// line may have ended in a bare LF (readLine takes either), which the proxy refuses.
 func parseChunkSize(line []byte) (int64, error) {
-	var size int64
-	i := 0
-	for ; i < len(line); i++ {
-		d, ok := hexValue(line[i])
-		if !ok {
-			break
-		}
-		if size > maxLength>>4 {
-			return 0, malformed("chunk size overflows")
-		}
-		size = size<<4 | int64(d)
-	}
-	if i == 0 {
-		return 0, malformed("bad chunk size %q", clip(line, 40))
-	}
-	rest := trimOWS(line[i:])
-	if len(rest) > 0 && rest[0] != ';' || !validText(rest) {
+	size, ok := h1.ChunkSizeLine(line)
+	if !ok {
 		return 0, malformed("bad chunk size %q", clip(line, 40))
 	}
 	return size, nil
@@ -465,56 +448,6 @@ func (b *reader) readLine() ([]byte, error) {
 }
 
 func isDigit(c byte) bool { return '0' <= c && c <= '9' }
-
-func hexValue(c byte) (byte, bool) {
-	switch {
-	case '0' <= c && c <= '9':
-		return c - '0', true
-	case 'a' <= c && c <= 'f':
-		return c - 'a' + 10, true
-	case 'A' <= c && c <= 'F':
-		return c - 'A' + 10, true
-	}
-	return 0, false
-}
-
-// parseDecimal parses a non-empty run of digits no larger than maxLength.
-func parseDecimal(s []byte) (int64, bool) {
-	if len(s) == 0 {
-		return 0, false
-	}
-	var n int64
-	for _, c := range s {
-		if !isDigit(c) || n > (maxLength-9)/10 {
-			return 0, false
-		}
-		n = n*10 + int64(c-'0')
-	}
-	return n, true
-}
-
-// isToken reports whether s is an RFC 9110 token (a header name).
-func isToken(s []byte) bool {
-	for _, c := range s {
-		if c <= ' ' || c >= 0x7f || bytes.IndexByte([]byte(`"(),/:;<=>?@[\]{}`), c) >= 0 {
-			return false
-		}
-	}
-	return len(s) > 0
-}
-
-// validText reports whether s holds only HTAB, SP, visible ASCII and
-// obs-text (no control characters, in particular no bare CR).
-func validText(s []byte) bool {
-	for _, c := range s {
-		if c < ' ' && c != '\t' || c == 0x7f {
-			return false
-		}
-	}
-	return true
-}
-
-func trimOWS(s []byte) []byte { return bytes.Trim(s, " \t") }
 
 // clip shortens s for an error message.
 func clip(s []byte, n int) string {

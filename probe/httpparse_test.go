@@ -196,3 +196,27 @@ func (c *countingReader) Read(p []byte) (int, error) {
 	c.n += int64(n)
 	return n, err
 }
+
+// The probe's side of the rules it shares with the proxy (internal/h1): it takes a
+// Content-Length list of one value and chunk lines ending in a bare LF, which RFC 9110/9112 let
+// a recipient take and the proxy refuses; it refuses a status above 599, as the proxy does.
+func TestProbeLeniencyIsTheDocumentedOne(t *testing.T) {
+	for raw, want := range map[string]int{
+		"HTTP/1.1 200 OK\r\nContent-Length: 2, 2\r\n\r\nok":                          200,
+		"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\nok\n0\n\n":          200,
+		"HTTP/1.1 600 Odd\r\nContent-Length: 0\r\n\r\n":                              0,
+		"HTTP/1.1 200 OK\r\nContent-Length: 2, 3\r\n\r\nok":                          0,
+		"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2 \r\nok\r\n0\r\n\r\n": 0,
+	} {
+		status, _, _, err := ParseResponse(strings.NewReader(raw), 0)
+		if want == 0 {
+			if err == nil {
+				t.Errorf("%q: accepted (status %d), want refused", raw, status)
+			}
+			continue
+		}
+		if err != nil || status != want {
+			t.Errorf("%q: %d, %v; want %d", raw, status, err, want)
+		}
+	}
+}

@@ -156,15 +156,20 @@ func fieldLine(line []byte) bool {
 	return true
 }
 
-// parseChunkSize parses a chunk-size line through its "\r\n": hex digits, then optionally
-// chunk extensions (";name=value", not interpreted), with white space allowed before each ";"
-// only (RFC 9112's BWS). A size alone followed by white space ("5 ") is refused: a server that
-// reads the size differently must never see it.
+// parseChunkSize parses a chunk-size line through its "\r\n" (see ChunkSizeLine).
 func parseChunkSize(line []byte) (int64, bool) {
 	if len(line) < 3 || line[len(line)-2] != '\r' {
 		return 0, false
 	}
-	line = line[:len(line)-2]
+	return ChunkSizeLine(line[:len(line)-2])
+}
+
+// ChunkSizeLine parses a chunk-size line without its line ending: 1 to 15 hex digits, then
+// optionally chunk extensions (";name=value", not interpreted), with white space allowed before
+// each ";" only (RFC 9112's BWS). A size alone followed by white space ("5 ") is refused: a
+// server that reads the size differently must never see it. Whether the line may end in a bare
+// LF is the caller's rule: the proxy's scanner requires CRLF, the probe takes either.
+func ChunkSizeLine(line []byte) (int64, bool) {
 	var n int64
 	i := 0
 	for ; i < len(line); i++ {

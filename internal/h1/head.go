@@ -158,34 +158,77 @@ func ParseRequest(b []byte, h *Head) error {
 func ParseResponse(b []byte, h *Head) error {
 	h.Reset()
 	line, rest := nextLine(b)
-	if len(line) < 12 || string(line[:7]) != "HTTP/1." || line[8] != ' ' || (len(line) > 12 && line[12] != ' ') {
+	minor, status, reason, ok := ParseStatusLine(line)
+	if !ok {
 		return ErrBadStatusLine
 	}
-	switch line[7] {
-	case '0':
-		h.Minor = 0
-	case '1':
-		h.Minor = 1
-	default:
-		return ErrBadStatusLine
-	}
-	for _, c := range line[9:12] {
-		if c < '0' || c > '9' {
-			return ErrBadStatusLine
-		}
-		h.Status = h.Status*10 + int(c-'0')
-	}
-	if h.Status < 100 {
-		return ErrBadStatusLine
-	}
-	if len(line) > 13 {
-		h.Reason = line[13:]
-	}
+	h.Minor, h.Status, h.Reason = minor, status, reason
 	err := ParseFields(rest, h, false)
 	if pe, ok := err.(*Error); ok && pe.Status != 502 {
 		return ErrBadResponseHeader
 	}
 	return err
+}
+
+// ParseStatusLine parses a status line without its line ending: "HTTP/1.x NNN reason" (the
+// reason may be empty, and its space too), with a status of 100 to 599 (RFC 9110 section 15:
+// all valid status codes are in that range) and a reason of visible characters, space, tab and
+// obs-text.
+func ParseStatusLine(line []byte) (minor, status int, reason []byte, ok bool) {
+	if len(line) < 12 || string(line[:7]) != "HTTP/1." || line[8] != ' ' || (len(line) > 12 && line[12] != ' ') {
+		return 0, 0, nil, false
+	}
+	switch line[7] {
+	case '0':
+	case '1':
+		minor = 1
+	default:
+		return 0, 0, nil, false
+	}
+	for _, c := range line[9:12] {
+		if c < '0' || c > '9' {
+			return 0, 0, nil, false
+		}
+		status = status*10 + int(c-'0')
+	}
+	if status < 100 || status > 599 {
+		return 0, 0, nil, false
+	}
+	if len(line) > 13 {
+		reason = line[13:]
+	}
+	for _, c := range reason {
+		if !valueTable[c] {
+			return 0, 0, nil, false
+		}
+	}
+	return minor, status, reason, true
+}
+
+// ContentLength parses a Content-Length field value: one decimal number (RFC 9110 section 8.6).
+// A list of identical values ("5, 5", what a field repeated by an intermediary becomes) is an
+// error, unless list is set: RFC 9110 lets a recipient either refuse it or take the one value.
+// The proxy refuses it (a framing that two readers could read differently); the health-check
+// probe, reading one response from a server it checks, takes it.
+func ContentLength(value []byte, list bool) (int64, bool) {
+	if !list {
+		return ParseDecimal(value)
+	}
+	n := int64(-1)
+	for len(value) > 0 {
+		var elem []byte
+		if i := bytes.IndexByte(value, ','); i >= 0 {
+			elem, value = value[:i], value[i+1:]
+		} else {
+			elem, value = value, nil
+		}
+		v, ok := ParseDecimal(TrimOWS(elem))
+		if !ok || n >= 0 && v != n {
+			return 0, false
+		}
+		n = v
+	}
+	return n, n >= 0
 }
 
 var ErrBadResponseHeader = &Error{502, "h1: malformed response header"}
@@ -285,7 +328,7 @@ func (h *Head) field(name, value []byte, request bool) error {
 			if h.ContentLength >= 0 {
 				return ErrDupCL
 			}
-			n, ok := ParseDecimal(value)
+			n, ok := ContentLength(value, false)
 			if !ok {
 				return ErrBadCL
 			}
@@ -344,6 +387,7 @@ func (h *Head) Get(name string) []byte {
 	return nil
 }
 
+// ParseDecimal parses a non-empty run of at most 18 decimal digits.
 func ParseDecimal(b []byte) (int64, bool) {
 	if len(b) == 0 || len(b) > 18 {
 		return 0, false
@@ -358,6 +402,7 @@ func ParseDecimal(b []byte) (int64, bool) {
 	return n, true
 }
 
+// TrimOWS trims optional white space (spaces and tabs) from both ends of b.
 func TrimOWS(b []byte) []byte {
 	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {
 		b = b[1:]
@@ -447,6 +492,7 @@ var valueTable = func() (t [256]bool) {
 	return t
 }()
 
+// IsToken reports whether b is a non-empty RFC 9110 token (a method or a field name).
 func IsToken(b []byte) bool {
 	if len(b) == 0 {
 		return false
@@ -467,4 +513,15 @@ func (h *Head) UpstreamHost() []byte {
 		return h.Authority
 	}
 	return h.Host
+}
+
+// ValidValue reports whether b holds only what a field value may: visible characters, space, tab
+// and obs-text (no other control, no DEL, in particular no bare CR or NUL).
+func ValidValue(b []byte) bool {
+	for _, c := range b {
+		if !valueTable[c] {
+			return false
+		}
+	}
+	return true
 }
