@@ -92,7 +92,11 @@ rss_kib() { local s=0 p f; for p in "$@"; do f=$(awk '/^VmRSS:/ {print $2}' "/pr
 # busy_ticks: the machine's busy time (all CPUs, clock ticks) from /proc/stat, to show how much
 # CPU others took during a window on a shared machine.
 busy_ticks() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9; exit }' /proc/stat; }
-timewait() { ss -s | awk '/^TCP:/ { for (i = 1; i <= NF; i++) if ($i == "timewait") { sub(/[,)]/, "", $(i+1)); print $(i+1) } }'; }
+# timewait: TIME_WAIT sockets on the backends' side (they closed first) and on the checkers' side.
+timewait() {
+  ss -Htan state time-wait | awk -v lo="$PORT" -v hi=$((PORT + 99)) '{ n = split($3, a, ":"); p = a[n] + 0; if ($3 ~ /^127\.0\.[1-9]/ && p >= lo && p <= hi) b++; else c++ }
+    END { printf "timewait_backend=%d timewait_checker=%d", b, c }'
+}
 field() { awk -v k="$1" '{ for (i = 1; i <= NF; i++) if (index($i, k "=") == 1) print substr($i, length(k) + 2) }' <<<"$2"; }
 
 # start_backends N: ceil(N/PER) backend processes, and the address list; CTLS are their control
@@ -220,7 +224,7 @@ run_one() {
   echo "RESULT proxy=$name n=$n mode=$MODE $sum $(awk -v c=$((c1 - c0)) -v b=$((b1 - b0)) -v m=$((m1 - m0)) -v hz="$TICK" -v pps="$pps" -v ns=$((t1 - t0)) -v r="$rss" -v tw="$tw" -v st="$START_S" 'BEGIN {
     w = ns / 1e9; cpu = "-"; bcpu = "-"
     if (pps > 0) { cpu = sprintf("%.1f", c / hz / w * 1e6 / pps); bcpu = sprintf("%.1f", b / hz / w * 1e6 / pps) }
-    printf "cpu_pct=%.1f cpu_us_per_probe=%s rss_mib=%.1f backend_cpu_pct=%.1f backend_cpu_us_per_probe=%s others_cpu_pct=%.1f timewait=%s start_s=%s",
+    printf "cpu_pct=%.1f cpu_us_per_probe=%s rss_mib=%.1f backend_cpu_pct=%.1f backend_cpu_us_per_probe=%s others_cpu_pct=%.1f %s start_s=%s",
       c / hz / w * 100, cpu, r / 1024, b / hz / w * 100, bcpu, (m - c - b) / hz / w * 100, tw, st }')" | tee -a "$W/results"
   local kept p99; kept=$(field kept "$sum"); p99=$(field lag_p99_ms "$sum")
   if awk -v k="$kept" -v l="$p99" 'BEGIN { exit !(k >= 0.99 && l < 100) }'; then OK=1; else REASON="kept=$kept lag_p99_ms=$p99"; fi
