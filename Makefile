@@ -24,6 +24,7 @@ build:
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/hcproxy ./cmd/hcproxy
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/hcctl ./cmd/hcctl
 	$(GO) build -o $(BIN)/hcdemo ./scripts/demo
+	$(GO) build -o $(BIN)/latency ./scripts/latency
 
 # test: vet, unit tests under the race detector, the integration tests (real binaries, built
 # with -race, on 127.0.0.1), then each fuzz target for a bounded time.
@@ -80,6 +81,20 @@ BENCH_CHECKS_WINDOW ?= 20
 .PHONY: bench-checks
 bench-checks: build
 	BENCH_CHECKS_N="$(BENCH_CHECKS_N)" BENCH_CHECKS_WINDOW=$(BENCH_CHECKS_WINDOW) GO="$(GO)" bash scripts/bench-checks.sh
+
+# bench-fleet: fleet coordinators (package fleet) in one process against a real 3-member etcd
+# cluster (Debian's etcd-server): per number of hosts and of servers, claims per key, probes
+# per server per interval and etcd writes/s, steady and with 1% of the servers flipping each
+# second (docs/performance.md, "Fleet"). `make bench-fleet BENCH_FLEET_HOSTS="1 3"
+# BENCH_FLEET_SERVERS=1000 BENCH_FLEET_WINDOW=5s`.
+BENCH_FLEET_HOSTS ?= 1 3 10 20
+BENCH_FLEET_SERVERS ?= 1000 10000
+BENCH_FLEET_WINDOW ?= 5s
+.PHONY: bench-fleet
+bench-fleet:
+	HCPROXY_BENCH_FLEET=1 BENCH_FLEET_HOSTS="$(BENCH_FLEET_HOSTS)" BENCH_FLEET_SERVERS="$(BENCH_FLEET_SERVERS)" \
+		BENCH_FLEET_WINDOW=$(BENCH_FLEET_WINDOW) $(GO) test -count=1 -timeout 30m -run "^TestFleetScale$$" -v ./fleet/ \
+		| grep -E "^(RESULT|--- |ok|FAIL|panic)"
 
 clean:
 	rm -rf $(BIN)

@@ -1,63 +1,93 @@
 #!/usr/bin/env bash
-# hcproxy beside nginx and HAProxy (and the backend alone) under wrk on loopback, interleaved in
-# one run, reusing ../shared/bench's backends and peer configs; then the same load while each
-# proxy reloads once a second. Prints a RESULT line per run (req/s, p50, p99, the proxy's CPU time
-# per request), a SUMMARY per proxy over the rounds and the hcproxy/nginx ratios.
-# Usage: scripts/bench.sh [DURATION_S] [ROUNDS]  (default 10 s, 5 rounds)   (needs: apt-get install nginx-light haproxy wrk)
+# make bench: hcproxy beside nginx and HAProxy on loopback, one proxy at a time, in one run, with
+# nothing of ../shared needed. Every proxy gets the same backends (one nginx, three ports), 2
+# workers (HAProxy: 2 threads), the same load. Scenarios, each in rounds whose order of proxies
+# alternates (none always goes first):
+#   throughput  wrk -t2 -c64 closed loop: req/s and the proxy's CPU time per request
+#   tail        the latency client (scripts/latency) closed loop: p50, p99, p99.9, max of every
+#               request, and the spread of requests over connections
+#   rate        the latency client at a fixed rate, 70% of nginx's throughput in this run,
+#               latency counted from each request's due time (no coordinated omission)
+#   hog         the throughput scenario with one CPU-bound process alongside (contention)
+#   reload      wrk while each proxy reloads once a second: requests lost
+# Each measurement prints a RESULT line; the end prints per proxy and scenario the mean req/s,
+# the median and the worst p99 (and p99.9) over the rounds, the median CPU per request, and the
+# ratios to nginx. The machine is shared: compare the ratios of one run, not runs.
+# Usage: scripts/bench.sh [DURATION_S] [ROUNDS] (default 5 s, 3 rounds; SCENARIOS="throughput tail")
+# Needs: apt-get install nginx-light haproxy wrk (nginx and haproxy from Debian do too).
 set -u
-D=${1:-10}; R=${2:-5}
+D=${1:-5}; R=${2:-3}
+SCENARIOS=${SCENARIOS:-"throughput tail rate hog reload"}
 root=$(cd "$(dirname "$0")/.." && pwd)
-peer="$root/../shared/bench/run.sh"
 HCPROXY="${HCPROXY:-$root/bin/hcproxy}" # another build to compare: HCPROXY=path make bench
+LATENCY="$root/bin/latency"
 for c in nginx haproxy wrk; do command -v $c >/dev/null || { echo "bench: $c not installed (apt-get install -y nginx-light haproxy wrk)"; exit 1; }; done
-[ -f "$peer" ] || { echo "bench: $peer not found"; exit 1; }
 [ -x "$HCPROXY" ] || { echo "bench: build first (make build)"; exit 1; }
+[ -x "$LATENCY" ] || (cd "$root" && go build -o "$LATENCY" ./scripts/latency) || exit 1
 W=$(mktemp -d /tmp/hcbench.XXXXXX)
 PIDS=()
 stop_all() { for p in "${PIDS[@]:-}"; do kill -TERM "$p" 2>/dev/null; done; sleep 1; for p in "${PIDS[@]:-}"; do kill -KILL "$p" 2>/dev/null; done; PIDS=(); }
 trap 'stop_all; rm -rf "$W"' EXIT
+PORT=18080
+URL=http://127.0.0.1:$PORT/
 
-# The peers' backends and start functions, taken from the shared harness as they are.
-source <(sed -n '/^cat >"\$W\/backend.conf"/,/^BACK=/p' "$peer")
-source <(sed -n '/^start_nginx()/,/^start_direct/p' "$peer")
+# The backends: one nginx, three ports, a 6-byte answer (and /health for the checks).
+cat >"$W/backend.conf" <<C
+daemon off; worker_processes 1; pid $W/backend.pid; error_log $W/backend.err;
+events { worker_connections 4096; }
+http { access_log off;
+  server { listen 127.0.0.1:19101 reuseport; listen 127.0.0.1:19102; listen 127.0.0.1:19103;
+    keepalive_requests 100000;
+    location / { return 200 "hello\n"; }
+    location /health { return 200 "ok\n"; } } }
+C
+nginx -c "$W/backend.conf" -p "$W" & PIDS+=($!); sleep 0.5
+BACK=("${PIDS[@]}")
 
-# cpu_ticks PID: utime+stime, in clock ticks, of PID and its children (a proxy's master and workers).
-cpu_ticks() {
-  local s=0 p f
-  for p in "$1" $(pgrep -P "$1"); do
-    f=$(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null) && s=$((s + f))
-  done
-  echo "$s"
+start_nginx() {
+cat >"$W/nginx.conf" <<C
+daemon off; worker_processes 2; pid $W/nginx.pid; error_log $W/nginx.err;
+events { worker_connections 4096; }
+http { access_log off;
+  upstream app { server 127.0.0.1:19101 max_fails=2 fail_timeout=5s; server 127.0.0.1:19102; server 127.0.0.1:19103; keepalive 64; }
+  server { listen 127.0.0.1:$PORT; keepalive_requests 100000;
+    location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection ""; } } }
+C
+nginx -c "$W/nginx.conf" -p "$W" & P=$!
 }
-TICK=$(getconf CLK_TCK)
-
-# bench NAME URL PID: one wrk run; with PID, also the proxy's CPU time per request (utime+stime of
-# its processes over the requests wrk counted), a measure the shared machine's load moves less.
-bench() {
-  local out c0 c1 cpu=""
-  [ -n "$3" ] && c0=$(cpu_ticks "$3")
-  out=$(wrk -t2 -c64 -d${D}s --latency "$2" 2>&1)
-  local req rps p50 p99 err
-  req=$(awk '/requests in/ {print $1}' <<<"$out")
-  rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
-  p50=$(awk '$1=="50%" {print $2}' <<<"$out")
-  p99=$(awk '$1=="99%" {print $2}' <<<"$out")
-  err=$(grep -E "Non-2xx|Socket errors" <<<"$out" | tr '\n' ' ')
-  if [ -n "$3" ] && [ "${req:-0}" -gt 0 ]; then
-    c1=$(cpu_ticks "$3")
-    cpu="cpu_us_per_req=$(awk -v t=$((c1 - c0)) -v hz="$TICK" -v n="$req" 'BEGIN { printf "%.2f", t * 1e6 / hz / n }')"
-  fi
-  echo "RESULT proxy=$1 rps=$rps p50=$p50 p99=$p99 $cpu ${err}"
+start_haproxy() {
+cat >"$W/haproxy.cfg" <<C
+global
+  nbthread 2
+  maxconn 4000
+defaults
+  mode http
+  timeout connect 2s
+  timeout client 30s
+  timeout server 30s
+  option http-keep-alive
+frontend fe
+  bind 127.0.0.1:$PORT
+  default_backend app
+backend app
+  balance roundrobin
+  option httpchk GET /health
+  http-reuse always
+  server s1 127.0.0.1:19101 check inter 1s fall 2 rise 2
+  server s2 127.0.0.1:19102 check inter 1s fall 2 rise 2
+  server s3 127.0.0.1:19103 check inter 1s fall 2 rise 2
+C
+haproxy -W -db -f "$W/haproxy.cfg" & P=$!
 }
-
 start_hcproxy() {
+mkdir -p -m 0700 "$W/hctable"
 cat >"$W/hcproxy.toml" <<C
 workers = 2
 pid_file = "$W/hcproxy.pid"
-table = "$W/hcproxy.table"
+table = "$W/hctable/table"
 shutdown_timeout = "10s"
 [[server]]
-listen = "127.0.0.1:18080"
+listen = "127.0.0.1:$PORT"
 upstream = "app"
 [upstream.app]
 servers = ["127.0.0.1:19101", "127.0.0.1:19102", "127.0.0.1:19103"]
@@ -70,50 +100,117 @@ C
 "$HCPROXY" -c "$W/hcproxy.toml" 2>"$W/hcproxy.log" & P=$!
 }
 
-echo "hcproxy $("$HCPROXY" -v | awk '{print $3}'), nginx $(nginx -v 2>&1 | sed 's/.*\///'), haproxy $(haproxy -v | head -1 | awk '{print $3}'), wrk -t2 -c64 -d${D}s, $(nproc) cores, $R rounds"
-for r in $(seq "$R"); do
-  order="direct nginx haproxy hcproxy"; [ $((r % 2)) = 0 ] && order="direct hcproxy haproxy nginx" # no proxy always goes first
-  for name in $order; do
-    start_$name
-    [ -n "$P" ] && PIDS+=($P)
-    url=http://127.0.0.1:18080/; [ $name = direct ] && url=http://127.0.0.1:19101/
-    for i in $(seq 50); do curl -sf "$url" >/dev/null && break; sleep 0.1; done
-    wrk -t1 -c16 -d2s "$url" >/dev/null 2>&1
-    bench $name "$url" "$P" | tee -a "$W/results"
-    if [ -n "$P" ]; then kill -TERM $P 2>/dev/null; wait $P 2>/dev/null; PIDS=("${BACK[@]}"); fi
-    sleep 0.5
+# cpu_ticks PID: utime+stime, in clock ticks, of PID and its children (a proxy's master and workers).
+cpu_ticks() {
+  local s=0 p f
+  for p in "$1" $(pgrep -P "$1"); do
+    f=$(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null) && s=$((s + f))
   done
+  echo "$s"
+}
+TICK=$(getconf CLK_TCK)
+ms() { awk -v v="$1" 'BEGIN { if (v ~ /us$/) print v/1000; else if (v ~ /ms$/) print v+0; else if (v ~ /s$/) print v*1000; else print v }'; }
+
+# wrk_run SCENARIO NAME PID: one closed-loop wrk run; req/s, p99 and the proxy's CPU per request.
+wrk_run() {
+  local out c0 c1 cpu="" req rps p99 err
+  c0=$(cpu_ticks "$3")
+  out=$(wrk -t2 -c64 -d${D}s --latency "$URL" 2>&1)
+  req=$(awk '/requests in/ {print $1}' <<<"$out")
+  rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+  p99=$(ms "$(awk '$1=="99%" {print $2}' <<<"$out")")
+  err=$(grep -E "Non-2xx|Socket errors" <<<"$out" | tr -s ' ' | tr '\n' ' ')
+  if [ "${req:-0}" -gt 0 ]; then
+    c1=$(cpu_ticks "$3")
+    cpu="cpu_us_per_req=$(awk -v t=$((c1 - c0)) -v hz="$TICK" -v n="$req" 'BEGIN { printf "%.2f", t * 1e6 / hz / n }')"
+  fi
+  echo "RESULT scenario=$1 proxy=$2 rps=$rps p99_ms=$p99 $cpu ${err}"
+}
+
+# lat_run SCENARIO NAME [RATE]: one run of the latency client.
+lat_run() {
+  local args=(-addr "127.0.0.1:$PORT" -c 64 -d "${D}s")
+  [ -n "${3:-}" ] && args+=(-rate "$3")
+  local out
+  out=$("$LATENCY" "${args[@]}" 2>&1 | grep '^RESULT')
+  # RESULT  requests=.. rps=.. errors=.. p50=..ms p90=..ms p99=..ms p99.9=..ms max=..ms conn_requests=a..b conn_p99=x/y/z
+  echo "RESULT scenario=$1 proxy=$2 $(sed -e 's/^RESULT *//' -e 's/ms\b//g' -e 's/p50=/p50_ms=/; s/p90=/p90_ms=/; s/p99=/p99_ms=/; s/p99.9=/p999_ms=/; s/max=/max_ms=/' <<<"$out")"
+}
+
+# round SCENARIO: every proxy once, in an order that alternates by round.
+run_scenario() {
+  local sc=$1 r name order
+  for r in $(seq "$R"); do
+    order="nginx haproxy hcproxy"; [ $((r % 2)) = 0 ] && order="hcproxy haproxy nginx"
+    for name in $order; do
+      start_$name; PIDS+=($P)
+      for i in $(seq 50); do curl -sf "$URL" >/dev/null && break; sleep 0.1; done
+      wrk -t1 -c16 -d1s "$URL" >/dev/null 2>&1 # warm-up
+      case $sc in
+        throughput) wrk_run throughput $name $P ;;
+        tail) lat_run tail $name ;;
+        rate) lat_run rate $name "$RATE" ;;
+        hog)
+          sh -c 'while :; do :; done' & HOG=$!
+          wrk_run hog $name $P
+          kill -KILL $HOG; wait $HOG 2>/dev/null ;;
+      esac | tee -a "$W/results"
+      kill -TERM $P 2>/dev/null; wait $P 2>/dev/null; PIDS=("${BACK[@]}"); sleep 0.5
+    done
+  done
+}
+
+echo "BENCH hcproxy $("$HCPROXY" -v | awk '{print $3}'), nginx $(nginx -v 2>&1 | sed 's/.*\///'), haproxy $(haproxy -v | head -1 | awk '{print $3}'), $(nproc) cores ($(sed -n 's/^model name.*: //p' /proc/cpuinfo | head -1)), Linux $(uname -r), ${D} s x $R rounds, 64 connections, scenarios: $SCENARIOS"
+RATE=""
+for sc in $SCENARIOS; do
+  case $sc in
+    rate)
+      # 70% of nginx's closed-loop throughput in this run (measured now if throughput did not run).
+      if ! grep -q 'scenario=throughput proxy=nginx' "$W/results" 2>/dev/null; then
+        start_nginx; PIDS+=($P); sleep 1; wrk_run throughput nginx $P >>"$W/results"; kill -TERM $P; wait $P 2>/dev/null; PIDS=("${BACK[@]}")
+      fi
+      RATE=$(awk '/scenario=throughput proxy=nginx / { for (i = 1; i <= NF; i++) if ($i ~ /^rps=/) { split($i, kv, "="); s += kv[2]; n++ } } END { printf "%d", 0.7 * s / n }' "$W/results")
+      echo "BENCH rate scenario at $RATE req/s (70% of nginx's throughput)"
+      run_scenario rate ;;
+    reload)
+      for name in nginx haproxy hcproxy; do
+        start_$name; PIDS+=($P)
+        for i in $(seq 50); do curl -sf "$URL" >/dev/null && break; sleep 0.1; done
+        wrk -t2 -c64 -d${D}s "$URL" >"$W/wrk.out" 2>&1 &
+        WP=$!
+        for i in $(seq $((D-1))); do
+          sleep 1
+          case $name in haproxy) kill -USR2 "$P" ;; *) kill -HUP "$P" ;; esac
+        done
+        wait $WP
+        echo "RESULT scenario=reload proxy=$name reloads=$((D-1)) $(awk '/requests in/ {print "requests="$1}' "$W/wrk.out") $(grep -E 'Non-2xx|Socket errors' "$W/wrk.out" | tr -s ' ' | tr '\n' ' ')" | tee -a "$W/results"
+        kill -TERM $P; wait $P 2>/dev/null; PIDS=("${BACK[@]}"); sleep 0.5
+      done ;;
+    *) run_scenario "$sc" ;;
+  esac
 done
 
-# Reload once a second under the same load.
-reload_nginx() { kill -HUP "$P"; }
-reload_haproxy() { kill -USR2 "$P"; }
-reload_hcproxy() { kill -HUP "$P"; }
-for name in nginx haproxy hcproxy; do
-  start_$name; PIDS+=($P)
-  for i in $(seq 50); do curl -sf http://127.0.0.1:18080/ >/dev/null && break; sleep 0.1; done
-  wrk -t2 -c64 -d${D}s http://127.0.0.1:18080/ >"$W/wrk.out" 2>&1 &
-  WP=$!
-  for i in $(seq $((D-1))); do sleep 1; reload_$name; done
-  wait $WP
-  echo "RESULT reload proxy=$name reloads=$((D-1)) $(awk '/requests in/ {print "requests="$1}' "$W/wrk.out") $(grep -E 'Non-2xx|Socket errors' "$W/wrk.out" | tr '\n' ' ')" | tee -a "$W/results"
-  kill -TERM $P; wait $P 2>/dev/null; PIDS=("${BACK[@]}"); sleep 0.5
-done
-
-# Per proxy over the rounds: mean req/s, median p99 (in ms) and median CPU per request; then the
-# ratios to nginx.
-awk 'function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0; if (v ~ /s$/) return v * 1000; return v }
-     function median(a, n,   i, j, t) { for (i = 2; i <= n; i++) for (j = i; j > 1 && a[j-1] > a[j]; j--) { t = a[j]; a[j] = a[j-1]; a[j-1] = t }
+# Per scenario and proxy: mean req/s, median and worst p99 (and p99.9 where measured), median
+# CPU per request; then each scenario's ratios to nginx.
+awk 'function median(a, n,   i, j, t) { for (i = 2; i <= n; i++) for (j = i; j > 1 && a[j-1] > a[j]; j--) { t = a[j]; a[j] = a[j-1]; a[j-1] = t }
                                         return n % 2 ? a[(n+1)/2] : (a[n/2] + a[n/2+1]) / 2 }
-     /^RESULT proxy=/ { delete f; for (i = 2; i <= NF; i++) { split($i, kv, "="); f[kv[1]] = kv[2] }
-       p = f["proxy"]; n[p]++; rps[p] += f["rps"]; r[p, n[p]] = f["rps"]; p99[p, n[p]] = ms(f["p99"]); if ("cpu_us_per_req" in f) cpu[p, n[p]] = f["cpu_us_per_req"] }
+     /^RESULT scenario=/ && !/scenario=reload/ { delete f; for (i = 2; i <= NF; i++) { split($i, kv, "="); f[kv[1]] = kv[2] }
+       k = f["scenario"] SUBSEP f["proxy"]; n[k]++; sc[f["scenario"]] = 1
+       rps[k] += f["rps"]; p99[k, n[k]] = f["p99_ms"]; if (f["p99_ms"] > wp99[k]) wp99[k] = f["p99_ms"]
+       if ("p999_ms" in f && f["p999_ms"] > wp999[k]) wp999[k] = f["p999_ms"]
+       if ("cpu_us_per_req" in f) { nc[k]++; cpu[k, nc[k]] = f["cpu_us_per_req"] } }
      END {
-       for (p in n) { delete a; for (i = 1; i <= n[p]; i++) a[i] = p99[p, i]; mp99[p] = median(a, n[p])
-                      delete a; for (i = 1; i <= n[p]; i++) a[i] = cpu[p, i]; mcpu[p] = median(a, n[p]); mrps[p] = rps[p] / n[p] }
-       split("direct nginx haproxy hcproxy", order, " ")
-       for (k = 1; k <= 4; k++) if ((p = order[k]) in n) printf "SUMMARY proxy=%s rounds=%d rps_mean=%.0f p99_median=%.2fms cpu_us_per_req_median=%s\n", p, n[p], mrps[p], mp99[p], (p == "direct" ? "-" : sprintf("%.2f", mcpu[p]))
-       if (n["nginx"] && n["hcproxy"]) {
-         delete a; for (i = 1; i <= n["hcproxy"]; i++) a[i] = r["hcproxy", i] / r["nginx", i]; lo = a[1]; hi = a[1]
-         for (i = 2; i <= n["hcproxy"]; i++) { if (a[i] < lo) lo = a[i]; if (a[i] > hi) hi = a[i] }
-         printf "RATIO hcproxy/nginx throughput=%.2f (per round %.2f-%.2f, median %.2f) p99=%.2f cpu_per_req=%.2f; hcproxy/haproxy throughput=%.2f (over %d rounds; p99 and CPU: medians)\n",
-           mrps["hcproxy"] / mrps["nginx"], lo, hi, median(a, n["hcproxy"]), mp99["hcproxy"] / mp99["nginx"], mcpu["hcproxy"] / mcpu["nginx"], mrps["hcproxy"] / mrps["haproxy"], n["nginx"] } }' "$W/results"
+       split("throughput tail rate hog", order, " "); split("nginx haproxy hcproxy", px, " ")
+       for (o = 1; o <= 4; o++) { s = order[o]; if (!(s in sc)) continue
+         for (x = 1; x <= 3; x++) { k = s SUBSEP px[x]; if (!(k in n)) continue
+           delete a; for (i = 1; i <= n[k]; i++) a[i] = p99[k, i]; mp99[k] = median(a, n[k])
+           delete a; for (i = 1; i <= nc[k]; i++) a[i] = cpu[k, i]; mcpu[k] = nc[k] ? median(a, nc[k]) : 0
+           mrps[k] = rps[k] / n[k]
+           printf "SUMMARY scenario=%s proxy=%s rounds=%d rps_mean=%.0f p99_median_ms=%.2f p99_worst_ms=%.2f%s%s\n", s, px[x], n[k], mrps[k], mp99[k], wp99[k],
+             (k in wp999 ? sprintf(" p999_worst_ms=%.2f", wp999[k]) : ""), (nc[k] ? sprintf(" cpu_us_per_req_median=%.2f", mcpu[k]) : "") }
+         kn = s SUBSEP "nginx"; kh = s SUBSEP "hcproxy"; ka = s SUBSEP "haproxy"
+         if ((kn in n) && (kh in n))
+           printf "RATIO scenario=%s hcproxy/nginx rps=%.2f p99_median=%.2f p99_worst=%.2f%s; hcproxy/haproxy rps=%.2f p99_worst=%.2f\n", s,
+             mrps[kh] / mrps[kn], mp99[kh] / mp99[kn], wp99[kh] / wp99[kn], ((kh in wp999) && (kn in wp999) ? sprintf(" p999_worst=%.2f", wp999[kh] / wp999[kn]) : ""),
+             mrps[kh] / mrps[ka], wp99[kh] / wp99[ka] } }' "$W/results"
+grep '^RESULT scenario=reload' "$W/results" | sed 's/^RESULT/SUMMARY/'
