@@ -3,11 +3,8 @@ package worker
 import (
 	"os"
 
-	"golang.org/x/sys/unix"
 	"hcproxy/internal/handoff"
 )
-
-func setCloexec(fd int) { unix.CloseOnExec(fd) }
 
 // ProcName is a worker's name in /proc/PID/comm (what pgrep, top and ss -p show): the kernel
 // keeps 15 bytes, and this is exactly 15. Its command line (ps) is set by the master.
