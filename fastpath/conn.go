@@ -121,6 +121,7 @@ func (cc *clientConn) serve() {
 		}
 		cc.c.Close()
 		cc.s.untrack(cc)
+		cc.s.connClosed()
 		cc.release()
 	}()
 	first := true

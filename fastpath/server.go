@@ -39,6 +39,9 @@ type Options struct {
 	// MaxHeadBytes bounds a request head (431 beyond it) and a response head (502); 0 =
 	// DefaultMaxHeadBytes.
 	MaxHeadBytes int
+	// OnConnClosed, when not nil, is called once per accepted connection, when it is closed
+	// (the listener's open-connections gauge).
+	OnConnClosed func()
 	// Pools holds the idle upstream connections; listeners of one worker that share an upstream
 	// should share it. nil = a pool of this server's own.
 	Pools *Pools
@@ -129,6 +132,7 @@ func (s *Server) Serve(ln net.Listener) error {
 		cc := newClientConn(s, c)
 		if !s.track(cc) {
 			c.Close()
+			s.connClosed()
 			cc.release()
 			continue
 		}
@@ -165,6 +169,12 @@ func (s *Server) track(cc *clientConn) bool {
 	}
 	s.conns[cc] = struct{}{}
 	return true
+}
+
+func (s *Server) connClosed() {
+	if s.o.OnConnClosed != nil {
+		s.o.OnConnClosed()
+	}
 }
 
 func (s *Server) untrack(cc *clientConn) {

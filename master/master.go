@@ -510,6 +510,7 @@ func (m *Master) loop() error {
 			m.doRespawn()
 		case <-housekeeping.C:
 			m.retireGone()
+			m.table.SetRuntime(-1, shm.ReadRuntime()) // the master's Go figures, for /metrics
 		}
 	}
 }

@@ -58,7 +58,24 @@ const (
 	hReloadLastOK  = 184 // 1 when the last reload succeeded
 	hRestartsExit  = 192 // workers that exited unexpectedly by themselves, replaced
 	hRestartsKill  = 200 // workers killed by a signal, replaced
+	hMasterRuntime = 208 // the master's Go runtime figures (runtime.go): runtimeWords words
 	hWorkers       = 256
+	// Appended after the worker table the same way (listeners.go, runtime.go): 0 is "none".
+	hListeners  = hWorkers + WorkerCap*workerEntrySize // ListenerCap records of listenerSize bytes
+	hListenOpen = hListeners + ListenerCap*listenerSize // per worker entry: open connections by listener, 32 bits each
+	hRuntime    = hListenOpen + WorkerCap*listenOpenSize // per worker entry: its Go runtime figures, runtimeWords words
+	headerEnd   = hRuntime + WorkerCap*8*runtimeWords    // <= HeaderSize (TestHeaderFits)
+)
+
+// Listener records: the key (a hash of the address, 0 = free), connections accepted, the address.
+const (
+	ListenerCap    = 8
+	listenerSize   = 16 + addrLen
+	lKey           = 0
+	lAccepted      = 8
+	lAddr          = 16
+	listenOpenSize = ListenerCap * 4
+	runtimeWords   = 3
 )
 
 // Worker entry offsets, relative to the entry.

@@ -71,6 +71,8 @@ func (t *Table) ReserveWorker(gen uint64) (int, error) {
 		t.m.store(off+wBeatNs, 0)
 		t.m.store(off+wOwned, 0)
 		t.m.store(off+wRequests, 0)
+		t.clearListenOpen(i)
+		t.clearRuntime(i)
 		t.m.store(off+wStarted, uint64(NowMs()))
 		t.m.store(off+wState, uint64(WorkerStarting))
 		return i, nil
@@ -106,6 +108,8 @@ func (t *Table) FreeWorker(i int) {
 	off := workerOff(i)
 	t.m.store(off+wState, uint64(WorkerDead))
 	t.m.store(off+wToken, 0)
+	t.clearListenOpen(i)
+	t.clearRuntime(i)
 	t.m.store(off+wState, uint64(WorkerFree))
 }
 

@@ -15,11 +15,12 @@ import (
 	"hcproxy/version"
 )
 
-// newMetricsHandler serves /metrics from a private registry holding only the table collector, so
-// every worker exposes the same series (no per-process Go or process metrics).
+// newMetricsHandler serves /metrics from a private registry holding only collectors of the table
+// (and of /proc for the pids in it), so every worker exposes the same series: no Go or process
+// collector of the serving process, whose series would change with the worker a scrape reaches.
 func newMetricsHandler(t *shm.Table, log *slog.Logger) http.Handler {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(newCollector(t))
+	reg.MustRegister(newCollector(t), newProcCollector(t))
 	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{
 		ErrorLog:      slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 		ErrorHandling: promhttp.ContinueOnError,

@@ -120,11 +120,13 @@ func start() (*worker, error) {
 		if err != nil {
 			return nil, fmt.Errorf("listener %s: %w", s.Listen, err)
 		}
+		lc := w.table.Listener(s.Listen, w.payload.Index) // connections accepted and open, for /metrics
 		if w.cfg.Engine != "std" {
 			w.fast = append(w.fast, fastpath.New(s.Upstream, w.upstreams[s.Upstream], fastpath.Options{
 				Options: w.optionsFor(s), ClientHeaderTimeout: s.ClientHeaderTimeout, ClientIdleTimeout: s.ClientIdleTimeout, Pools: pools,
+				OnConnClosed: lc.Closed,
 			}))
-			w.fastLns = append(w.fastLns, ln)
+			w.fastLns = append(w.fastLns, &countingListener{Listener: ln, lc: lc})
 			continue
 		}
 		proxy := w.proxyFor(s)
@@ -133,6 +135,12 @@ func start() (*worker, error) {
 			ConnState: func(c net.Conn, st http.ConnState) {
 				upstream.ConnState(c, st) // an idle connection keeps no send deadline
 				w.conns.track(c, st)
+				switch st {
+				case http.StateNew:
+					lc.Accepted()
+				case http.StateClosed, http.StateHijacked:
+					lc.Closed()
+				}
 			},
 			ConnContext:       upstream.ConnContext, // with upstream.Listener: the chunk size limit
 			ReadHeaderTimeout: s.ClientHeaderTimeout,
@@ -274,6 +282,9 @@ func (w *worker) serve() int {
 		}(fs, w.fastLns[i])
 	}
 	w.checker.Start(context.Background())
+	stopRuntime := make(chan struct{})
+	defer close(stopRuntime)
+	go w.publishRuntime(stopRuntime)
 	w.table.SetWorkerState(w.payload.Index, shm.WorkerReady)
 	if err := handoff.Send(w.control, handoff.MsgReady); err != nil {
 		w.log.Error("cannot report ready to the master", "err", err)
@@ -362,6 +373,40 @@ func (w *worker) fastConns() int {
 		n += fs.Conns()
 	}
 	return n
+}
+
+// runtimeEvery is how often a worker writes its Go runtime figures into the table.
+const runtimeEvery = 5 * time.Second
+
+// publishRuntime writes the worker's Go runtime figures into its entry of the table (for
+// /metrics, whichever worker serves it) now and every runtimeEvery until stop is closed.
+func (w *worker) publishRuntime(stop <-chan struct{}) {
+	t := time.NewTicker(runtimeEvery)
+	defer t.Stop()
+	for {
+		w.table.SetRuntime(w.payload.Index, shm.ReadRuntime())
+		select {
+		case <-t.C:
+		case <-stop:
+			return
+		}
+	}
+}
+
+// countingListener counts the connections it accepts on the listener's counters in the table
+// (the fast engine counts their closes through fastpath.Options.OnConnClosed); the connection
+// itself is passed on as it is.
+type countingListener struct {
+	net.Listener
+	lc shm.Listener
+}
+
+func (l *countingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err == nil {
+		l.lc.Accepted()
+	}
+	return c, err
 }
 
 // msgMasterGone is the worker's own event when the master is gone (the control socket or the

@@ -150,3 +150,97 @@ func TestRequestMetricsAddUp(t *testing.T) {
 		t.Log("promtool not installed: exposition not linted")
 	}
 }
+
+// TestListenerAndProcessMetrics: per listener, every connection accepted is counted once and
+// the open gauge follows connections held and closed, on both engines; every live process
+// (the master and each worker) has its process and Go figures, labelled by role and worker
+// index, never by pid.
+func TestListenerAndProcessMetrics(t *testing.T) {
+	for _, engine := range []string{"fast", "std"} {
+		t.Run(engine, func(t *testing.T) {
+			bs := startBackends(t, 1)
+			p := startProxy(t, proxyOpts{workers: 2, top: fmt.Sprintf("engine = %q", engine)}, bs)
+			metric := func(name string, labels ...string) float64 {
+				mfs, _ := p.scrapeMetrics()
+				return sum(mfs, name, labels...)
+			}
+			base := max(metric("hcproxy_listener_connections_accepted_total", "listener", p.listen), 0)
+			get := func(c *http.Client) {
+				resp, err := c.Get("http://" + p.listen + "/")
+				if err != nil {
+					t.Fatal(err)
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			}
+			once := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+			for i := 0; i < 5; i++ {
+				get(once)
+			}
+			var held []*http.Transport
+			for i := 0; i < 3; i++ {
+				tr := &http.Transport{}
+				held = append(held, tr)
+				get(&http.Client{Transport: tr}) // kept alive, idle, open
+			}
+			waitMetric := func(what string, want float64, name string, labels ...string) {
+				t.Helper()
+				deadline := time.Now().Add(5 * time.Second)
+				for {
+					got := metric(name, labels...)
+					if got == want {
+						return
+					}
+					if time.Now().After(deadline) {
+						t.Fatalf("%s: %s%v = %v, want %v", what, name, labels, got, want)
+					}
+					time.Sleep(50 * time.Millisecond)
+				}
+			}
+			waitMetric("8 connections", base+8, "hcproxy_listener_connections_accepted_total", "listener", p.listen)
+			waitMetric("3 held", 3, "hcproxy_listener_connections_open", "listener", p.listen)
+			for _, tr := range held {
+				tr.CloseIdleConnections()
+			}
+			waitMetric("all closed", 0, "hcproxy_listener_connections_open", "listener", p.listen)
+
+			mfs, text := p.scrapeMetrics()
+			for _, name := range []string{"hcproxy_process_cpu_seconds_total", "hcproxy_process_resident_memory_bytes",
+				"hcproxy_process_open_fds", "hcproxy_process_start_time_seconds"} {
+				if n := series(mfs, name, "role", "master"); n != 1 {
+					t.Errorf("%s: %d master series, want 1", name, n)
+				}
+				if n := series(mfs, name, "role", "worker"); n != 2 {
+					t.Errorf("%s: %d worker series, want 2", name, n)
+				}
+			}
+			if n := series(mfs, "hcproxy_go_goroutines", "role", "worker"); n != 2 {
+				t.Errorf("go_goroutines: %d worker series, want 2", n)
+			}
+			if strings.Contains(text, "pid=") {
+				t.Error("a series is labelled by pid")
+			}
+		})
+	}
+}
+
+// series counts the family's series whose labels include want.
+func series(mfs map[string]*dto.MetricFamily, name string, want ...string) int {
+	n := 0
+	if mf := mfs[name]; mf != nil {
+	next:
+		for _, m := range mf.Metric {
+			for i := 0; i+1 < len(want); i += 2 {
+				found := false
+				for _, lp := range m.Label {
+					found = found || lp.GetName() == want[i] && lp.GetValue() == want[i+1]
+				}
+				if !found {
+					continue next
+				}
+			}
+			n++
+		}
+	}
+	return n
+}
