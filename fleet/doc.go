@@ -19,13 +19,16 @@
 //
 // Assignment: the hosts ranked for KEY are the live members ordered by a
 // rendezvous hash of (KEY, HOST) (rank.go), the same on every host with no
-// communication. A host claims KEY while fewer than Checkers hosts ranked
-// above it hold a claim on it, with a transaction that creates its claim
-// only if absent; it releases a claim once Checkers hosts ranked above it
-// hold claims and have published a verdict, so a newcomer takes over
-// without a gap. With stable membership exactly the Checkers best-ranked
-// hosts that know KEY hold its claims; when one dies, its claims vanish
-// with its lease and the next host in the ranking claims them.
+// communication. A host among the Checkers best-ranked claims KEY at once,
+// with a transaction that creates its claim only if absent; a host ranked
+// lower claims it only after fewer than Checkers hosts ranked above it have
+// held a claim for a grace of TTL/2 (one that does not know KEY is stepped
+// in for). A session also waits that grace, in fallback, before its first
+// claims, so hosts starting together each claim their share. A host releases a claim once Checkers hosts ranked above it hold
+// claims and have published a verdict, so a newcomer takes over without a
+// gap. With stable membership exactly the Checkers best-ranked hosts that
+// know KEY hold its claims; when one dies, its claims vanish with its lease
+// and the next host in the ranking, now among the best, claims them at once.
 //
 // Results: the holder of a claim publishes its verdict when it changes
 // (Publish), never per probe. The lease's renewal is the refresh: a verdict

@@ -29,6 +29,8 @@ type session struct {
 	written  map[string]bool            // this host's verdicts in etcd
 	local    map[string]bool            // this host's latest verdict per key (Publish); the Coordinator's, kept across sessions
 	released map[string]int64           // revision of this host's last release per key
+	waiting  map[string]int64           // keys left to better-ranked hosts: since when (Coordinator.now)
+	wakeAt   int64                      // when a waiting key's grace ends, 0 for none
 
 	dirty    map[string]bool // keys to reconcile
 	viewKeys map[string]bool // keys whose vote to recompute
@@ -42,7 +44,7 @@ func newSession(c *Coordinator, prev clientv3.LeaseID) *session {
 		c: c, me: c.cfg.Host, prev: prev,
 		members: map[string]bool{}, claims: map[string]map[string]bool{}, verdicts: map[string]map[string]bool{},
 		mine: map[string]bool{}, written: map[string]bool{}, local: c.local,
-		released: map[string]int64{}, dirty: map[string]bool{}, viewKeys: map[string]bool{},
+		released: map[string]int64{}, waiting: map[string]int64{}, dirty: map[string]bool{}, viewKeys: map[string]bool{},
 	}
 }
 
@@ -122,21 +124,33 @@ func (s *session) run(ctx context.Context) error {
 	wch := c.cli.Watch(clientv3.WithRequireLeader(ctx), c.cfg.Prefix, clientv3.WithPrefix(), clientv3.WithRev(rev+1))
 	timer := time.NewTimer(0)
 	defer timer.Stop()
+	// Hold for a grace before the first claim, still in fallback, following
+	// the watch: hosts that start together then see each other and each
+	// claims its own share, instead of the first claiming everything.
+	hold := c.now() + int64(s.grace())
 	for {
-		if err := s.step(ctx); err != nil {
-			return err
+		if c.now() >= hold {
+			if err := s.step(ctx); err != nil {
+				return err
+			}
+			if !s.joined {
+				s.joined = true
+				c.log.Info("fleet: joined", "members", len(s.members), "claims", len(s.mine))
+			}
+			s.publish()
 		}
-		if !s.joined {
-			s.joined = true
-			c.log.Info("fleet: joined", "members", len(s.members), "claims", len(s.mine))
-		}
-		s.publish()
 		wake := time.Duration(c.deadline.Load() - c.now())
 		if wake <= 0 {
 			return ErrLeaseLapsed
 		}
 		if s.retry {
 			wake = min(wake, 250*time.Millisecond)
+		}
+		if s.wakeAt != 0 {
+			wake = max(min(wake, time.Duration(s.wakeAt-c.now())), time.Millisecond)
+		}
+		if !s.joined {
+			wake = max(min(wake, time.Duration(hold-c.now())), time.Millisecond)
 		}
 		timer.Reset(wake)
 		select {
@@ -266,6 +280,12 @@ func (s *session) step(ctx context.Context) error {
 	}
 	clear(c.pending)
 	c.mu.Unlock()
+	if s.wakeAt != 0 && c.now() >= s.wakeAt {
+		for k := range s.waiting {
+			s.dirty[k] = true
+		}
+		s.wakeAt = 0
+	}
 	if s.all {
 		for k := range s.keys {
 			s.dirty[k], s.viewKeys[k] = true, true
@@ -301,14 +321,20 @@ func (s *session) step(ctx context.Context) error {
 	return nil
 }
 
-// decide is the assignment rule for one key: claim it while fewer than
-// Checkers live hosts ranked above this one hold a claim; release it once
-// Checkers of them hold a claim and have published a verdict, or when this
-// host no longer knows the key.
+// decide is the assignment rule for one key. A host among the Checkers
+// best-ranked live members claims it at once. A host ranked lower claims it
+// only when fewer than Checkers hosts ranked above it hold a claim for a
+// grace (TTL/2): the better-ranked ones are given time to claim, so a
+// fleet starting together does not claim everything and hand it back; one
+// that does not know the key is stepped in for. A host releases its claim
+// once Checkers hosts ranked above it hold a claim and have published a
+// verdict, or when it no longer knows the key.
 func (s *session) decide(k string) (claim, release bool) {
 	if !s.keys[k] {
+		delete(s.waiting, k)
 		return false, s.mine[k]
 	}
+	n := s.c.cfg.Checkers
 	claimed, voted := 0, 0
 	for h := range s.claims[k] {
 		if h == s.me || !s.members[h] || !above(k, h, s.me) {
@@ -319,10 +345,43 @@ func (s *session) decide(k string) (claim, release bool) {
 			voted++
 		}
 	}
-	if !s.mine[k] {
-		return claimed < s.c.cfg.Checkers, false
+	if s.mine[k] {
+		return false, voted >= n
 	}
-	return false, voted >= s.c.cfg.Checkers
+	if claimed >= n {
+		delete(s.waiting, k)
+		return false, false
+	}
+	rank := 0
+	for h := range s.members {
+		if h != s.me && above(k, h, s.me) {
+			rank++
+		}
+	}
+	now := s.c.now()
+	since, ok := s.waiting[k]
+	switch {
+	case rank < n:
+	case !ok:
+		s.waiting[k] = now
+		s.wake(now + int64(s.grace()))
+		return false, false
+	case now-since < int64(s.grace()):
+		s.wake(since + int64(s.grace()))
+		return false, false
+	}
+	delete(s.waiting, k)
+	return true, false
+}
+
+// grace is how long a session waits before its first claims, and how long
+// a host leaves a key to better-ranked hosts before it steps in.
+func (s *session) grace() time.Duration { return s.c.cfg.TTL / 2 }
+
+func (s *session) wake(at int64) {
+	if s.wakeAt == 0 || at < s.wakeAt {
+		s.wakeAt = at
+	}
 }
 
 // maxOps is the most operations in one transaction (etcd's default limit is
