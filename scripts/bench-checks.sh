@@ -277,4 +277,5 @@ awk '/^RESULT / && !/skipped=|error=/ { delete f; for (i = 2; i <= NF; i++) { sp
        for (n in seen) for (j = 1; j <= 3; j++) { p = order[j]; k = n SUBSEP p; if (!(k in got)) continue; h = n SUBSEP "haproxy"
          r = ""; if (p != "haproxy" && (h in got) && cpu[h] > 0 && rss[h] > 0 && pps[h] > 0)
            r = sprintf(" /haproxy: probes %.2f cpu_per_probe %.2f rss %.2f", pps[k] / pps[h], cpu[k] / cpu[h], rss[k] / rss[h])
+         if (oth[k] > 25) r = r " NOISY (others took " oth[k] "% of a core: measure again)"
          printf "SUMMARY n=%s proxy=%s kept=%s lag_p99_ms=%s cpu_us_per_probe=%s rss_mib=%s others_cpu_pct=%s%s\n", n, p, kept[k], p99[k], cpu[k], rss[k], oth[k], r } }' "$W/results" | sort -t= -k2,2n -s
