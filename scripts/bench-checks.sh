@@ -86,7 +86,10 @@ CB="$W/checkbackend"
 # procs PID: PID and its children (a proxy's master and workers).
 procs() { echo "$1" $(pgrep -P "$1"); }
 # cpu_ticks PID...: utime+stime, in clock ticks, summed over the processes (all their threads).
-cpu_ticks() { local s=0 p f; for p in "$@"; do f=$(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null) && s=$((s + f)); done; echo "$s"; }
+# utime+stime are fields 14 and 15 of /proc/PID/stat, counted after "pid (comm) " since comm may
+# hold spaces (a worker's is "hcproxy: worker": splitting the whole line on spaces would read the
+# wrong fields and leave out the system time).
+cpu_ticks() { local s=0 p f; for p in "$@"; do f=$(sed 's/.*) //' "/proc/$p/stat" 2>/dev/null | awk '{print $12 + $13}') && s=$((s + ${f:-0})); done; echo "$s"; }
 # rss_kib PID...: VmRSS summed (a mapping shared by two processes counts twice).
 rss_kib() { local s=0 p f; for p in "$@"; do f=$(awk '/^VmRSS:/ {print $2}' "/proc/$p/status" 2>/dev/null) && s=$((s + f)); done; echo "$s"; }
 # busy_ticks: the machine's busy time (all CPUs, clock ticks) from /proc/stat, to show how much

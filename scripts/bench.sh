@@ -104,7 +104,8 @@ C
 cpu_ticks() {
   local s=0 p f
   for p in "$1" $(pgrep -P "$1"); do
-    f=$(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null) && s=$((s + f))
+    # after "pid (comm) " (comm may hold spaces: "hcproxy: worker"), utime and stime are fields 12, 13
+    f=$(sed 's/.*) //' "/proc/$p/stat" 2>/dev/null | awk '{print $12 + $13}') && s=$((s + ${f:-0}))
   done
   echo "$s"
 }
