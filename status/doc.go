@@ -14,6 +14,9 @@
 //     order), so the formats cannot disagree on what a field means. A Filter (?upstream=,
 //     ?state=) applies to the Document, so to every format alike. The metrics collector reads
 //     the same snapshot, once per scrape, and keeps the raw counters Prometheus wants.
+//   - A Document also sums the servers up by upstream label (Upstream: available of configured,
+//     responses, 5xx, the duration histogram); the page's summary rows turn those into rates
+//     over the window since the handler's earlier view (rates, one per worker), else since start.
 //   - A Document shows the table as it is: every allocated slot is a row, even one whose owner is
 //     gone or belongs to an older generation (the next claim fixes that; hiding the row would hide
 //     the problem). Rows are sorted by upstream label, then address.
@@ -29,6 +32,9 @@
 //     time to read a head and a whole request; the handler refuses a chunked body (400, connection
 //     closed), which is also how a Content-Length plus Transfer-Encoding smuggling attempt looks
 //     once net/http has parsed it.
+//
+// The event stream has an HTML form (?format=html) whose list grows as events are flushed, so a
+// browser shows it live without a script.
 //
 // Handler lists the paths and their parameters.
 package status

@@ -3,9 +3,11 @@ package status
 import (
 	"bufio"
 	"encoding/json"
+	"html"
 	"net/http"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"hcproxy/shm"
@@ -28,8 +30,8 @@ const (
 func (h *handler) serveEvents(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	format := q.Get("format")
-	if format != "" && format != "sse" && format != "text" {
-		badRequest(w, "unknown format %q (want sse or text)", format)
+	if format != "" && format != "sse" && format != "text" && format != "html" {
+		badRequest(w, "unknown format %q (want sse, text or html)", format)
 		return
 	}
 	n := defaultBacklog
@@ -49,11 +51,14 @@ func (h *handler) serveEvents(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 
-	st := &stream{rc: http.NewResponseController(w), bw: bufio.NewWriter(w), text: format == "text"}
+	st := &stream{rc: http.NewResponseController(w), bw: bufio.NewWriter(w), text: format == "text", html: format == "html"}
 	hd := w.Header()
-	if st.text {
+	switch {
+	case st.text:
 		hd.Set("Content-Type", "text/plain; charset=utf-8")
-	} else {
+	case st.html:
+		hd.Set("Content-Type", "text/html; charset=utf-8")
+	default:
 		hd.Set("Content-Type", "text/event-stream")
 	}
 	hd.Set("Cache-Control", "no-store")
@@ -66,6 +71,9 @@ func (h *handler) serveEvents(w http.ResponseWriter, r *http.Request) {
 	defer st.rc.SetWriteDeadline(time.Time{}) // a keep-alive connection's next request must not inherit it
 	w.WriteHeader(http.StatusOK)
 	st.arm()
+	if st.html {
+		st.bw.WriteString(eventsHead)
+	}
 	if err := st.flush(); err != nil {
 		return
 	}
@@ -129,10 +137,15 @@ func (h *handler) draining() bool {
 type stream struct {
 	rc   *http.ResponseController
 	bw   *bufio.Writer
-	text bool
+	text bool // one Event.Line per event
+	html bool // a page whose list grows by one line per event as they come (eventsHead)
 }
 
 func (s *stream) event(e Event) {
+	if s.html {
+		s.bw.WriteString(eventHTML(e))
+		return
+	}
 	if s.text {
 		s.bw.WriteString(e.Line() + "\n")
 		return
@@ -144,6 +157,10 @@ func (s *stream) event(e Event) {
 }
 
 func (s *stream) missed(n uint64) {
+	if s.html {
+		s.bw.WriteString(`<div class="ev missed">missed ` + strconv.FormatUint(n, 10) + " events (the ring overwrote them)</div>\n")
+		return
+	}
 	if s.text {
 		s.bw.WriteString("missed " + strconv.FormatUint(n, 10) + " events\n")
 		return
@@ -152,6 +169,10 @@ func (s *stream) missed(n uint64) {
 }
 
 func (s *stream) comment(c string) {
+	if s.html {
+		s.bw.WriteString("<!-- " + html.EscapeString(c) + " -->\n")
+		return
+	}
 	if s.text {
 		s.bw.WriteString("# " + c + "\n")
 		return
@@ -170,4 +191,45 @@ func (s *stream) flush() error {
 		return err
 	}
 	return s.rc.Flush()
+}
+
+// eventsHead starts the ?format=html view of the event stream: one page, no script, whose list
+// the browser shows growing as the stream's lines arrive (each flushed), newest at the bottom.
+const eventsHead = `<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>hcproxy events</title>
+<style>
+body{font:13px/1.5 system-ui,sans-serif;margin:12px 16px;color:#222}
+h1{font-size:18px;margin:0 0 .3em}.meta{color:#555}
+.ev{font:12px/1.6 ui-monospace,monospace;border-bottom:1px solid #eee;padding:1px 4px;white-space:pre-wrap}
+.ev time{color:#666}.ev b{display:inline-block;min-width:5em}
+.to-up{color:#171;font-weight:bold}.to-down{color:#c11;font-weight:bold}.to-checking{color:#a70;font-weight:bold}
+.ev.admin b{color:#36c}.ev.owner{color:#777}.ev.passive b{color:#d70}.missed{background:#fff3c4}
+</style>
+</head>
+<body>
+<h1>hcproxy events</h1>
+<p class="meta">Live: each event appears below as it happens (health, admin, owner and passive changes; newest last). <a href="/status">status page</a> · <a href="?format=text">text</a> · <a href="?">Server-Sent Events</a></p>
+<div id="events">
+`
+
+// eventHTML is one event as a line of the HTML view.
+func eventHTML(e Event) string {
+	up := e.Upstream
+	if up == "" {
+		up = "-"
+	}
+	var b strings.Builder
+	b.WriteString(`<div class="ev ` + html.EscapeString(e.Kind) + `"><time>`)
+	b.WriteString(time.UnixMilli(e.TimeUnixMs).UTC().Format("2006-01-02 15:04:05.000"))
+	b.WriteString("</time> <b>" + html.EscapeString(e.Kind) + "</b> " + html.EscapeString(up) + " <code>" + html.EscapeString(e.Address) + "</code> ")
+	b.WriteString(html.EscapeString(e.Old) + ` → <span class="to-` + html.EscapeString(e.New) + `">` + html.EscapeString(e.New) + "</span>")
+	if e.Reason != "" {
+		b.WriteString(" (" + html.EscapeString(e.Reason) + ")")
+	}
+	b.WriteString(" pid " + strconv.Itoa(e.Pid) + "</div>\n")
+	return b.String()
 }

@@ -302,3 +302,38 @@ func TestEventsBadRequest(t *testing.T) {
 		t.Errorf("POST = %d, Allow %q", resp.StatusCode, resp.Header.Get("Allow"))
 	}
 }
+
+// TestEventsHTMLIsALiveList: ?format=html is a page whose list grows with each event appended
+// after it opened (one escaped line per event, flushed), not Server-Sent Events text.
+func TestEventsHTMLIsALiveList(t *testing.T) {
+	f := newFixture(t)
+	f.tab.AppendEvent(healthEvent(1))
+	srv := httptest.NewServer(Handler(f.tab, Options{}))
+	t.Cleanup(srv.Close) // after the stream's cleanup: Close waits for the stream to end
+	resp, lines := openStream(t, srv.URL+"/status/events?format=html&n=1")
+	if ct := resp.Header.Get("Content-Type"); ct != "text/html; charset=utf-8" {
+		t.Fatalf("Content-Type %q", ct)
+	}
+	evLine := func() string {
+		for {
+			if l := nextLine(t, lines); strings.HasPrefix(l, `<div class="ev `) {
+				return l
+			}
+		}
+	}
+	first := evLine()
+	for _, want := range []string{`<b>health</b> app <code>10.0.0.2:80</code> up → <span class="to-down">down</span> (bad_status) pid 101`} {
+		if !strings.Contains(first, want) {
+			t.Fatalf("event line %q lacks %q", first, want)
+		}
+	}
+	ev := healthEvent(2)
+	ev.Address = `<img src=x onerror=alert(1)>`
+	f.tab.AppendEvent(ev) // appended while the page is open: it arrives as a new line
+	if l := evLine(); strings.Contains(l, "<img") || !strings.Contains(l, "&lt;img") || !strings.Contains(l, "pid 102") {
+		t.Fatalf("live line %q: want the new event, escaped", l)
+	}
+	if resp, body := get(t, srv.URL+"/status/events?format=bogus"); resp.StatusCode != 400 || !strings.Contains(body, "sse, text or html") {
+		t.Errorf("?format=bogus = %d %q", resp.StatusCode, body)
+	}
+}

@@ -42,9 +42,13 @@ func (f Filter) Keep(b Backend) bool {
 	return b.State == f.State
 }
 
-// Apply removes the backends of d that the filter does not keep, in place.
+// Apply removes the backends of d that the filter does not keep, and the upstream summaries of
+// other upstreams than Filter.Upstream, in place.
 func (f Filter) Apply(d *Document) {
 	if f != (Filter{}) {
 		d.Backends = slices.DeleteFunc(d.Backends, func(b Backend) bool { return !f.Keep(b) })
+		d.Upstreams = slices.DeleteFunc(d.Upstreams, func(u Upstream) bool {
+			return f.Upstream != "" && !slices.Contains(strings.Split(u.Name, ","), f.Upstream)
+		})
 	}
 }

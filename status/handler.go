@@ -67,6 +67,7 @@ type handler struct {
 	heartbeat time.Duration // how often an idle event stream sends a comment
 	metrics   http.Handler
 	admin     http.Handler // nil without Options.Admin
+	rates     rates        // the upstream summaries of recent pages, for their rates
 }
 
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -172,7 +173,8 @@ func (h *handler) serveStatus(w http.ResponseWriter, r *http.Request) {
 		err = WriteCSV(&buf, doc.Backends)
 		ctype = "text/csv; charset=utf-8; header=present"
 	default:
-		err = pageTmpl.Execute(&buf, newPage(doc, now, refresh, f))
+		base, windowed := h.rates.window(now, doc.Upstreams)
+		err = pageTmpl.Execute(&buf, newPage(doc, now, refresh, f, base, windowed))
 		ctype = "text/html; charset=utf-8"
 	}
 	if err != nil {

@@ -140,7 +140,7 @@ func TestEffectiveWeightMidRamp(t *testing.T) {
 		}
 
 		buf.Reset()
-		if err := pageTmpl.Execute(&buf, newPage(doc, wall, 0, Filter{})); err != nil {
+		if err := pageTmpl.Execute(&buf, newPage(doc, wall, 0, Filter{}, rateSample{}, false)); err != nil {
 			t.Fatal(err)
 		}
 		rows := parseRows(t, buf.String())

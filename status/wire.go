@@ -17,12 +17,13 @@ type Document struct {
 	MasterPid  int    `json:"master_pid"` // pid of the master that last attached
 	// MasterRunning is false when that master is gone (stopped, killed, or its pid now names
 	// another process): the table is a leftover, its states as they were at LastWrittenUnixMs.
-	MasterRunning     bool      `json:"master_running"`
-	LastWrittenUnixMs int64     `json:"last_written_unix_ms"` // newest of the master's attach, a heartbeat, a check
-	Capacity          int       `json:"capacity"`             // slots in the table
-	GeneratedUnixMs   int64     `json:"generated_unix_ms"`    // when the snapshot was taken
-	Workers           []Worker  `json:"workers"`              // non-free entries of the worker table, by index
-	Backends          []Backend `json:"backends"`             // allocated slots, by upstream then address
+	MasterRunning     bool       `json:"master_running"`
+	LastWrittenUnixMs int64      `json:"last_written_unix_ms"` // newest of the master's attach, a heartbeat, a check
+	Capacity          int        `json:"capacity"`             // slots in the table
+	GeneratedUnixMs   int64      `json:"generated_unix_ms"`    // when the snapshot was taken
+	Workers           []Worker   `json:"workers"`              // non-free entries of the worker table, by index
+	Upstreams         []Upstream `json:"upstreams"`            // the servers summed up by upstream label, by name
+	Backends          []Backend  `json:"backends"`             // allocated slots, by upstream then address
 }
 
 // Worker is one entry of the worker table.
@@ -109,6 +110,7 @@ func Build(sn shm.Snapshot, now time.Time) Document {
 	for _, in := range sn.Slots {
 		d.Backends = append(d.Backends, backend(in, sn.NowNs))
 	}
+	d.Upstreams = upstreams(sn.Slots)
 	sort.SliceStable(d.Backends, func(i, j int) bool {
 		a, b := d.Backends[i], d.Backends[j]
 		if a.Upstream != b.Upstream {
