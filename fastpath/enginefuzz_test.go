@@ -108,23 +108,10 @@ func FuzzEngine(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	be := &strictBackend{}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		f.Fatal(err)
-	}
-	f.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go be.serve(c)
-		}
-	}()
+	beAddr := rawServer(f, be.serve)
 	o := Options{ClientHeaderTimeout: 2 * time.Second, ClientIdleTimeout: 2 * time.Second}
 	o.ReadTimeout = 2 * time.Second
-	_, addr := startFast(f, o, servers(f, shm.Up, ln.Addr().String()))
+	_, addr := startFast(f, o, servers(f, shm.Up, beAddr))
 
 	f.Fuzz(func(t *testing.T, in []byte) {
 		be.mu.Lock()

@@ -127,27 +127,14 @@ func TestSmuggledHeadCannotHijackTheNextClient(t *testing.T) {
 // request with 200 and the request's path, then, when inject is set, sends a second response
 // nobody asked for 50 ms later.
 type rawBackend struct {
-	ln       net.Listener
+	addr     string
 	inject   atomic.Bool
 	injected atomic.Int64 // unsolicited responses written
 }
 
 func newRawBackend(t *testing.T) *rawBackend {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := &rawBackend{ln: ln}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go b.serve(c)
-		}
-	}()
+	b := &rawBackend{}
+	b.addr = rawServer(t, b.serve)
 	return b
 }
 
@@ -175,7 +162,7 @@ func (b *rawBackend) serve(c net.Conn) {
 func TestUnsolicitedUpstreamResponseIsNeverDelivered(t *testing.T) {
 	be := newRawBackend(t)
 	be.inject.Store(true)
-	_, addr := startFast(t, keepalive(4), servers(t, shm.Up, be.ln.Addr().String()))
+	_, addr := startFast(t, keepalive(4), servers(t, shm.Up, be.addr))
 	for i := range 5 {
 		first := dial(t, addr)
 		if _, body := first.do("GET /a HTTP/1.1\r\nHost: t\r\n\r\n"); body != "path=/a" {
@@ -348,28 +335,14 @@ func TestProxySideOfTheSharedRules(t *testing.T) {
 
 // newRawStatusBackend answers every request head with resp.
 func newRawStatusBackend(t *testing.T, resp string) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
+	return rawServer(t, func(c net.Conn) {
+		defer c.Close()
+		br := bufio.NewReader(c)
 		for {
-			c, err := ln.Accept()
-			if err != nil {
+			if _, err := http.ReadRequest(br); err != nil {
 				return
 			}
-			go func() {
-				defer c.Close()
-				br := bufio.NewReader(c)
-				for {
-					if _, err := http.ReadRequest(br); err != nil {
-						return
-					}
-					io.WriteString(c, resp)
-				}
-			}()
+			io.WriteString(c, resp)
 		}
-	}()
-	return ln.Addr().String()
+	})
 }
