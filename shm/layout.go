@@ -61,8 +61,8 @@ const (
 	hMasterRuntime = 208 // the master's Go runtime figures (runtime.go): runtimeWords words
 	hWorkers       = 256
 	// Appended after the worker table the same way (listeners.go, runtime.go): 0 is "none".
-	hListeners  = hWorkers + WorkerCap*workerEntrySize // ListenerCap records of listenerSize bytes
-	hListenOpen = hListeners + ListenerCap*listenerSize // per worker entry: open connections by listener, 32 bits each
+	hListeners  = hWorkers + WorkerCap*workerEntrySize   // ListenerCap records of listenerSize bytes
+	hListenOpen = hListeners + ListenerCap*listenerSize  // per worker entry: open connections by listener, 32 bits each
 	hRuntime    = hListenOpen + WorkerCap*listenOpenSize // per worker entry: its Go runtime figures, runtimeWords words
 	headerEnd   = hRuntime + WorkerCap*8*runtimeWords    // <= HeaderSize (TestHeaderFits)
 )
