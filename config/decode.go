@@ -69,9 +69,6 @@ func decode(raw map[string]any, r *reporter) (*Config, keySet) {
 	if ft := top.table("fleet"); ft != nil {
 		c.Fleet = decodeFleet(ft)
 	}
-	if ft := top.table("fleet"); ft != nil {
-		c.Fleet = decodeFleet(ft)
-	}
 	if ups := top.table("upstream"); ups != nil {
 		for _, name := range ups.names() {
 			t := ups.table(name)
