@@ -204,8 +204,13 @@ func (cc *clientConn) roundTrip(x *exchange, srv *upstream.Server) (*upConn, err
 		if err == nil {
 			return u, nil
 		}
+		reused := u.reused
 		u.close()
-		if !u.reused || got || x.bodyRead || isClientError(err) || isTimeout(err) {
+		if reused && err == errUnsolicited {
+			u = pool.get(cc.now) // nothing was sent: another idle connection, or a new one
+			continue
+		}
+		if !reused || got || x.bodyRead || isClientError(err) || isTimeout(err) {
 			return nil, err
 		}
 		u = nil // the server closed the idle connection: try a new one
@@ -216,9 +221,30 @@ func (cc *clientConn) roundTrip(x *exchange, srv *upstream.Server) (*upConn, err
 // head; got says whether any response byte arrived.
 func (cc *clientConn) exchangeOn(x *exchange, u *upConn) (got bool, err error) {
 	o := &cc.s.o
-	u.setWriteDeadline(o.SendTimeout, cc.now)
-	if _, err := cc.writeUp(u, cc.out); err != nil {
-		return false, err
+	out := cc.out
+	if !x.streaming {
+		// The whole request is in out: prove the connection quiet, send, and wait for the
+		// answer, all in one call (sockIO.Exchange).
+		if o.ReadTimeout > 0 {
+			u.rdl = lazyDeadline(u.c.SetReadDeadline, u.rdl, o.ReadTimeout, cc.now)
+		}
+		sent, n, err := u.io.Exchange(out, u.in.buf[u.in.w:])
+		u.in.w += n
+		if err != nil {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return n > 0, err
+		}
+		out = out[sent:]
+	} else if u.reused && !u.io.Quiet() {
+		return false, errUnsolicited
+	}
+	if len(out) > 0 {
+		u.setWriteDeadline(o.SendTimeout, cc.now)
+		if _, err := cc.writeUp(u, out); err != nil {
+			return false, err
+		}
 	}
 	if x.streaming {
 		if err := cc.streamBody(x, u); err != nil {

@@ -1,6 +1,7 @@
 package fastpath
 
 import (
+	"errors"
 	"io"
 	"net"
 	"os"
@@ -33,23 +34,115 @@ type sockIO struct {
 	waited bool            // the last Write had to wait for the socket (or may have: not TCP)
 	quiet  bool            // the result of the last peek: nothing has arrived
 	peek   [1]byte         // where a peek would copy a byte
+	req    []byte          // Exchange: the request
+	sent   int             // Exchange: bytes of req sent
+	stage  uint8           // Exchange: xCheck, xSent or xStopped
 	rd, wr func(fd uintptr) bool
+	ex     func(fd uintptr) bool
 	pk     func(fd uintptr)
 }
+
+// Exchange's stages.
+const (
+	xCheck   uint8 = iota // the connection has not been read yet: is anything waiting on it?
+	xSent                 // the request is all sent: read the answer
+	xStopped              // it stopped before the request was all sent (see Exchange)
+)
 
 // init binds s to c. It allocates once per connection (the two callbacks), never per call.
 // A pooled owner that binds its sockIO again keeps the callbacks, which point at s itself.
 func (s *sockIO) init(c net.Conn) {
-	rd, wr, pk := s.rd, s.wr, s.pk
+	rd, wr, ex, pk := s.rd, s.wr, s.ex, s.pk
 	*s = sockIO{c: c}
 	if tc, ok := c.(*net.TCPConn); ok {
 		if rc, err := tc.SyscallConn(); err == nil {
 			if rd == nil {
-				rd, wr, pk = s.doRead, s.doWrite, s.doPeek
+				rd, wr, ex, pk = s.doRead, s.doWrite, s.doExchange, s.doPeek
 			}
-			s.rc, s.rd, s.wr, s.pk = rc, rd, wr, pk
+			s.rc, s.rd, s.wr, s.ex, s.pk = rc, rd, wr, ex, pk
 		}
 	}
+}
+
+// errUnsolicited: Exchange found bytes, an end of stream or an error waiting on the connection
+// before it sent anything. Nothing was sent, so the request may go on another connection.
+var errUnsolicited = errors.New("fastpath: upstream connection not quiet (it sent unasked, closed or failed while idle)")
+
+// Exchange sends req and reads the first bytes of the answer into p, in one wait for the
+// poller: the read that finds nothing yet comes before the request is sent instead of after.
+// That read also proves the connection quiet (nothing arrived on it since it was last read,
+// see Quiet) at no extra system call: a pooled connection that is not quiet gets
+// errUnsolicited with nothing sent, and whatever it held is never delivered.
+//
+// It returns the bytes of req sent and of p read. When the socket takes only part of req
+// without waiting (a request larger than its send buffer), Exchange returns with sent <
+// len(req), n == 0 and no error: the caller sends the rest with Write and then reads. The wait
+// for the answer is bounded by the read deadline. A connection that is not TCP (tests) counts
+// as quiet and is written and read with its own calls.
+func (s *sockIO) Exchange(req, p []byte) (sent, n int, err error) {
+	if s.rc == nil {
+		if sent, err = s.Write(req); err != nil {
+			return sent, 0, err
+		}
+		n, err = s.Read(p)
+		return sent, n, err
+	}
+	s.req, s.sent, s.stage = req, 0, xCheck
+	s.p, s.n, s.errno = p, 0, 0
+	s.waited = false
+	err = s.rc.Read(s.ex)
+	sent, s.req = s.sent, nil
+	switch s.stage {
+	case xCheck: // the poller refused the call (closed, deadline), or the check failed
+		s.p = nil
+		if err == nil {
+			err = errUnsolicited
+		}
+		return 0, 0, err
+	case xStopped:
+		_, err = s.done("write", err)
+		return sent, 0, err
+	}
+	n, err = s.done("read", err)
+	if err == nil && n == 0 && s.stage == xSent {
+		return sent, 0, io.EOF
+	}
+	return sent, n, err
+}
+
+// doExchange is Exchange's callback: first a read that must find nothing (EAGAIN), then the
+// request sent, then, on every later call once the poller says readable, a read like doRead's.
+func (s *sockIO) doExchange(fd uintptr) bool {
+	if s.stage == xSent {
+		return s.doRead(fd)
+	}
+	for {
+		_, _, e := unix.RawSyscall6(unix.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&s.p[0])), uintptr(len(s.p)), 0, 0, 0)
+		if e == unix.EINTR {
+			continue
+		}
+		if e != unix.EAGAIN {
+			return true // bytes, an end of stream or an error: stage stays xCheck
+		}
+		break
+	}
+	for s.sent < len(s.req) {
+		rest := s.req[s.sent:]
+		n, _, e := unix.RawSyscall6(unix.SYS_SENDTO, fd, uintptr(unsafe.Pointer(&rest[0])), uintptr(len(rest)), unix.MSG_NOSIGNAL, 0, 0)
+		switch e {
+		case 0:
+			s.sent += int(n)
+		case unix.EINTR:
+		case unix.EAGAIN:
+			s.stage, s.waited = xStopped, true
+			return true
+		default:
+			s.stage, s.errno = xStopped, e
+			return true
+		}
+	}
+	s.stage = xSent
+	return false
 }
 
 // Quiet reports whether nothing has arrived on the connection since it was last read: no byte,

@@ -197,3 +197,132 @@ func TestSockIOFallback(t *testing.T) {
 		t.Fatalf("read %q, %v", buf, err)
 	}
 }
+
+// echoOnce answers on c, once it has read a request of n bytes, with answer.
+func echoOnce(t *testing.T, c net.Conn, n int, answer string) <-chan []byte {
+	t.Helper()
+	got := make(chan []byte, 1)
+	go func() {
+		buf := make([]byte, n)
+		if _, err := io.ReadFull(c, buf); err != nil {
+			got <- nil
+			return
+		}
+		c.Write([]byte(answer))
+		got <- buf
+	}()
+	return got
+}
+
+// Exchange on a quiet connection sends the request and returns the start of the answer; with
+// allocations none.
+func TestSockIOExchange(t *testing.T) {
+	a, b := tcpPair(t)
+	var s sockIO
+	s.init(a)
+	req := []byte("GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+	buf := make([]byte, 256)
+	for i := 0; i < 3; i++ {
+		got := echoOnce(t, b, len(req), "HTTP/1.1 200 OK\r\n\r\n")
+		a.SetReadDeadline(time.Now().Add(5 * time.Second))
+		sent, n, err := s.Exchange(req, buf)
+		if err != nil || sent != len(req) || string(buf[:n]) != "HTTP/1.1 200 OK\r\n\r\n"[:n] || n == 0 {
+			t.Fatalf("Exchange: sent %d, read %q, %v", sent, buf[:n], err)
+		}
+		if string(<-got) != string(req) {
+			t.Fatal("the server did not get the request")
+		}
+		for n < len("HTTP/1.1 200 OK\r\n\r\n") { // the rest, if it came in two parts
+			m, err := s.Read(buf[n:])
+			if err != nil {
+				t.Fatal(err)
+			}
+			n += m
+		}
+	}
+	// 0 allocations: the server answers every request as it comes.
+	go func() {
+		rb, answer := make([]byte, len(req)), []byte("HTTP/1.1 200 OK\r\n\r\n")
+		for {
+			if _, err := io.ReadFull(b, rb); err != nil {
+				return
+			}
+			b.Write(answer)
+		}
+	}()
+	allocs := testing.AllocsPerRun(200, func() {
+		_, n, err := s.Exchange(req, buf)
+		for err == nil && n < 19 {
+			var m int
+			m, err = s.Read(buf[n:])
+			n += m
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs != 0 {
+		t.Fatalf("%v allocations per exchange, want 0", allocs)
+	}
+}
+
+// Exchange on a connection that is not quiet (bytes the server sent unasked, its FIN, a reset)
+// sends nothing and says errUnsolicited.
+func TestSockIOExchangeRefusesNoisyConnection(t *testing.T) {
+	req := []byte("GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+	for _, tc := range []struct {
+		name string
+		make func(b net.Conn)
+	}{
+		{"unasked bytes", func(b net.Conn) { b.Write([]byte("HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\ninjected")) }},
+		{"FIN", func(b net.Conn) { b.(*net.TCPConn).CloseWrite() }},
+		{"reset", func(b net.Conn) { b.(*net.TCPConn).SetLinger(0); b.Close() }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a, b := tcpPair(t)
+			var s sockIO
+			s.init(a)
+			tc.make(b)
+			time.Sleep(50 * time.Millisecond) // on loopback, it has arrived by now
+			sent, _, err := s.Exchange(req, make([]byte, 256))
+			if err == nil || sent != 0 {
+				t.Fatalf("Exchange on a noisy connection: sent %d, %v; want nothing sent and an error", sent, err)
+			}
+			if tc.name != "reset" && err != errUnsolicited {
+				t.Fatalf("err = %v, want errUnsolicited", err)
+			}
+			if tc.name == "reset" {
+				return
+			}
+			b.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+			if n, _ := b.Read(make([]byte, 64)); n != 0 {
+				t.Fatalf("the server got %d bytes of a request that should not have been sent", n)
+			}
+		})
+	}
+}
+
+// A request larger than the socket's buffers: Exchange sends what fits without waiting and
+// returns; the rest goes with Write, and the answer is read after.
+func TestSockIOExchangeLargeRequest(t *testing.T) {
+	a, b := tcpPair(t)
+	var s sockIO
+	s.init(a)
+	req := bytes.Repeat([]byte("x"), 16<<20)
+	got := echoOnce(t, b, len(req), "ok")
+	a.SetReadDeadline(time.Now().Add(10 * time.Second))
+	sent, n, err := s.Exchange(req, make([]byte, 16))
+	if err != nil || n != 0 || sent >= len(req) {
+		t.Fatalf("Exchange of 16 MiB: sent %d, read %d, %v; want part sent, nothing read, no error", sent, n, err)
+	}
+	if _, err := s.Write(req[sent:]); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 2)
+	if _, err := io.ReadFull(&s, buf); err != nil || string(buf) != "ok" {
+		t.Fatalf("answer %q, %v", buf, err)
+	}
+	if r := <-got; !bytes.Equal(r, req) {
+		t.Fatal("the server did not get the whole request")
+	}
+}

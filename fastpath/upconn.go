@@ -93,9 +93,11 @@ type connPool struct {
 	bufs    sync.Pool
 }
 
-// get returns an idle connection, nil when there is none fresh enough. A connection on which
-// anything arrived while it was idle (bytes the server sent unasked, its FIN, an error) is
-// closed, never reused: what the server sent is never delivered to anyone.
+// get returns an idle connection, nil when there is none fresh enough. It is not yet known to
+// be quiet: the request's send checks that first (sockIO.Exchange, or Quiet before a streamed
+// body), and a connection on which anything arrived while it was idle (bytes the server sent
+// unasked, its FIN, an error) is closed, never reused: what the server sent is never
+// delivered to anyone.
 func (p *connPool) get(now time.Time) *upConn {
 	p.mu.Lock()
 	for n := len(p.idle); n > 0; n = len(p.idle) {
@@ -103,7 +105,7 @@ func (p *connPool) get(now time.Time) *upConn {
 		p.idle[n-1] = nil
 		p.idle = p.idle[:n-1]
 		p.mu.Unlock()
-		if now.Sub(u.idleAt) < upstreamIdle && u.io.Quiet() {
+		if now.Sub(u.idleAt) < upstreamIdle {
 			u.reused = true
 			return u
 		}
