@@ -20,9 +20,13 @@ D=${1:-5}; R=${2:-3}
 SCENARIOS=${SCENARIOS:-"throughput tail rate hog reload"}
 root=$(cd "$(dirname "$0")/.." && pwd)
 HCPROXY="${HCPROXY:-$root/bin/hcproxy}" # another build to compare: HCPROXY=path make bench
+# HCPROXY_BASE=path adds a fourth proxy, "base": another hcproxy build (an earlier commit) run in
+# the same rounds, so a change's cost shows as base/nginx beside hcproxy/nginx of the same run.
+HCPROXY_BASE="${HCPROXY_BASE:-}"
 LATENCY="$root/bin/latency"
 for c in nginx haproxy wrk; do command -v $c >/dev/null || { echo "bench: $c not installed (apt-get install -y nginx-light haproxy wrk)"; exit 1; }; done
 [ -x "$HCPROXY" ] || { echo "bench: build first (make build)"; exit 1; }
+[ -z "$HCPROXY_BASE" ] || [ -x "$HCPROXY_BASE" ] || { echo "bench: HCPROXY_BASE=$HCPROXY_BASE is not an executable"; exit 1; }
 [ -x "$LATENCY" ] || (cd "$root" && go build -o "$LATENCY" ./scripts/latency) || exit 1
 W=$(mktemp -d /tmp/hcbench.XXXXXX)
 PIDS=()
@@ -97,8 +101,11 @@ interval = "1s"
 rise = 2
 fall = 2
 C
-"$HCPROXY" -c "$W/hcproxy.toml" 2>"$W/hcproxy.log" & P=$!
+"${BIN:-$HCPROXY}" -c "$W/hcproxy.toml" 2>"$W/hcproxy.log" & P=$!
 }
+start_base() { BIN=$HCPROXY_BASE start_hcproxy; }
+PROXIES="nginx haproxy hcproxy"; [ -n "$HCPROXY_BASE" ] && PROXIES="nginx base haproxy hcproxy"
+REVERSED=$(tr ' ' '\n' <<<"$PROXIES" | tac | tr '\n' ' ')
 
 # cpu_ticks PID: utime+stime, in clock ticks, of PID and its children (a proxy's master and workers).
 cpu_ticks() {
@@ -142,7 +149,7 @@ lat_run() {
 run_scenario() {
   local sc=$1 r name order
   for r in $(seq "$R"); do
-    order="nginx haproxy hcproxy"; [ $((r % 2)) = 0 ] && order="hcproxy haproxy nginx"
+    order=$PROXIES; [ $((r % 2)) = 0 ] && order=$REVERSED
     for name in $order; do
       start_$name; PIDS+=($P)
       for i in $(seq 50); do curl -sf "$URL" >/dev/null && break; sleep 0.1; done
@@ -174,7 +181,7 @@ for sc in $SCENARIOS; do
       echo "BENCH rate scenario at $RATE req/s (70% of nginx's throughput)"
       run_scenario rate ;;
     reload)
-      for name in nginx haproxy hcproxy; do
+      for name in $PROXIES; do
         start_$name; PIDS+=($P)
         for i in $(seq 50); do curl -sf "$URL" >/dev/null && break; sleep 0.1; done
         wrk -t2 -c64 -d${D}s "$URL" >"$W/wrk.out" 2>&1 &
@@ -201,9 +208,9 @@ awk 'function median(a, n,   i, j, t) { for (i = 2; i <= n; i++) for (j = i; j >
        if ("p999_ms" in f && f["p999_ms"] > wp999[k]) wp999[k] = f["p999_ms"]
        if ("cpu_us_per_req" in f) { nc[k]++; cpu[k, nc[k]] = f["cpu_us_per_req"] } }
      END {
-       split("throughput tail rate hog", order, " "); split("nginx haproxy hcproxy", px, " ")
+       split("throughput tail rate hog", order, " "); split("nginx haproxy hcproxy base", px, " ")
        for (o = 1; o <= 4; o++) { s = order[o]; if (!(s in sc)) continue
-         for (x = 1; x <= 3; x++) { k = s SUBSEP px[x]; if (!(k in n)) continue
+         for (x = 1; x <= 4; x++) { k = s SUBSEP px[x]; if (!(k in n)) continue
            delete a; for (i = 1; i <= n[k]; i++) a[i] = p99[k, i]; mp99[k] = median(a, n[k])
            delete a; for (i = 1; i <= nc[k]; i++) a[i] = cpu[k, i]; mcpu[k] = nc[k] ? median(a, nc[k]) : 0
            mrps[k] = rps[k] / n[k]
@@ -213,5 +220,10 @@ awk 'function median(a, n,   i, j, t) { for (i = 2; i <= n; i++) for (j = i; j >
          if ((kn in n) && (kh in n))
            printf "RATIO scenario=%s hcproxy/nginx rps=%.2f p99_median=%.2f p99_worst=%.2f%s; hcproxy/haproxy rps=%.2f p99_worst=%.2f\n", s,
              mrps[kh] / mrps[kn], mp99[kh] / mp99[kn], wp99[kh] / wp99[kn], ((kh in wp999) && (kn in wp999) ? sprintf(" p999_worst=%.2f", wp999[kh] / wp999[kn]) : ""),
-             mrps[kh] / mrps[ka], wp99[kh] / wp99[ka] } }' "$W/results"
+             mrps[kh] / mrps[ka], wp99[kh] / wp99[ka]
+         kb = s SUBSEP "base"
+         if ((kn in n) && (kb in n))
+           printf "RATIO scenario=%s base/nginx rps=%.2f p99_median=%.2f p99_worst=%.2f%s; hcproxy/base rps=%.2f cpu=%.2f\n", s,
+             mrps[kb] / mrps[kn], mp99[kb] / mp99[kn], wp99[kb] / wp99[kn], ((kb in wp999) && (kn in wp999) ? sprintf(" p999_worst=%.2f", wp999[kb] / wp999[kn]) : ""),
+             mrps[kh] / mrps[kb], (mcpu[kb] ? mcpu[kh] / mcpu[kb] : 0) } }' "$W/results"
 grep '^RESULT scenario=reload' "$W/results" | sed 's/^RESULT/SUMMARY/'
