@@ -306,7 +306,7 @@ func (p *httpProber) exchangeKeep(conn net.Conn, req []byte, c *Conn) (Result, b
 
 // dialBy is dial with a deadline as a time and ctx only for cancellation.
 func dialBy(ctx context.Context, addr string, deadline time.Time) (net.Conn, Result) {
-	conn, err := (&net.Dialer{Deadline: deadline}).DialContext(ctx, "tcp", addr)
+	conn, err := connect(ctx, addr, deadline)
 	if err != nil {
 		return nil, Result{Reason: dialReason(ctx, err), Detail: err.Error()}
 	}

@@ -45,7 +45,8 @@ type Prober interface {
 // connection. On failure it returns a nil conn and a Result with the dial
 // reason filled in.
 func dial(ctx context.Context, addr string) (net.Conn, Result) {
-	conn, err := (&net.Dialer{}).DialContext(ctx, "tcp", addr)
+	dl, _ := ctx.Deadline()
+	conn, err := connect(ctx, addr, dl)
 	if err != nil {
 		return nil, Result{Reason: dialReason(ctx, err), Detail: err.Error()}
 	}
