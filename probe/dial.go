@@ -273,7 +273,7 @@ func (c *tcpConn) getsockname() (net.Addr, error) {
 	return addr, err
 }
 
-func (c *tcpConn) RemoteAddr() net.Addr                { return net.TCPAddrFromAddrPort(c.raddr) }
+func (c *tcpConn) RemoteAddr() net.Addr               { return net.TCPAddrFromAddrPort(c.raddr) }
 func (c *tcpConn) SetDeadline(t time.Time) error      { return c.f.SetDeadline(t) }
 func (c *tcpConn) SetReadDeadline(t time.Time) error  { return c.f.SetReadDeadline(t) }
 func (c *tcpConn) SetWriteDeadline(t time.Time) error { return c.f.SetWriteDeadline(t) }
