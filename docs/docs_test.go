@@ -90,6 +90,12 @@ func TestAlertsFireOnRealSeries(t *testing.T) {
 	p.WaitWorkers(2, 20*time.Second)
 	after := f.scrape(t)
 
+	// The 20 requests to gone (no server up) are its no-server 503s; app always had a server.
+	for up, want := range map[string]float64{"gone": 20, "app": 0} {
+		if got := after.sum("hcproxy_no_server_responses_total", "upstream", up) - before.sum("hcproxy_no_server_responses_total", "upstream", up); got != want {
+			t.Errorf("no_server_responses_total{upstream=%q} grew by %v, want %v", up, got, want)
+		}
+	}
 	rules := readFile(t, "alerts.yml")
 	dash := dashboardExprs(t)
 	for what, text := range map[string]string{"alerts.yml": rules, "grafana-dashboard.json": strings.Join(dash, "\n")} {

@@ -106,3 +106,42 @@ func rawServe(c net.Conn, resp []byte) {
 		have += n
 	}
 }
+
+// A request no server can take (every server down) is answered 503 on a kept-alive connection
+// and counted in the upstream's home slot, allocating nothing.
+func TestNoServerRoundTripAllocatesNothing(t *testing.T) {
+	ss := servers(t, shm.Down, closedAddr(t), closedAddr(t))
+	_, addr := startFast(t, Options{}, ss)
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	req := []byte("GET /bench HTTP/1.1\r\nHost: bench\r\n\r\n")
+	const want = "Service Unavailable\n"
+	buf := make([]byte, 4096)
+	roundTrip := func() {
+		if _, err := c.Write(req); err != nil {
+			t.Fatal(err)
+		}
+		got := 0
+		for !bytes.HasSuffix(buf[:got], []byte(want)) {
+			n, err := c.Read(buf[got:])
+			if err != nil {
+				t.Fatalf("after %q: %v", buf[:got], err)
+			}
+			got += n
+		}
+		if !bytes.HasPrefix(buf[:got], []byte("HTTP/1.1 503 ")) {
+			t.Fatalf("response %q, want a 503", buf[:got])
+		}
+	}
+	roundTrip()
+	if allocs := testing.AllocsPerRun(200, roundTrip); allocs != 0 {
+		t.Errorf("%.2f allocations per refused request, want 0", allocs)
+	}
+	eventually(t, "every 503 counted", 5*time.Second, func() bool { return ss[0].Slot.RequestStats().NoServer == 202 })
+	if n := ss[1].Slot.RequestStats().NoServer; n != 0 {
+		t.Errorf("the second server's slot counted %d, want 0 (one home slot per upstream)", n)
+	}
+}

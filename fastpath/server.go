@@ -89,7 +89,7 @@ func New(name string, servers []*upstream.Server, o Options) *Server {
 		stop:   make(chan struct{}),
 	}
 	s.ridLower = strings.ToLower(o.RequestIDHeader)
-	s.policy = upstream.NewPolicy(name, upstream.NewPool(o.Balancer, o.AllDown, servers), &s.o.Options)
+	s.policy = upstream.NewPolicy(name, servers, &s.o.Options)
 	if o.Balancer == "hash" {
 		s.key = newKeyFunc(o.Hash)
 	}

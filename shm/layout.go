@@ -8,12 +8,17 @@ import "time"
 // means "none" for it: a table an older build wrote holds 0 there (the file is created zeroed and
 // an older build never writes past its slotEnd), and a newer master rewrites master-owned fields
 // of every slot it uses when it starts.
+//
+// Version 2 grew SlotSize from 1024 to 1088 bytes (version 1's tail was full) for the requests
+// of an upstream that no server could take (sNoServer), which version 1 counted once for the
+// whole table in the header (hNoServer, now unused); no offset moved. The rest of the new cache
+// line is tail for appends as above.
 const (
 	Magic   = 0x3130_4c42_5450_4348 // "HCPTBL01" in little-endian byte order
-	Version = 1
+	Version = 2
 
 	HeaderSize      = 32768
-	SlotSize        = 1024
+	SlotSize        = 1088
 	WorkerCap       = 256
 	workerEntrySize = 64
 
@@ -51,7 +56,7 @@ const (
 	// Appended after hBootID without a Version bump: an older table holds 0 there, "unknown".
 	hMasterStart = 144 // the master's start time: field 22 of /proc/PID/stat (clock ticks since boot)
 	// Process counters for /metrics (process.go), appended the same way: 0 is "none yet".
-	hNoServer      = 152 // requests answered 503 because no server was available (all workers)
+	_              = 152 // unused since Version 2 (version 1's table-wide no-server count: see sNoServer)
 	hReloadsOK     = 160 // reloads that published a new generation
 	hReloadsFailed = 168 // reloads that kept the running generation
 	hReloadLastMs  = 176 // when the last reload ended (Unix ms)
@@ -139,7 +144,10 @@ const (
 	sConnectSum = sHeaderSum + 8                 // sum of connect times of new upstream connections, µs
 	sConnects   = sConnectSum + 8                // new upstream connections timed
 	sOwnResp    = sConnects + 8                  // responses hcproxy made itself, by OwnReason 1..3 (3 words)
-	slotEnd     = sOwnResp + 8*3
+	// Version 2: requests answered 503 because no server of an upstream could take them,
+	// counted in that upstream's one home slot (Slot.CountNoServer), all workers.
+	sNoServer = sOwnResp + 8*3
+	slotEnd   = sNoServer + 8
 )
 
 // ReqBounds are the upper bounds (inclusive) of the request duration histogram's buckets:

@@ -1,10 +1,8 @@
 package shm
 
-// Process counters: written by the master (reloads, restarts) and the workers (no server), in
-// the header, so every worker's /metrics gives the same values and they survive reloads.
-
-// CountNoServer counts a request answered 503 because no server could take it.
-func (t *Table) CountNoServer() { t.m.add(hNoServer, 1) }
+// Process counters: written by the master (reloads, restarts), in the header, so every worker's
+// /metrics gives the same values and they survive reloads. (Requests that no server could take
+// are counted per upstream, in slots: Slot.CountNoServer.)
 
 // CountReload records the outcome of a reload and when it ended. Only the master calls it.
 func (t *Table) CountReload(ok bool) {
@@ -30,7 +28,6 @@ func (t *Table) CountRestart(killed bool) {
 
 // ProcessStats are the header's process counters.
 type ProcessStats struct {
-	NoServer                   uint64
 	ReloadsOK, ReloadsFailed   uint64
 	ReloadLastMs               int64 // 0 before the first reload
 	ReloadLastOK               bool
@@ -40,7 +37,6 @@ type ProcessStats struct {
 // ProcessStats reads the process counters.
 func (t *Table) ProcessStats() ProcessStats {
 	return ProcessStats{
-		NoServer:  t.m.load(hNoServer),
 		ReloadsOK: t.m.load(hReloadsOK), ReloadsFailed: t.m.load(hReloadsFailed),
 		ReloadLastMs: int64(t.m.load(hReloadLastMs)), ReloadLastOK: t.m.load(hReloadLastOK) == 1,
 		RestartsExit: t.m.load(hRestartsExit), RestartsKill: t.m.load(hRestartsKill),

@@ -4,13 +4,16 @@ import "time"
 
 // Request metrics: every worker adds each request it finished to its server's slot (one call,
 // Slot.CountRequest, from the policy both engines share), so the counters are the sum over
-// all workers and live as long as the slot: across reloads and worker restarts.
+// all workers and live as long as the slot: across reloads and worker restarts. A request that
+// no server of its upstream could take has no server's slot: it is counted in the upstream's
+// home slot instead (Slot.CountNoServer; which slot that is, upstream.Policy decides), so it
+// is summed the same way and read per upstream label like the others.
 
 // OwnReason is why hcproxy answered a request itself instead of relaying a server's response.
 type OwnReason uint8
 
-// The reasons counted per server (a request no server could take is counted per upstream by
-// the worker, having no slot).
+// The reasons counted per server (a request no server could take is counted per upstream,
+// by Slot.CountNoServer).
 const (
 	OwnNone          OwnReason = iota
 	OwnTimeout                 // 504: the server did not answer in time
@@ -76,6 +79,11 @@ func (s Slot) CountRequest(r *Request) {
 	}
 }
 
+// CountNoServer counts a request answered 503 because no server of an upstream could take it,
+// in the upstream's home slot (the caller's choice: one slot per upstream, so that a sum over
+// the slots of a label counts each request once). One atomic add, no allocation.
+func (s Slot) CountNoServer() { s.m.add(s.off+sNoServer, 1) }
+
 // RequestStats are a slot's request metrics as read (each counter read once, while others may
 // be counting: the histogram's buckets are never above Responses, which is read last).
 type RequestStats struct {
@@ -89,6 +97,9 @@ type RequestStats struct {
 	ConnectSum  uint64 // µs
 	Connects    uint64
 	Own         [ownReasons - 1]uint64 // by OwnReason 1..
+	// NoServer counts the requests answered 503 because no server of an upstream could take
+	// them, when the slot is that upstream's home (Slot.CountNoServer); not in Classes.
+	NoServer uint64
 }
 
 // Responses returns the requests counted: the sum of the status classes.
@@ -114,6 +125,7 @@ func (s Slot) RequestStats() RequestStats {
 	for i := range r.Own {
 		r.Own[i] = s.m.load(s.off + sOwnResp + 8*i)
 	}
+	r.NoServer = s.m.load(s.off + sNoServer)
 	for i := range r.Classes { // last: a request is counted in its bucket before its class is read
 		r.Classes[i] = s.m.load(s.off + sRespClass + 8*i)
 	}

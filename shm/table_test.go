@@ -39,6 +39,8 @@ func TestLayoutPinned(t *testing.T) {
 		"hGeneration": {hGeneration, 80}, "slotsOff": {slotsOff, 32768 + 4096*128}, "hWorkers": {hWorkers, 256},
 		// Appended in the slot's unused tail without a bump: older tables read 0 there, "none".
 		"sSlowStart": {sSlowStart, 816},
+		// Version 2: one more cache line per slot, its first word the no-server count.
+		"SlotSize": {SlotSize, 1088}, "sNoServer": {sNoServer, 1024}, "Version": {Version, 2},
 		// Appended after the boot id without a bump: older tables read 0 there, "unknown".
 		"hMasterStart": {hMasterStart, 144},
 	}

@@ -44,6 +44,7 @@ type summary struct {
 	Rate               string // requests per second over the window, "-" without one
 	Errors             string // 5xx share of responses (over the window, else since start)
 	P99                string // 99th percentile of request durations (the same)
+	NoServer           uint64 // requests answered 503 because no server was available (the same)
 }
 
 type row struct {
@@ -148,8 +149,10 @@ func newSummary(u, prev Upstream, windowed bool, dt time.Duration) summary {
 		s.Class = "partial"
 	}
 	resp, errs, cum := u.Responses, u.Responses5xx, u.DurationCounts
+	s.NoServer = u.NoServer
 	if windowed && len(prev.DurationCounts) == len(cum) && prev.Responses <= resp {
 		resp, errs = resp-prev.Responses, errs-min(prev.Responses5xx, errs)
+		s.NoServer -= min(prev.NoServer, s.NoServer)
 		cum = slices.Clone(cum)
 		for i := range cum {
 			cum[i] -= min(prev.DurationCounts[i], cum[i])
@@ -337,14 +340,14 @@ state <select name="state"><option value="">any</option>{{range .States}}<option
 refresh <input name="refresh" size="3" value="{{if .Refresh}}{{.Refresh}}{{end}}">s <button>show</button>{{if .Query}} <a href="?">clear filters</a>{{end}}</form>
 <p class="legend"><span><i class="sw" style="background:#c8efc8"></i>up</span><span><i class="sw" style="background:#e66"></i>down</span><span><i class="sw" style="background:#fff3c4"></i>checking (no verdict yet)</span><span><i class="sw" style="background:#9cf"></i>drain (no new requests)</span><span><i class="sw" style="background:#c9b3e6"></i>maint (out)</span><span><i class="sw" style="background:#f90"></i>ejected by passive checks</span><span>history: <i class="sw" style="background:#2a2"></i>pass <i class="sw" style="background:#d22"></i>fail, newest right, 64 checks</span><span><span class="stale">(gone)</span>: owner no longer a live worker</span></p>
 {{if .Groups}}<div class="scroll"><table class="sum">
-<tr><th>upstream</th><th>available</th><th>requests</th><th>5xx</th><th>p99</th></tr>
-{{range .Groups}}<tr class="{{.Sum.Class}}"><td><a href="#{{.Anchor}}">{{if .Upstream}}{{.Upstream}}{{else}}(none){{end}}</a></td><td class="num"><span class="badge {{.Sum.Class}}">{{.Sum.Available}} of {{.Sum.Servers}}</span></td><td class="num">{{.Sum.Rate}}</td><td class="num">{{.Sum.Errors}}</td><td class="num">{{.Sum.P99}}</td></tr>
+<tr><th>upstream</th><th>available</th><th>requests</th><th>5xx</th><th>p99</th><th title="requests answered 503 because no server was available">no server</th></tr>
+{{range .Groups}}<tr class="{{.Sum.Class}}"><td><a href="#{{.Anchor}}">{{if .Upstream}}{{.Upstream}}{{else}}(none){{end}}</a></td><td class="num"><span class="badge {{.Sum.Class}}">{{.Sum.Available}} of {{.Sum.Servers}}</span></td><td class="num">{{.Sum.Rate}}</td><td class="num">{{.Sum.Errors}}</td><td class="num">{{.Sum.P99}}</td><td class="num">{{if .Sum.NoServer}}<span class="badge none">{{.Sum.NoServer}}</span>{{else}}0{{end}}</td></tr>
 {{end}}</table></div>
-<p class="meta">requests, 5xx and p99 {{if .Window}}over the {{.Window}} (since this worker's earlier view){{else}}since start (rates from the next view on){{end}}.</p>
+<p class="meta">requests, 5xx and p99 {{if .Window}}over the {{.Window}} (since this worker's earlier view){{else}}since start (rates from the next view on){{end}}; no server: the 503s hcproxy answered itself because no server was available, over the same time, not among the requests.</p>
 {{end}}
 {{range .Groups}}
 <details id="{{.Anchor}}"{{if .Open}} open{{end}}>
-<summary>upstream {{if .Upstream}}{{.Upstream}}{{else}}(none){{end}} <span class="figs"><span class="badge {{.Sum.Class}}">{{.Sum.Available}} of {{.Sum.Servers}} available</span> · {{.Sum.Rate}} · 5xx {{.Sum.Errors}} · p99 {{.Sum.P99}}</span></summary>
+<summary>upstream {{if .Upstream}}{{.Upstream}}{{else}}(none){{end}} <span class="figs"><span class="badge {{.Sum.Class}}">{{.Sum.Available}} of {{.Sum.Servers}} available</span> · {{.Sum.Rate}} · 5xx {{.Sum.Errors}} · p99 {{.Sum.P99}}{{if .Sum.NoServer}} · <span class="badge none">{{.Sum.NoServer}} no server</span>{{end}}</span></summary>
 <div class="scroll"><table class="servers">
 <colgroup><col class="c-server"><col class="c-state"><col class="c-admin"><col class="c-check"><col class="c-since"><col class="c-checks"><col class="c-requests"><col class="c-weight"><col class="c-owner"><col class="c-history"></colgroup>
 <tr><th>server</th><th>state</th><th class="admin">admin</th><th>last check</th><th class="since">since</th><th class="checks">checks</th><th class="requests">requests</th><th class="weight">weight</th><th class="owner">owner</th><th>history</th></tr>

@@ -1,6 +1,7 @@
 package status
 
 import (
+	"encoding/json"
 	"fmt"
 	"html"
 	"math"
@@ -193,6 +194,8 @@ func TestUpstreamSummary(t *testing.T) {
 		}
 		app1.CountRequest(&r)
 	}
+	app1.CountNoServer() // app's home slot: 2 requests no server could take
+	app1.CountNoServer()
 	sumRow := regexp.MustCompile(`(?s)<tr class="(\w+)"><td><a href="#u-\d">app</a></td>(.*?)</tr>`)
 	cells := func(body string) string {
 		m := sumRow.FindStringSubmatch(body)
@@ -203,7 +206,7 @@ func TestUpstreamSummary(t *testing.T) {
 	}
 	_, body := get(t, srv.URL+"/status")
 	// 99 of 100 in the first bucket (0..5ms): 5 * 99/100 = 4.95ms.
-	if got, want := cells(body), "degraded: 1 of 2 - 10.0% 4.95ms"; got != want {
+	if got, want := cells(body), "degraded: 1 of 2 - 10.0% 4.95ms 2"; got != want {
 		t.Errorf("first view: %q, want %q", got, want)
 	}
 	if !strings.Contains(body, "since start") {
@@ -213,13 +216,39 @@ func TestUpstreamSummary(t *testing.T) {
 	for range 50 {
 		app1.CountRequest(&shm.Request{Status: 200, Duration: 40 * time.Millisecond}) // 25..50ms
 	}
+	for range 4 {
+		app1.CountNoServer()
+	}
 	_, body = get(t, srv.URL+"/status")
-	// 50 requests in 10s, none 5xx; p99 = 25 + 25 * 49.5/50 = 49.75ms.
-	if got, want := cells(body), "degraded: 1 of 2 5.0/s 0.0% 49.8ms"; got != want {
+	// 50 requests in 10s, none 5xx; p99 = 25 + 25 * 49.5/50 = 49.75ms; 4 no-server 503s (of 6).
+	if got, want := cells(body), "degraded: 1 of 2 5.0/s 0.0% 49.8ms 4"; got != want {
 		t.Errorf("second view: %q, want %q", got, want)
+	}
+	if !strings.Contains(body, `<span class="badge none">4 no server</span>`) {
+		t.Error("app's section heading does not show its 4 no-server 503s")
 	}
 	if !strings.Contains(body, "over the last 10s") {
 		t.Error("second view does not name its window")
+	}
+	clock = clock.Add(10 * time.Second)
+	app1.CountNoServer()
+	_, body = get(t, srv.URL+"/status")
+	// Over the window since the first view (20s): 5 no-server 503s (of 7); the JSON has totals.
+	if got, want := cells(body), "degraded: 1 of 2 2.5/s 0.0% 49.8ms 5"; got != want {
+		t.Errorf("third view: %q, want %q", got, want)
+	}
+	var d Document
+	_, js := get(t, srv.URL+"/status?format=json")
+	if err := json.Unmarshal([]byte(js), &d); err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range d.Upstreams {
+		if want := map[string]uint64{"app": 7}[u.Name]; u.NoServer != want {
+			t.Errorf("JSON: upstream %s no_server %d, want %d", u.Name, u.NoServer, want)
+		}
+	}
+	if !strings.Contains(js, `"no_server": 7`) {
+		t.Errorf("JSON has no no_server of 7: %s", js)
 	}
 	if q := quantileMs(0.99, []uint64{0, 0, 0, 0, 0, 0, 0, 0, 0, 1}, 2); !math.IsInf(q, 1) {
 		t.Errorf("p99 beyond the last bound = %v, want +Inf", q)

@@ -29,8 +29,9 @@ func newMetricsHandler(t *shm.Table, log *slog.Logger) http.Handler {
 
 // collector is a prometheus.Collector that reads one table Snapshot per scrape. Server series are
 // labelled upstream (the slot's label as it is: several upstreams comma separated) and server;
-// worker series by their index in the worker table (bounded by shm.WorkerCap, so a reload
-// starts no new series, as a pid or generation label would).
+// the no-server count upstream only (summed over the label's slots: upstream.Policy counts it
+// in one slot per upstream); worker series by their index in the worker table (bounded by
+// shm.WorkerCap, so a reload starts no new series, as a pid or generation label would).
 type collector struct {
 	t *shm.Table
 
@@ -41,7 +42,7 @@ type collector struct {
 	wRequests, wOwned, wHeartbeat, workers            *prometheus.Desc
 	generation, slotsUsed, capacity, events           *prometheus.Desc
 
-	// request metrics (shm.Slot.CountRequest) and process counters (shm.ProcessStats)
+	// request metrics (shm.Slot.CountRequest, CountNoServer) and process counters (shm.ProcessStats)
 	responses, reqDuration, headerSum, connectSum, connects *prometheus.Desc
 	bytesIn, bytesOut, retries, own, noServer               *prometheus.Desc
 	reloads, reloadLast, reloadOK, restarts, build, master  *prometheus.Desc
@@ -89,7 +90,7 @@ func newCollector(t *shm.Table) *collector {
 		bytesOut:    d("response_body_bytes_total", "Response body bytes sent to clients.", server...),
 		retries:     d("retries_total", "Tries after the first, all workers.", server...),
 		own:         d("own_responses_total", "Requests hcproxy answered itself, by reason: timeout (504), upstream_error (502), client_closed (499, 408).", append(server, "reason")...),
-		noServer:    d("no_server_responses_total", "Requests answered 503 because no server was available, all workers."),
+		noServer:    d("no_server_responses_total", "Requests answered 503 because no server of the upstream was available, all workers.", "upstream"),
 		reloads:     d("reloads_total", "Reloads by outcome.", "outcome"),
 		reloadLast:  d("last_reload_timestamp_seconds", "When the last reload ended (0: none yet)."),
 		reloadOK:    d("last_reload_success", "Whether the last reload succeeded (1) or kept the running configuration (0)."),
@@ -121,7 +122,6 @@ func (c *collector) collectProcess(ch chan<- prometheus.Metric, ps shm.ProcessSt
 	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
 	}
-	counter(c.noServer, ps.NoServer)
 	counter(c.reloads, ps.ReloadsOK, "ok")
 	counter(c.reloads, ps.ReloadsFailed, "failed")
 	ch <- prometheus.MustNewConstMetric(c.reloadLast, prometheus.GaugeValue, float64(ps.ReloadLastMs)/1e3)
@@ -145,11 +145,17 @@ func (c *collector) collect(ch chan<- prometheus.Metric, sn shm.Snapshot) {
 	gauge(c.capacity, float64(sn.Capacity))
 	counter(c.events, c.t.EventHead())
 
+	noServer := map[string]uint64{} // by upstream label: each upstream counts in one of its slots
+	var labels []string
 	for _, in := range dedupe(sn.Slots) {
 		// Label values must be UTF-8, or the registry drops the metric (with a logged panic): a
 		// slot's strings are bytes from the table, so invalid sequences become U+FFFD.
 		in.Label, in.Address = strings.ToValidUTF8(in.Label, "\uFFFD"), strings.ToValidUTF8(in.Address, "\uFFFD")
 		l := []string{in.Label, in.Address}
+		if _, ok := noServer[in.Label]; !ok {
+			labels = append(labels, in.Label)
+		}
+		noServer[in.Label] += in.Req.NoServer
 		gauge(c.up, bool01(in.State.Health() == shm.Up), l...)
 		gauge(c.available, bool01(in.State.Available()), l...)
 		for _, a := range []shm.Admin{shm.Ready, shm.Drain, shm.Maint} {
@@ -171,6 +177,9 @@ func (c *collector) collect(ch chan<- prometheus.Metric, sn shm.Snapshot) {
 		counter(c.errors, in.Errors, l...)
 		counter(c.passive, in.Passive, l...)
 		c.requestMetrics(ch, in, l)
+	}
+	for _, l := range labels { // every upstream label, 0 included, so a rate has a series from the start
+		counter(c.noServer, noServer[l], l)
 	}
 
 	now := sn.NowNs

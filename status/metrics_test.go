@@ -200,3 +200,44 @@ func TestMetricsInvalidUTF8LabelKeepsTheSeries(t *testing.T) {
 		t.Errorf("up = %v, want 1", got)
 	}
 }
+
+// The no-server count is one series per upstream label, summed over the label's slots (a
+// worker counts each request in its upstream's home slot), 0 for an upstream without any, and
+// labelled upstream only.
+func TestMetricsNoServerPerUpstream(t *testing.T) {
+	f := newFixture(t)
+	i, err := f.tab.Alloc(8, "10.0.0.5:80", "app,web", time.Second, 1, shm.Down)
+	if err != nil {
+		t.Fatal(err)
+	}
+	shared := f.tab.Slot(i)
+	var app shm.Slot
+	for j := 0; j < f.tab.Capacity(); j++ {
+		if s := f.tab.Slot(j); s.Used() && s.Address() == "10.0.0.2:80" {
+			app = s
+		}
+	}
+	for range 3 {
+		app.CountNoServer()
+	}
+	shared.CountNoServer()
+	srv := httptest.NewServer(Handler(f.tab, Options{}))
+	defer srv.Close()
+	mfs := scrape(t, srv.URL)
+	for label, want := range map[string]float64{"app": 3, "api": 0, "app,web": 1} {
+		m := find(t, mfs, "hcproxy_no_server_responses_total", "upstream", label)
+		if got := value(m); got != want {
+			t.Errorf("no_server_responses_total{upstream=%q} = %v, want %v", label, got, want)
+		}
+		if len(m.Label) != 1 {
+			t.Errorf("no_server_responses_total{upstream=%q} labels %v, want upstream only", label, m.Label)
+		}
+	}
+	if n := len(mfs["hcproxy_no_server_responses_total"].Metric); n != 3 {
+		t.Errorf("%d no-server series, want one per upstream label (3)", n)
+	}
+	// Not a response of any server: the status classes do not count it.
+	if got := value(find(t, mfs, "hcproxy_responses_total", "server", "10.0.0.2:80", "code", "5xx")); got != 0 {
+		t.Errorf("app's 5xx responses = %v, want 0", got)
+	}
+}

@@ -12,13 +12,16 @@ import (
 
 // Upstream sums up the servers of one upstream label (the label as the table has it: servers
 // that several upstreams share form a label of their own, "a,b"): how many are available, and
-// their request counters since the slots were allocated, all workers.
+// their request counters since the slots were allocated, all workers. An upstream's requests
+// that no server could take are counted in one of its slots (upstream.Policy's home slot: one
+// of its own, so they show under its name, unless all its servers are shared).
 type Upstream struct {
 	Name         string `json:"name"`
 	Servers      int    `json:"servers"`       // configured (allocated slots)
 	Available    int    `json:"available"`     // up, ready and not ejected
 	Responses    uint64 `json:"responses"`     // responses to clients, all status classes
 	Responses5xx uint64 `json:"responses_5xx"` // of which 5xx
+	NoServer     uint64 `json:"no_server"`     // requests answered 503 because no server was available (not in Responses)
 	// DurationCounts are the cumulative counts of the request duration histogram at the
 	// bounds DurationBoundsMs (the last count, at +Inf, is Responses).
 	DurationCounts []uint64 `json:"duration_counts"`
@@ -53,6 +56,7 @@ func upstreams(slots []shm.SlotInfo) []Upstream {
 		r := in.Req
 		u.Responses += r.Responses()
 		u.Responses5xx += r.Classes[4]
+		u.NoServer += r.NoServer
 		var cum uint64
 		for j, n := range r.DurBuckets {
 			cum += n

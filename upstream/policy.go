@@ -16,17 +16,38 @@ import (
 type Policy struct {
 	name string
 	pool *Pool
+	home *shm.Slot // where a request no server could take is counted (homeSlot); nil: nowhere
 	o    *Options
 	log  *slog.Logger
 }
 
-// NewPolicy returns the policy of the upstream name, picking from pool by o.
-func NewPolicy(name string, pool *Pool, o *Options) *Policy {
+// NewPolicy returns the policy of the upstream name over servers (in configuration order, at
+// least one), picking from them by o's balancer.
+func NewPolicy(name string, servers []*Server, o *Options) *Policy {
 	log := o.Log
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Policy{name: name, pool: pool, o: o, log: log}
+	return &Policy{name: name, pool: NewPool(o.Balancer, o.AllDown, servers), home: homeSlot(name, servers), o: o, log: log}
+}
+
+// homeSlot returns the slot that counts the upstream's requests that no server could take
+// (Slot.CountNoServer): the first of its servers' slots that it has to itself (labelled with its
+// name alone), else its first server's. Every worker and both engines choose the same one from
+// the same configuration, and the status page and /metrics sum the count per slot label as they
+// sum the rest, so it shows under the upstream's name whenever the upstream has a server of its
+// own, and under the shared label ("a,b") when all its servers are shared. nil without
+// servers (a configuration has at least one).
+func homeSlot(name string, servers []*Server) *shm.Slot {
+	for _, s := range servers {
+		if s.Slot.Label() == name {
+			return &s.Slot
+		}
+	}
+	if len(servers) == 0 {
+		return nil
+	}
+	return &servers[0].Slot
 }
 
 // Tries is one request's state across its tries. An engine keeps one per request (or reuses
@@ -119,12 +140,12 @@ func (p *Policy) canRetry(t *Tries, kind int, elapsed time.Duration, replayable 
 // Done counts a finished request, the one place both engines report it, with the same values
 // their access log entries carry: in the slot of s, the server of its last try (Slot.
 // CountRequest: status class, duration histogram, bytes, retries, upstream times, the reason
-// hcproxy answered itself), or, with s nil (no server could take it), through Options.
-// OnNoServer. It allocates nothing.
+// hcproxy answered itself), or, with s nil and status 503 (no server could take it), in the
+// upstream's home slot (Slot.CountNoServer, see homeSlot). It allocates nothing.
 func (p *Policy) Done(t *Tries, s *Server, r *shm.Request) {
 	if s == nil {
-		if r.Status == 503 && p.o.OnNoServer != nil {
-			p.o.OnNoServer()
+		if r.Status == 503 && p.home != nil {
+			p.home.CountNoServer()
 		}
 		return // refused before a server was picked (400 and the like): no server's to count
 	}

@@ -22,7 +22,6 @@ import (
 // Proxy forwards HTTP/1.1 requests to the servers of one upstream.
 type Proxy struct {
 	name   string
-	pool   *Pool
 	policy *Policy
 	rp     *httputil.ReverseProxy
 	log    *slog.Logger
@@ -61,9 +60,6 @@ type Options struct {
 	OnEject func(s *Server, why string)
 	// AccessLog, when not nil, gets one entry per request.
 	AccessLog *AccessLog
-	// OnNoServer, when not nil, counts a request that no server could take (503): it has no
-	// server's slot to be counted in (Policy.Done).
-	OnNoServer func()
 	// RequestIDHeader carries a request id (kept from the client, else made up) to the upstream
 	// and back; "" for none.
 	RequestIDHeader string
@@ -86,8 +82,8 @@ func NewProxy(name string, servers []*Server, o Options) *Proxy {
 	if o.Log == nil {
 		o.Log = slog.Default()
 	}
-	p := &Proxy{name: name, pool: NewPool(o.Balancer, o.AllDown, servers), log: o.Log, onReq: o.OnRequest, o: o}
-	p.policy = NewPolicy(name, p.pool, &p.o)
+	p := &Proxy{name: name, log: o.Log, onReq: o.OnRequest, o: o}
+	p.policy = NewPolicy(name, servers, &p.o)
 	dialer := &net.Dialer{Timeout: o.ConnectTimeout, KeepAlive: 30 * time.Second}
 	dial := dialer.DialContext
 	if o.SendTimeout > 0 {

@@ -241,8 +241,7 @@ func (w *worker) optionsFor(s config.Server) upstream.Options {
 			w.table.AppendEvent(shm.Event{Kind: shm.EventPassive, Slot: sv.Slot.Index(), Address: sv.Address, Label: sv.Slot.Label(),
 				Old: uint8(shm.Up), New: uint8(shm.Down), Pid: os.Getpid()})
 		},
-		OnNoServer: w.table.CountNoServer,
-		AccessLog:  al, RequestIDHeader: s.RequestIDHeader, Forwarded: s.Forwarded, Via: s.Via, Keepalive: u.Keepalive,
+		AccessLog: al, RequestIDHeader: s.RequestIDHeader, Forwarded: s.Forwarded, Via: s.Via, Keepalive: u.Keepalive,
 		ClientSendTimeout: s.ClientSendTimeout,
 	}
 }

@@ -69,8 +69,8 @@ next:
 // TestRequestMetricsAddUp sends a bounded load through 2 workers, reloads, sends more, and
 // checks that the request counters and the duration histogram count every request exactly
 // once, across workers and the reload (they live in the table's slots), and that hcproxy's
-// own 503s are counted when no server is available. promtool check metrics, when installed,
-// finds the exposition clean.
+// own 503s are counted for the upstream when no server is available. promtool check metrics,
+// when installed, finds the exposition clean.
 func TestRequestMetricsAddUp(t *testing.T) {
 	bs := startBackends(t, 2)
 	p := startProxy(t, proxyOpts{workers: 2}, bs)
@@ -122,7 +122,7 @@ func TestRequestMetricsAddUp(t *testing.T) {
 			t.Errorf("server %s got %v responses of 200 (round robin)", b.Addr, got)
 		}
 	}
-	// No server available: hcproxy's own 503, counted by reason (no slot to count it in).
+	// No server available: hcproxy's own 503, counted for the upstream (in its home slot).
 	for _, b := range bs {
 		b.SetFailing(true)
 	}
@@ -137,8 +137,8 @@ func TestRequestMetricsAddUp(t *testing.T) {
 	if resp.StatusCode != 503 {
 		t.Fatalf("all down: %s", resp.Status)
 	}
-	if mfs, _ := p.scrapeMetrics(); sum(mfs, "hcproxy_no_server_responses_total") != 1 {
-		t.Errorf("no_server responses %v, want 1", sum(mfs, "hcproxy_no_server_responses_total"))
+	if mfs, _ := p.scrapeMetrics(); sum(mfs, "hcproxy_no_server_responses_total", "upstream", "app") != 1 {
+		t.Errorf("no_server responses of app %v, want 1", sum(mfs, "hcproxy_no_server_responses_total", "upstream", "app"))
 	}
 	if path, err := exec.LookPath("promtool"); err == nil {
 		cmd := exec.Command(path, "check", "metrics")
@@ -148,6 +148,126 @@ func TestRequestMetricsAddUp(t *testing.T) {
 		}
 	} else {
 		t.Log("promtool not installed: exposition not linted")
+	}
+}
+
+// TestNoServerResponsesPerUpstream: on both engines, across 2 workers, every request to an
+// upstream whose servers are all down is answered 503 and counted once under that upstream's
+// name, summed over the workers through the table; another upstream that serves its requests
+// counts none; the status page's JSON shows the same per upstream.
+func TestNoServerResponsesPerUpstream(t *testing.T) {
+	for _, engine := range []string{"fast", "std"} {
+		t.Run(engine, func(t *testing.T) {
+			good := startBackends(t, 1)[0]
+			api := freePort(t)
+			p := startProxyRaw(t, 2, fmt.Sprintf(`workers = 2
+engine = %q
+pid_file = "hcproxy.pid"
+table = "hcproxy.table"
+[status]
+listen = "{{status}}"
+[[server]]
+listen = "{{listen}}"
+upstream = "app"
+[[server]]
+listen = %q
+upstream = "api"
+[upstream.app]
+servers = [%q, %q]
+[upstream.app.check]
+uri = "/health"
+interval = "200ms"
+timeout = "150ms"
+fall = 1
+[upstream.api]
+servers = [%q]
+[upstream.api.check]
+uri = "/health"
+interval = "200ms"
+timeout = "150ms"
+rise = 1
+`, engine, api, freePort(t), freePort(t), good.Addr))
+			p.eventually("app's servers down, api's up", 10*time.Second, func(d status.Document) bool {
+				states := map[string]int{}
+				for _, b := range d.Backends {
+					states[b.Upstream+" "+b.State]++
+				}
+				return states["app down"] == 2 && states["api up"] == 1
+			})
+			mfs, _ := p.scrapeMetrics()
+			workerBase := map[string]float64{}
+			for _, m := range mfs["hcproxy_worker_requests_total"].GetMetric() {
+				workerBase[m.GetLabel()[0].GetValue()] = m.GetCounter().GetValue()
+			}
+			client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+			get := func(addr string, i int) int {
+				resp, err := client.Get(fmt.Sprintf("http://%s/r%d", addr, i))
+				if err != nil {
+					t.Fatal(err)
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				return resp.StatusCode
+			}
+			const n = 40 // fresh connections: the listener spreads them over both workers
+			got503 := 0
+			for i := 0; i < n; i++ {
+				if code := get(p.listen, i); code == 503 {
+					got503++
+				} else {
+					t.Errorf("app request %d: %d, want 503", i, code)
+				}
+			}
+			mfs, _ = p.scrapeMetrics()
+			busy := 0
+			for _, m := range mfs["hcproxy_worker_requests_total"].GetMetric() {
+				if m.GetCounter().GetValue() > workerBase[m.GetLabel()[0].GetValue()] {
+					busy++
+				}
+			}
+			if busy != 2 {
+				t.Errorf("%d workers answered app's %d requests, want both", busy, n)
+			}
+			for i := 0; i < 10; i++ {
+				if code := get(api, i); code != 200 {
+					t.Errorf("api request %d: %d, want 200", i, code)
+				}
+			}
+			deadline := time.Now().Add(5 * time.Second)
+			for {
+				mfs, _ = p.scrapeMetrics()
+				if sum(mfs, "hcproxy_responses_total", "upstream", "api") == 10 || time.Now().After(deadline) {
+					break
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			if v := sum(mfs, "hcproxy_no_server_responses_total", "upstream", "app"); v != float64(got503) || got503 != n {
+				t.Errorf("no_server_responses_total{upstream=app} = %v, 503s received %d of %d", v, got503, n)
+			}
+			if v := sum(mfs, "hcproxy_no_server_responses_total", "upstream", "api"); v != 0 {
+				t.Errorf("no_server_responses_total{upstream=api} = %v, want 0 (a series, at 0)", v)
+			}
+			if v := sum(mfs, "hcproxy_responses_total", "upstream", "app"); v != 0 {
+				t.Errorf("app's responses_total = %v, want 0 (no server's response)", v)
+			}
+			if v := sum(mfs, "hcproxy_responses_total", "upstream", "api", "code", "2xx"); v != 10 {
+				t.Errorf("api's 2xx responses = %v, want 10", v)
+			}
+			page, err := p.statusJSON()
+			if err != nil {
+				t.Fatal(err)
+			}
+			for what, doc := range map[string]status.Document{"status page JSON": page, "hcctl dump --json": p.dump()} {
+				if len(doc.Upstreams) != 2 {
+					t.Errorf("%s: upstreams %+v, want app and api", what, doc.Upstreams)
+				}
+				for _, u := range doc.Upstreams {
+					if want := map[string]uint64{"app": uint64(got503)}[u.Name]; u.NoServer != want {
+						t.Errorf("%s: upstream %s no_server %d, want %d", what, u.Name, u.NoServer, want)
+					}
+				}
+			}
+		})
 	}
 }
 
