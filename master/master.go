@@ -93,6 +93,10 @@ func (m *Master) run() error {
 		return err
 	}
 	defer m.table.Close()
+	if v := m.table.Replaced; v != 0 {
+		m.log.Warn("the table had an older build's layout: replaced by a fresh table; health states, admin states (drain, maint) and counters start over",
+			"table", cfg.Table, "old_layout", v, "layout", shm.Version)
+	}
 	m.table.SetMaster(os.Getpid())
 	if m.retireStrangers() == 0 {
 		m.table.ResetActive()

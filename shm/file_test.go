@@ -1,6 +1,7 @@
 package shm
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"os"
@@ -155,4 +156,48 @@ func FuzzAttach(f *testing.F) {
 			}
 		}
 	})
+}
+
+// After an upgrade, a master replaces an older build's table (a fresh one, Replaced naming the
+// old layout) instead of refusing to start; a newer build's table is refused and left as it is.
+func TestOpenMasterReplacesOlderLayout(t *testing.T) {
+	made := func() (string, []byte) {
+		path := filepath.Join(t.TempDir(), "t")
+		tb, err := OpenMaster(path, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tb.Alloc(1, "127.0.0.1:80", "app", time.Second, 1, Up)
+		tb.Close()
+		b, _ := os.ReadFile(path)
+		return path, b
+	}
+	path, b := made()
+	binary.LittleEndian.PutUint64(b[hVersion:], Version-1)
+	os.WriteFile(path, b, 0o600)
+	tb, err := OpenMaster(path, 2)
+	if err != nil {
+		t.Fatalf("an older layout: %v, want it replaced", err)
+	}
+	if tb.Replaced != Version-1 {
+		t.Fatalf("Replaced = %d, want %d", tb.Replaced, Version-1)
+	}
+	if _, found := tb.Find(1, "127.0.0.1:80"); found {
+		t.Fatal("the fresh table still holds the old table's server")
+	}
+	tb.Close()
+	if tb, err = Open(path, true); err != nil {
+		t.Fatalf("the replacement does not open: %v", err)
+	}
+	tb.Close()
+
+	path, b = made()
+	binary.LittleEndian.PutUint64(b[hVersion:], Version+1)
+	os.WriteFile(path, b, 0o600)
+	if _, err := OpenMaster(path, 2); !errors.Is(err, ErrVersion) {
+		t.Fatalf("a newer layout: %v, want ErrVersion", err)
+	}
+	if got, _ := os.ReadFile(path); !bytes.Equal(got, b) {
+		t.Fatal("a newer build's table was changed")
+	}
 }

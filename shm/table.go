@@ -17,11 +17,16 @@ type Table struct {
 	f        *os.File
 	readOnly bool
 	slots    int
+	// Replaced is the layout version of an older build's table that OpenMaster replaced with
+	// this fresh one (0: none); the master logs it.
+	Replaced uint64
 }
 
 // OpenMaster opens the table file at path for a master, or creates and initialises it (mode
 // 0600) when there is none; a missing last directory on the path is created, mode 0700. An
-// existing table is kept, with its state, if it is valid and holds at least capacity slots.
+// existing table is kept, with its state, if it is valid and holds at least capacity slots. A
+// valid table of an older layout version (an older build's, after an upgrade) is replaced by a
+// fresh one and Table.Replaced says so; a newer one is refused.
 //
 // The rules of trust.go hold: no symlink on the path, the directory owned by root or this
 // process's effective uid and writable by no one else unless sticky, the file owned by the
@@ -44,7 +49,7 @@ func OpenMaster(path string, capacity int) (*Table, error) {
 	}
 	for try := 0; ; try++ {
 		if _, err := d.lstat(); errors.Is(err, unix.ENOENT) {
-			f, err := d.create(capacity)
+			f, err := d.create(capacity, false)
 			if errors.Is(err, fs.ErrExist) && try == 0 {
 				continue // another process made one meanwhile: open that one, with every check
 			}
@@ -57,9 +62,32 @@ func OpenMaster(path string, capacity int) (*Table, error) {
 		if err != nil {
 			return nil, err
 		}
-		return attachMaster(f, d.path, capacity)
+		t, err := attachMaster(f, d.path, capacity)
+		var ve *VersionError
+		if !errors.As(err, &ve) || ve.Found > Version {
+			return t, err
+		}
+		// An older build's table, ours by every rule of trust.go: replaced by a fresh one (its
+		// state cannot be read by this build), rather than a master that will not start after
+		// an upgrade. The caller says so (Table.Replaced).
+		if f, err = d.create(capacity, true); err != nil {
+			return nil, err
+		}
+		if t, err = attachMaster(f, d.path, capacity); err == nil {
+			t.Replaced = ve.Found
+		}
+		return t, err
 	}
 }
+
+// VersionError is a table of another layout version than this build's (errors.Is ErrVersion).
+type VersionError struct{ Found uint64 }
+
+func (e *VersionError) Error() string {
+	return fmt.Sprintf("%v: %d (this build reads %d)", ErrVersion, e.Found, Version)
+}
+
+func (e *VersionError) Is(target error) bool { return target == ErrVersion }
 
 // attachMaster attaches the master's table file f and checks its capacity.
 func attachMaster(f *os.File, path string, capacity int) (*Table, error) {
@@ -246,7 +274,7 @@ func validateHeader(m mem, fileSize int64) (int, error) {
 		return 0, fmt.Errorf("%w: %#x", ErrNotTable, magic)
 	}
 	if v := m.load(hVersion); v != Version {
-		return 0, fmt.Errorf("%w: %d (this build reads %d)", ErrVersion, v, Version)
+		return 0, &VersionError{Found: v}
 	}
 	if hs, ss, wc := m.load(hHeaderSize), m.load(hSlotSize), m.load(hWorkerCap); hs != HeaderSize || ss != SlotSize || wc != WorkerCap {
 		return 0, fmt.Errorf("%w: header %d slot %d workers %d, want %d %d %d", ErrCorrupt, hs, ss, wc, HeaderSize, SlotSize, WorkerCap)

@@ -198,8 +198,9 @@ func (d *tableDir) open(flags int) (*os.File, unix.Stat_t, error) {
 // create builds a fresh table of capacity slots in a new file of its own, created with O_EXCL
 // in the directory, and renames it to the table's name unless something is there by then (an
 // error wrapping fs.ErrExist). A half-initialised table never sits at the table's name: a
-// failure or a crash leaves, at most, the temporary file.
-func (d *tableDir) create(capacity int) (*os.File, error) {
+// failure or a crash leaves, at most, the temporary file. With replace, the rename replaces
+// what is at the table's name (a table OpenMaster checked and may replace).
+func (d *tableDir) create(capacity int, replace bool) (*os.File, error) {
 	var fd int
 	var tmp string
 	for try := 0; ; try++ {
@@ -224,8 +225,13 @@ func (d *tableDir) create(capacity int) (*os.File, error) {
 	if err := initialise(fd, capacity); err != nil {
 		return fail(fmt.Errorf("shm: initialise a new table next to %s: %w", d.path, err))
 	}
-	err := unix.Renameat2(d.fd, tmp, d.fd, d.base, unix.RENAME_NOREPLACE)
-	if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOSYS) { // no RENAME_NOREPLACE here
+	var err error
+	if replace {
+		err = unix.Renameat(d.fd, tmp, d.fd, d.base)
+	} else {
+		err = unix.Renameat2(d.fd, tmp, d.fd, d.base, unix.RENAME_NOREPLACE)
+	}
+	if !replace && (errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOSYS)) { // no RENAME_NOREPLACE here
 		if err = unix.Linkat(d.fd, tmp, d.fd, d.base, 0); err == nil {
 			unix.Unlinkat(d.fd, tmp, 0)
 		}
