@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # make bench: hcproxy beside nginx and HAProxy on loopback, one proxy at a time, in one run, with
 # nothing of ../shared needed. Every proxy gets the same backends (one nginx, three ports), 2
-# workers (HAProxy: 2 threads), the same load. Scenarios, each in rounds whose order of proxies
+# workers (HAProxy: 2 threads; WORKERS=1 for one), the same load. Scenarios, each in rounds whose order of proxies
 # alternates (none always goes first):
 #   throughput  wrk -t2 -c64 closed loop: req/s and the proxy's CPU time per request
 #   tail        the latency client (scripts/latency) closed loop: p50, p99, p99.9, max of every
@@ -18,6 +18,8 @@
 set -u
 D=${1:-5}; R=${2:-3}
 SCENARIOS=${SCENARIOS:-"throughput tail rate hog reload"}
+WORKERS=${WORKERS:-2} # each proxy's workers (HAProxy: threads)
+[[ $WORKERS =~ ^[1-9][0-9]?$ ]] || { echo "bench: WORKERS must be 1..99 (got '$WORKERS')"; exit 2; }
 root=$(cd "$(dirname "$0")/.." && pwd)
 HCPROXY="${HCPROXY:-$root/bin/hcproxy}" # another build to compare: HCPROXY=path make bench
 # HCPROXY_BASE=path adds a fourth proxy, "base": another hcproxy build (an earlier commit) run in
@@ -50,7 +52,7 @@ BACK=("${PIDS[@]}")
 
 start_nginx() {
 cat >"$W/nginx.conf" <<C
-daemon off; worker_processes 2; pid $W/nginx.pid; error_log $W/nginx.err;
+daemon off; worker_processes $WORKERS; pid $W/nginx.pid; error_log $W/nginx.err;
 events { worker_connections 4096; }
 http { access_log off;
   upstream app { server 127.0.0.1:19101 max_fails=2 fail_timeout=5s; server 127.0.0.1:19102; server 127.0.0.1:19103; keepalive 64; }
@@ -62,7 +64,7 @@ nginx -c "$W/nginx.conf" -p "$W" & P=$!
 start_haproxy() {
 cat >"$W/haproxy.cfg" <<C
 global
-  nbthread 2
+  nbthread $WORKERS
   maxconn 4000
 defaults
   mode http
@@ -86,7 +88,7 @@ haproxy -W -db -f "$W/haproxy.cfg" & P=$!
 start_hcproxy() {
 mkdir -p -m 0700 "$W/hctable"
 cat >"$W/hcproxy.toml" <<C
-workers = 2
+workers = $WORKERS
 pid_file = "$W/hcproxy.pid"
 table = "$W/hctable/table"
 shutdown_timeout = "10s"
@@ -168,7 +170,7 @@ run_scenario() {
   done
 }
 
-echo "BENCH hcproxy $("$HCPROXY" -v | awk '{print $3}'), nginx $(nginx -v 2>&1 | sed 's/.*\///'), haproxy $(haproxy -v | head -1 | awk '{print $3}'), $(nproc) cores ($(sed -n 's/^model name.*: //p' /proc/cpuinfo | head -1)), Linux $(uname -r), ${D} s x $R rounds, 64 connections, scenarios: $SCENARIOS"
+echo "BENCH hcproxy $("$HCPROXY" -v | awk '{print $3}'), nginx $(nginx -v 2>&1 | sed 's/.*\///'), haproxy $(haproxy -v | head -1 | awk '{print $3}'), $(nproc) cores ($(sed -n 's/^model name.*: //p' /proc/cpuinfo | head -1)), Linux $(uname -r), ${D} s x $R rounds, 64 connections, $WORKERS workers each, scenarios: $SCENARIOS"
 RATE=""
 for sc in $SCENARIOS; do
   case $sc in
