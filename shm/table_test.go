@@ -41,6 +41,8 @@ func TestLayoutPinned(t *testing.T) {
 		"sSlowStart": {sSlowStart, 816},
 		// Appended after the boot id without a bump: older tables read 0 there, "unknown".
 		"hMasterStart": {hMasterStart, 144},
+		// The fleet's figures, appended after the per-worker runtime figures: 0 is "no [fleet]".
+		"hFleet": {hFleet, 31616},
 	}
 	for name, p := range pins {
 		if p[0] != p[1] {
