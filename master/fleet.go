@@ -15,6 +15,7 @@ import (
 	"hcproxy/config"
 	"hcproxy/fleet"
 	"hcproxy/shm"
+	"hcproxy/status"
 )
 
 // The fleet's seam (docs/fleet.md). With a [fleet], the master runs one fleet.Coordinator for
@@ -83,14 +84,10 @@ func newFleetAgent(f *config.Fleet, table *shm.Table, tablePath string, log *slo
 		nudge: make(chan struct{}, 1), wake: make(chan struct{}, 1), slots: map[string]int{},
 		held: map[int]uint32{}, localFrom: map[int]uint64{}, published: map[string]shm.Health{}}
 	if tablePath != "" {
-		a.statusPath = FleetStatusPath(tablePath)
+		a.statusPath = status.FleetStatusPath(tablePath)
 	}
 	return a, nil
 }
-
-// FleetStatusPath is where the master writes the fleet's status for hcctl fleet: beside the
-// table, in the directory the table's trust rules already check.
-func FleetStatusPath(table string) string { return table + ".fleet" }
 
 // setSlots gives the agent the slots of the generation now current and the coordinator their
 // keys.
@@ -233,7 +230,7 @@ func (a *fleetAgent) apply() {
 		}
 	}
 	a.table.SetFleetStats(a.stats(mode))
-	a.writeStatus(slots, owned, view)
+	a.writeStatus(slots, view)
 }
 
 // makeLocal makes slot i checked here: remote bit cleared, the agent's claim released. It
@@ -361,37 +358,9 @@ func (a *fleetAgent) stats(mode shm.FleetMode) shm.FleetStats {
 		Writes: st.Writes, Fallbacks: st.Fallbacks, Sessions: st.Sessions}
 }
 
-// FleetStatus is the fleet status file's content (hcctl fleet).
-type FleetStatus struct {
-	Host          string        `json:"host"`
-	MasterPid     int           `json:"master_pid"`
-	UpdatedUnixMs int64         `json:"updated_unix_ms"`
-	Mode          string        `json:"mode"` // fleet, fallback
-	Checkers      int           `json:"checkers"`
-	LeaseTTLMs    int64         `json:"lease_ttl_ms"`
-	Members       []string      `json:"members"` // live members, sorted; empty in fallback
-	Stats         fleet.Stats   `json:"stats"`
-	Servers       []FleetServer `json:"servers"` // by address
-	Endpoints     []string      `json:"endpoints"`
-}
-
-// FleetServer is one checked server in the fleet status file.
-type FleetServer struct {
-	Key         string   `json:"key"`
-	Address     string   `json:"address"`
-	Upstream    string   `json:"upstream"`
-	Slot        int      `json:"slot"`
-	CheckedHere bool     `json:"checked_here"` // this host probes it (it holds a claim, or fallback)
-	Local       string   `json:"local"`        // the table's health: up, down, checking
-	Fleet       string   `json:"fleet"`        // the fleet's vote: up, down, unknown ("" in fallback)
-	Checkers    []string `json:"checkers"`     // hosts holding a claim
-	Up          []string `json:"up"`           // checkers whose verdict is up
-	Down        []string `json:"down"`         // checkers whose verdict is down
-}
-
 // writeStatus rewrites the status file after a change, at most every half second, and every 5s
 // (so that hcctl can tell a live file from a stale one).
-func (a *fleetAgent) writeStatus(slots map[string]int, owned map[string]bool, view map[string]fleet.Vote) {
+func (a *fleetAgent) writeStatus(slots map[string]int, view map[string]fleet.Vote) {
 	if a.statusPath == "" {
 		return
 	}
@@ -400,20 +369,22 @@ func (a *fleetAgent) writeStatus(slots map[string]int, owned map[string]bool, vi
 		return
 	}
 	a.lastFile, a.fileDirty = time.Now(), false
-	st := FleetStatus{Host: a.cfg.Host, MasterPid: os.Getpid(), UpdatedUnixMs: time.Now().UnixMilli(), Mode: a.mode.String(),
-		Checkers: a.cfg.Checkers, LeaseTTLMs: a.cfg.TTL.Milliseconds(), Members: a.c.Members(), Stats: a.c.Stats(),
-		Endpoints: a.cfg.Endpoints}
+	fs := a.stats(a.mode)
+	st := status.FleetStatus{Host: a.cfg.Host, MasterPid: os.Getpid(), UpdatedUnixMs: time.Now().UnixMilli(), Mode: a.mode.String(),
+		Checkers: a.cfg.Checkers, LeaseTTLMs: a.cfg.TTL.Milliseconds(), Members: a.c.Members(), Endpoints: a.cfg.Endpoints,
+		Stats: status.Fleet{Mode: fs.Mode.String(), Members: fs.Members, Claims: fs.Claims, RoundTrips: fs.RoundTrips,
+			Writes: fs.Writes, Fallbacks: fs.Fallbacks, Sessions: fs.Sessions}}
 	if st.Members == nil {
 		st.Members = []string{}
 	}
 	for key, i := range slots {
 		s := a.table.Slot(i)
-		fs := FleetServer{Key: key, Address: s.Address(), Upstream: s.Label(), Slot: i,
-			CheckedHere: a.mode != shm.FleetJoined || owned[key], Local: s.State().Health().String()}
+		srv := status.FleetServer{Key: key, Address: s.Address(), Upstream: s.Label(), Slot: i,
+			CheckedHere: a.mode != shm.FleetJoined || !s.Remote(), Local: s.State().Health().String()}
 		if v, ok := view[key]; ok {
-			fs.Fleet, fs.Checkers, fs.Up, fs.Down = v.State.String(), v.Checkers, v.Up, v.Down
+			srv.Fleet, srv.Checkers, srv.Up, srv.Down = v.State.String(), v.Checkers, v.Up, v.Down
 		}
-		st.Servers = append(st.Servers, fs)
+		st.Servers = append(st.Servers, srv)
 	}
 	sort.Slice(st.Servers, func(i, j int) bool { return st.Servers[i].Key < st.Servers[j].Key })
 	b, err := json.MarshalIndent(st, "", "  ")
