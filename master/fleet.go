@@ -66,6 +66,7 @@ type fleetAgent struct {
 	localFrom map[int]uint64        // checks a slot had when it became local: publish only past them
 	published map[string]shm.Health // the last verdict published per key
 	mode      shm.FleetMode
+	modeSince time.Time // when mode was entered
 	lastFile  time.Time
 	fileDirty bool
 }
@@ -182,7 +183,7 @@ func (a *fleetAgent) apply() {
 		} else if mode == shm.FleetJoined {
 			a.log.Info("fleet: joined: checking the servers this host holds claims on", "host", a.cfg.Host, "members", len(a.c.Members()), "claims", len(owned))
 		}
-		a.mode, a.fileDirty = mode, true
+		a.mode, a.modeSince, a.fileDirty = mode, time.Now(), true
 	}
 	moved := false
 	// Slots no longer in the generation: let go of them.
@@ -355,7 +356,7 @@ func voteSummary(v fleet.Vote) string {
 func (a *fleetAgent) stats(mode shm.FleetMode) shm.FleetStats {
 	st := a.c.Stats()
 	return shm.FleetStats{Mode: mode, Members: len(a.c.Members()), Claims: int(st.Claims), RoundTrips: st.RoundTrips,
-		Writes: st.Writes, Fallbacks: st.Fallbacks, Sessions: st.Sessions}
+		Writes: st.Writes, Fallbacks: st.Fallbacks, Sessions: st.Sessions, SinceMs: a.modeSince.UnixMilli()}
 }
 
 // writeStatus rewrites the status file after a change, at most every half second, and every 5s
@@ -373,7 +374,7 @@ func (a *fleetAgent) writeStatus(slots map[string]int, view map[string]fleet.Vot
 	st := status.FleetStatus{Host: a.cfg.Host, MasterPid: os.Getpid(), UpdatedUnixMs: time.Now().UnixMilli(), Mode: a.mode.String(),
 		Checkers: a.cfg.Checkers, LeaseTTLMs: a.cfg.TTL.Milliseconds(), Members: a.c.Members(), Endpoints: a.cfg.Endpoints,
 		Stats: status.Fleet{Mode: fs.Mode.String(), Members: fs.Members, Claims: fs.Claims, RoundTrips: fs.RoundTrips,
-			Writes: fs.Writes, Fallbacks: fs.Fallbacks, Sessions: fs.Sessions}}
+			Writes: fs.Writes, Fallbacks: fs.Fallbacks, Sessions: fs.Sessions, SinceUnixMs: fs.SinceMs}}
 	if st.Members == nil {
 		st.Members = []string{}
 	}

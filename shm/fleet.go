@@ -121,6 +121,7 @@ type FleetStats struct {
 	Writes     uint64 // etcd write requests
 	Fallbacks  uint64 // times it left the fleet for fallback
 	Sessions   uint64 // times it joined
+	SinceMs    int64  // when it entered Mode (Unix ms)
 }
 
 // Header words of the fleet's figures, relative to hFleet.
@@ -133,6 +134,7 @@ const (
 	fFallbacks
 	fSessions
 	fUpdatedMs
+	fSinceMs
 	fleetWords = iota
 )
 
@@ -145,6 +147,7 @@ func (t *Table) SetFleetStats(f FleetStats) {
 	t.m.store(hFleet+fWrites, f.Writes)
 	t.m.store(hFleet+fFallbacks, f.Fallbacks)
 	t.m.store(hFleet+fSessions, f.Sessions)
+	t.m.store(hFleet+fSinceMs, uint64(max(f.SinceMs, 0)))
 	t.m.store(hFleet+fUpdatedMs, uint64(NowMs()))
 }
 
@@ -158,6 +161,7 @@ func (t *Table) FleetStats() (FleetStats, time.Time) {
 		Writes:     t.m.load(hFleet + fWrites),
 		Fallbacks:  t.m.load(hFleet + fFallbacks),
 		Sessions:   t.m.load(hFleet + fSessions),
+		SinceMs:    int64(min(t.m.load(hFleet+fSinceMs), 1<<62)),
 	}
 	var at time.Time
 	if ms := t.m.load(hFleet + fUpdatedMs); ms != 0 {

@@ -145,7 +145,7 @@ func TestFleetStats(t *testing.T) {
 	if f, at := tb.FleetStats(); f != (FleetStats{}) || !at.IsZero() || f.Mode.String() != "none" {
 		t.Fatalf("a new table: %+v %v", f, at)
 	}
-	want := FleetStats{Mode: FleetJoined, Members: 3, Claims: 7, RoundTrips: 100, Writes: 20, Fallbacks: 1, Sessions: 2}
+	want := FleetStats{Mode: FleetJoined, Members: 3, Claims: 7, RoundTrips: 100, Writes: 20, Fallbacks: 1, Sessions: 2, SinceMs: 1234}
 	tb.SetFleetStats(want)
 	if f, at := tb.FleetStats(); f != want || at.IsZero() {
 		t.Fatalf("FleetStats = %+v, want %+v", f, want)

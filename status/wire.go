@@ -37,6 +37,8 @@ type Fleet struct {
 	Writes     uint64 `json:"writes"`      // etcd write requests
 	Fallbacks  uint64 `json:"fallbacks"`   // times the host left the fleet for fallback
 	Sessions   uint64 `json:"sessions"`    // times it joined
+	// SinceUnixMs is when the host entered its mode: when it joined, or fell back.
+	SinceUnixMs int64 `json:"since_unix_ms"`
 }
 
 // Worker is one entry of the worker table.
@@ -112,7 +114,7 @@ func Build(sn shm.Snapshot, now time.Time) Document {
 	}
 	if f := sn.Fleet; f.Mode != shm.FleetNone {
 		d.Fleet = &Fleet{Mode: f.Mode.String(), Members: f.Members, Claims: f.Claims, RoundTrips: f.RoundTrips,
-			Writes: f.Writes, Fallbacks: f.Fallbacks, Sessions: f.Sessions}
+			Writes: f.Writes, Fallbacks: f.Fallbacks, Sessions: f.Sessions, SinceUnixMs: f.SinceMs}
 	}
 	for _, w := range sn.Workers {
 		d.Workers = append(d.Workers, Worker{
