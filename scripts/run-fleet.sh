@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # make run-fleet: the fleet demo (docs/fleet.md). A 3-member etcd cluster of /usr/bin/etcd on
-# loopback, three backends (scripts/checkbackend, on 127.0.1.1:23000-23002, counting the probes
+# loopback, three backends (scripts/checkbackend, on 127.0.1.1:24700-24702, counting the probes
 # they get) and three hcproxy hosts h1, h2, h3 (2 workers each, listening on 127.0.0.1:8091-8093,
 # status on 127.0.0.1:8191-8193) that share their checks through etcd: each backend is probed by
 # 2 hosts, every host routes on the same votes. Everything lives in a temporary directory,
@@ -19,6 +19,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 BIN=${BIN:-$root/bin}
 GO=${GO:-go}
 ETCD=${ETCD:-/usr/bin/etcd}
+BACKEND_PORT=${BACKEND_PORT:-24700} # not bench-checks' 23000
 [ -x "$ETCD" ] || { echo "run-fleet: $ETCD is missing (apt-get install etcd-server)" >&2; exit 1; }
 [ -x "$BIN/hcproxy" ] && [ -x "$BIN/hcctl" ] || { echo "run-fleet: build first (make build)" >&2; exit 1; }
 
@@ -49,10 +50,11 @@ for i in 1 2 3; do
 done
 
 (cd "$root" && "$GO" build -o "$W/checkbackend" ./scripts/checkbackend)
-"$W/checkbackend" serve -first 0 -n 3 -interval 1s -ctl-file "$W/backend.ctl" >"$W/backend.log" 2>&1 &
+"$W/checkbackend" serve -first 0 -n 3 -port "$BACKEND_PORT" -interval 1s -ctl-file "$W/backend.ctl" >"$W/backend.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 100); do [ -s "$W/backend.ctl" ] && break; sleep 0.1; done
-mapfile -t servers < <("$W/checkbackend" addrs -first 0 -n 3)
+[ -s "$W/backend.ctl" ] || { echo "run-fleet: the backends did not start:" >&2; cat "$W/backend.log" >&2; exit 1; }
+mapfile -t servers < <("$W/checkbackend" addrs -first 0 -n 3 -port "$BACKEND_PORT")
 
 list=$(printf '"%s", ' "${servers[@]}")
 for i in 1 2 3; do
