@@ -153,6 +153,7 @@ func (a *fleetAgent) run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-a.c.Changes():
+			a.fileDirty = true // members, claims or votes moved: the status file shows them
 		case <-a.wake:
 		case <-tick.C:
 		}

@@ -456,24 +456,28 @@ func TestFleetEndToEnd(t *testing.T) {
 				}
 			}
 		}
-		// hcctl fleet shows the same: the members, and who checks what.
-		out, err := exec.Command(bins.Hcctl, "--table", hosts[0].p.harness().TablePath(), "fleet", "--json").Output()
-		if err != nil {
-			t.Fatalf("hcctl fleet: %v", err)
-		}
-		var st status.FleetStatus
-		if err := json.Unmarshal(out, &st); err != nil {
-			t.Fatalf("hcctl fleet --json: %v\n%s", err, out)
-		}
-		if st.Host != "h1" || st.Mode != "fleet" || strings.Join(st.Members, ",") != "h1,h2,h3" || len(st.Servers) != len(backends) {
-			t.Errorf("hcctl fleet on h1: host %q mode %q members %v, %d servers", st.Host, st.Mode, st.Members, len(st.Servers))
-		}
-		for _, s := range st.Servers {
-			mine := strings.Contains(strings.Join(claims[s.Address], ","), "h1")
-			if strings.Join(s.Checkers, ",") != strings.Join(claims[s.Address], ",") || s.CheckedHere != mine || s.Fleet != "up" || s.Disagree {
-				t.Errorf("hcctl fleet on h1: %+v, claims in etcd %v", s, claims[s.Address])
+		// hcctl fleet shows the same: the members, and who checks what (the master rewrites
+		// the file it reads within half a second of a change).
+		waitFleet(t, "hcctl fleet on h1 shows the fleet", 2*time.Second, func() (bool, string) {
+			out, err := exec.Command(bins.Hcctl, "--table", hosts[0].p.harness().TablePath(), "fleet", "--json").Output()
+			if err != nil {
+				return false, fmt.Sprintf("hcctl fleet: %v", err)
 			}
-		}
+			var st status.FleetStatus
+			if err := json.Unmarshal(out, &st); err != nil {
+				return false, fmt.Sprintf("hcctl fleet --json: %v\n%s", err, out)
+			}
+			if st.Host != "h1" || st.Mode != "fleet" || strings.Join(st.Members, ",") != "h1,h2,h3" || len(st.Servers) != len(backends) {
+				return false, fmt.Sprintf("host %q mode %q members %v, %d servers", st.Host, st.Mode, st.Members, len(st.Servers))
+			}
+			for _, s := range st.Servers {
+				mine := strings.Contains(strings.Join(claims[s.Address], ","), "h1")
+				if strings.Join(s.Checkers, ",") != strings.Join(claims[s.Address], ",") || s.CheckedHere != mine || s.Fleet != "up" || s.Disagree {
+					return false, fmt.Sprintf("%+v, claims in etcd %v", s, claims[s.Address])
+				}
+			}
+			return true, ""
+		})
 	})
 	if t.Failed() {
 		return
