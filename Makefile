@@ -16,7 +16,7 @@ VERSION := $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X hcproxy/version.Version=$(VERSION)
 FUZZTIME ?= 10s
 
-.PHONY: all build test unit integration fuzz lint vuln run bench clean
+.PHONY: all build test unit integration fuzz lint vuln run run-fleet bench clean
 
 all: build
 
@@ -72,6 +72,11 @@ vuln:
 # run: the demo: three local backends (one flapping), hcproxy with 2 workers, Ctrl-C stops all.
 run: build
 	$(BIN)/hcdemo -hcproxy $(BIN)/hcproxy
+
+# run-fleet: the fleet demo: a 3-member etcd (/usr/bin/etcd) on loopback and 3 hcproxy hosts
+# sharing their checks through it (scripts/run-fleet.sh; Ctrl-C stops all).
+run-fleet: build
+	bash scripts/run-fleet.sh
 
 bench: build
 	bash scripts/bench.sh

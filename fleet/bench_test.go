@@ -63,7 +63,7 @@ func benchOne(t *testing.T, cl *cluster, nh, ns int, window time.Duration) {
 	var cs []*Coordinator
 	start := time.Now()
 	for i := range nh {
-		c, err := New(Config{Endpoints: cl.endpoints(), Prefix: prefix, Host: fmt.Sprintf("b%02d", i), Checkers: checkers, TTL: 10 * time.Second}, testLog())
+		c, err := New(Config{Endpoints: cl.Endpoints(), Prefix: prefix, Host: fmt.Sprintf("b%02d", i), Checkers: checkers, TTL: 10 * time.Second}, testLog())
 		if err != nil {
 			t.Fatal(err)
 		}

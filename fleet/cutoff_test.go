@@ -72,12 +72,12 @@ func (r *relay) close() {
 // while cut off.
 func TestCutOffHostKeepsNoClaimsPastItsLease(t *testing.T) {
 	cl := startCluster(t, 3)
-	cli := cl.client()
+	cli := cl.Client()
 	keys := testKeys(60)
-	rl := startRelay(t, cl.members[0].client[len("http://"):])
+	rl := startRelay(t, cl.Members[0].Client[len("http://"):])
 	var hosts []*host
 	for i := range 2 {
-		hosts = append(hosts, startHost(t, cl.endpoints(), "/t6/", fmt.Sprintf("h%d", i), 2, keys))
+		hosts = append(hosts, startHost(t, cl.Endpoints(), "/t6/", fmt.Sprintf("h%d", i), 2, keys))
 	}
 	cut := startHost(t, []string{rl.url()}, "/t6/", "cut", 2, keys)
 	all := append(hosts[:2:2], cut)
@@ -121,9 +121,9 @@ func TestDeadEndpointNeverJoins(t *testing.T) {
 func TestDuplicateHostWaits(t *testing.T) {
 	cl := startCluster(t, 3)
 	keys := testKeys(10)
-	a := startHost(t, cl.endpoints(), "/t8/", "same", 1, keys)
+	a := startHost(t, cl.Endpoints(), "/t8/", "same", 1, keys)
 	eventually(t, 5*time.Second, "first joins", func() (bool, string) { return !a.c.Fallback(), "in fallback" })
-	b := startHost(t, cl.endpoints(), "/t8/", "same", 1, keys)
+	b := startHost(t, cl.Endpoints(), "/t8/", "same", 1, keys)
 	end := time.Now().Add(testTTL)
 	for time.Now().Before(end) {
 		if !b.c.Fallback() {

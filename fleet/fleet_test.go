@@ -180,11 +180,11 @@ func settled(t testing.TB, cli *clientv3.Client, prefix string, keys []string, h
 // host's Owned say; every host's view shows those 2 as its checkers.
 func TestEachKeyClaimedByCheckersHosts(t *testing.T) {
 	cl := startCluster(t, 3)
-	cli := cl.client()
+	cli := cl.Client()
 	keys := testKeys(200)
 	var hosts []*host
 	for i := range 4 {
-		hosts = append(hosts, startHost(t, cl.endpoints(), "/t1/", fmt.Sprintf("h%d", i), 2, keys))
+		hosts = append(hosts, startHost(t, cl.Endpoints(), "/t1/", fmt.Sprintf("h%d", i), 2, keys))
 	}
 	eventually(t, 10*time.Second, "claims settle", func() (bool, string) { return settled(t, cli, "/t1/", keys, hosts, 2) })
 	eventually(t, 5*time.Second, "views agree", func() (bool, string) {
@@ -212,11 +212,11 @@ func TestEachKeyClaimedByCheckersHosts(t *testing.T) {
 // within the lease and a margin.
 func TestDeadHostClaimsMove(t *testing.T) {
 	cl := startCluster(t, 3)
-	cli := cl.client()
+	cli := cl.Client()
 	keys := testKeys(100)
 	var hosts []*host
 	for i := range 3 {
-		hosts = append(hosts, startHost(t, cl.endpoints(), "/t2/", fmt.Sprintf("h%d", i), 2, keys))
+		hosts = append(hosts, startHost(t, cl.Endpoints(), "/t2/", fmt.Sprintf("h%d", i), 2, keys))
 	}
 	eventually(t, 10*time.Second, "claims settle", func() (bool, string) { return settled(t, cli, "/t2/", keys, hosts, 2) })
 	hosts[0].kill()
@@ -227,17 +227,23 @@ func TestDeadHostClaimsMove(t *testing.T) {
 }
 
 // TestOneEtcdMemberStopped: one of three etcd members stopped changes
-// nothing: no host falls back, every claim stays.
+// nothing: no host falls back, every claim stays. The member stopped is the
+// leader: the election that follows cuts every watch, which the sessions
+// follow again from the last revision they saw.
 func TestOneEtcdMemberStopped(t *testing.T) {
 	cl := startCluster(t, 3)
-	cli := cl.client()
+	cli := cl.Client()
 	keys := testKeys(100)
 	var hosts []*host
 	for i := range 3 {
-		hosts = append(hosts, startHost(t, cl.endpoints(), "/t3/", fmt.Sprintf("h%d", i), 2, keys))
+		hosts = append(hosts, startHost(t, cl.Endpoints(), "/t3/", fmt.Sprintf("h%d", i), 2, keys))
 	}
 	eventually(t, 10*time.Second, "claims settle", func() (bool, string) { return settled(t, cli, "/t3/", keys, hosts, 2) })
-	cl.stop(cl.members[0])
+	leader := cl.Leader()
+	if leader == nil {
+		t.Fatal("no etcd member leads")
+	}
+	cl.Stop(leader)
 	end := time.Now().Add(2 * testTTL)
 	for time.Now().Before(end) {
 		for _, h := range hosts {
@@ -257,15 +263,15 @@ func TestOneEtcdMemberStopped(t *testing.T) {
 // rejoins when etcd is back.
 func TestAllEtcdStopped(t *testing.T) {
 	cl := startCluster(t, 3)
-	cli := cl.client()
+	cli := cl.Client()
 	keys := testKeys(50)
 	var hosts []*host
 	for i := range 3 {
-		hosts = append(hosts, startHost(t, cl.endpoints(), "/t4/", fmt.Sprintf("h%d", i), 2, keys))
+		hosts = append(hosts, startHost(t, cl.Endpoints(), "/t4/", fmt.Sprintf("h%d", i), 2, keys))
 	}
 	eventually(t, 10*time.Second, "claims settle", func() (bool, string) { return settled(t, cli, "/t4/", keys, hosts, 2) })
 	stopped := time.Now()
-	cl.stopAll()
+	cl.StopAll()
 	eventually(t, testTTL+200*time.Millisecond-time.Since(stopped), "fallback within the lease", func() (bool, string) {
 		for _, h := range hosts {
 			if !h.c.Fallback() {
@@ -279,7 +285,7 @@ func TestAllEtcdStopped(t *testing.T) {
 			t.Errorf("%s in fallback: owns %d of %d keys, view %v", h.c.Host(), len(h.c.Owned()), len(keys), h.c.View() != nil)
 		}
 	}
-	cl.restartAll()
+	cl.RestartAll()
 	eventually(t, 3*testTTL+5*time.Second, "rejoin after etcd returns", func() (bool, string) { return settled(t, cli, "/t4/", keys, hosts, 2) })
 	for _, h := range hosts {
 		if st := h.c.Stats(); st.Fallbacks == 0 || st.Sessions < 2 {
@@ -292,11 +298,11 @@ func TestAllEtcdStopped(t *testing.T) {
 // for the fleet; two make it down; every host's view says the same.
 func TestVotes(t *testing.T) {
 	cl := startCluster(t, 3)
-	cli := cl.client()
+	cli := cl.Client()
 	keys := []string{"10.1.1.1:80#v"}
 	var hosts []*host
 	for i := range 3 {
-		hosts = append(hosts, startHost(t, cl.endpoints(), "/t5/", fmt.Sprintf("h%d", i), 3, keys))
+		hosts = append(hosts, startHost(t, cl.Endpoints(), "/t5/", fmt.Sprintf("h%d", i), 3, keys))
 	}
 	eventually(t, 10*time.Second, "claims settle", func() (bool, string) { return settled(t, cli, "/t5/", keys, hosts, 3) })
 	expect := func(what string, state State, down int) {

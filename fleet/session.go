@@ -31,6 +31,7 @@ type session struct {
 	released map[string]int64           // revision of this host's last release per key
 	waiting  map[string]int64           // keys left to better-ranked hosts: since when (Coordinator.now)
 	wakeAt   int64                      // when a waiting key's grace ends, 0 for none
+	seen     int64                      // the last revision the read or the watch delivered
 
 	dirty    map[string]bool // keys to reconcile
 	viewKeys map[string]bool // keys whose vote to recompute
@@ -118,10 +119,13 @@ func (s *session) run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	s.seen = rev
 	c.stats.sessions.Add(1)
 	lost := make(chan error, 1)
 	go c.keepAlive(ctx, s.lease, lost)
-	wch := c.cli.Watch(clientv3.WithRequireLeader(ctx), c.cfg.Prefix, clientv3.WithPrefix(), clientv3.WithRev(rev+1))
+	wch, stopWatch := s.watch(ctx)
+	defer func() { stopWatch() }()
+	var rewatch <-chan time.Time // a watch cut by an election: follow again from there
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	// Hold for a grace before the first claim, still in fallback, following
@@ -159,19 +163,30 @@ func (s *session) run(ctx context.Context) error {
 		case err := <-lost:
 			return err
 		case wr, ok := <-wch:
-			if err := s.watched(wr, ok); err != nil {
-				return err
-			}
-			for more := true; more; { // take what else is ready, to step once
+			err := s.watched(wr, ok)
+			for more := err == nil; more; { // take what else is ready, to step once
 				select {
-				case wr, ok := <-wch:
-					if err := s.watched(wr, ok); err != nil {
-						return err
-					}
+				case wr, ok = <-wch:
+					err = s.watched(wr, ok)
+					more = err == nil
 				default:
 					more = false
 				}
 			}
+			if err != nil {
+				if !s.resumable(wr, err) {
+					return err
+				}
+				// etcd lost its leader (one member stopped, an election): the lease and
+				// the cache stand, and the deadline still bounds the view. Watch again
+				// from the last revision seen, a moment later.
+				c.log.Debug("fleet: watch cut, following again", "from_revision", s.seen+1, "err", err)
+				stopWatch()
+				wch, rewatch = nil, time.After(100*time.Millisecond)
+			}
+		case <-rewatch:
+			rewatch = nil
+			wch, stopWatch = s.watch(ctx)
 		case <-c.nudge:
 		case <-timer.C:
 		}
@@ -184,6 +199,14 @@ func (s *session) run(ctx context.Context) error {
 	}
 }
 
+// watch follows the prefix from the revision after the last one seen, under a context of its
+// own (cancelled by the returned stop).
+func (s *session) watch(ctx context.Context) (clientv3.WatchChan, func()) {
+	wctx, cancel := context.WithCancel(ctx)
+	c := s.c
+	return c.cli.Watch(clientv3.WithRequireLeader(wctx), c.cfg.Prefix, clientv3.WithPrefix(), clientv3.WithRev(s.seen+1)), cancel
+}
+
 // watched applies one watch response.
 func (s *session) watched(wr clientv3.WatchResponse, ok bool) error {
 	if !ok {
@@ -194,8 +217,16 @@ func (s *session) watched(wr clientv3.WatchResponse, ok bool) error {
 	}
 	for _, ev := range wr.Events {
 		s.apply(ev.Type, ev.Kv)
+		s.seen = max(s.seen, ev.Kv.ModRevision)
 	}
 	return nil
+}
+
+// resumable reports whether a watch that ended with err can be followed again from the last
+// revision seen: it was cut (no leader, the stream closed) rather than compacted past what
+// this session saw. The session's context done is not resumable.
+func (s *session) resumable(wr clientv3.WatchResponse, err error) bool {
+	return wr.CompactRevision == 0 && errors.Is(err, ErrWatchClosed) && s.c.now() < s.c.deadline.Load()
 }
 
 // apply updates the cache with one key's put or delete.

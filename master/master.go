@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"reflect"
 	"strings"
 	"syscall"
 	"time"
@@ -57,6 +58,12 @@ type Master struct {
 	respawn  <-chan time.Time
 	missing  int // workers of the current generation to respawn
 	stopping bool
+
+	// The fleet (fleet.go), with a [fleet] only: the agent, its stop (leave: revoke the lease
+	// first), and its requests to nudge the workers (nil without a [fleet]).
+	fleet      *fleetAgent
+	stopFleet  func(leave bool)
+	fleetNudge <-chan struct{}
 }
 
 // Run loads the config at path and runs the master in the foreground until it is stopped. It
@@ -101,6 +108,10 @@ func (m *Master) run() error {
 	if m.retireStrangers() == 0 {
 		m.table.ResetActive()
 	}
+	// A previous master's fleet marks: every server is checked here until this master's
+	// coordinator, if any, joins the fleet.
+	m.table.ClearRemote()
+	m.table.SetFleetStats(shm.FleetStats{})
 	if m.lifelineR, m.lifelineW, err = pipe(); err != nil {
 		return err
 	}
@@ -118,6 +129,14 @@ func (m *Master) run() error {
 		return err
 	}
 	m.freeUnused(g) // at start no worker of ours uses any other slot
+	if cfg.Fleet != nil {
+		if m.fleet, err = newFleetAgent(cfg.Fleet, m.table, cfg.Table, m.log); err != nil {
+			return err
+		}
+		m.fleet.setSlots(g.used)
+		m.stopFleet, m.fleetNudge = m.fleet.start(), m.fleet.nudge
+		defer m.stopFleet(false)
+	}
 	if err := m.startGeneration(g); err != nil {
 		return fmt.Errorf("start workers: %w", err)
 	}
@@ -512,6 +531,10 @@ func (m *Master) loop() error {
 			m.handle(ev)
 		case <-m.respawn:
 			m.doRespawn()
+		case <-m.fleetNudge: // the fleet moved checks to or from this host
+			for p := range m.procs {
+				p.send(handoff.MsgNudge)
+			}
 		case <-housekeeping.C:
 			m.retireGone()
 			m.table.SetRuntime(-1, shm.ReadRuntime()) // the master's Go figures, for /metrics
@@ -549,6 +572,10 @@ func (m *Master) reload() {
 		m.log.Error("reload failed: table, pid_file and a larger max_servers need a restart, keeping the running configuration")
 		return
 	}
+	if !reflect.DeepEqual(cfg.Fleet, m.cfg.Fleet) {
+		m.log.Error("reload failed: a change of [fleet] needs a restart, keeping the running configuration")
+		return
+	}
 	if err := m.openListeners(cfg); err != nil {
 		m.log.Error("reload failed, keeping the running configuration", "err", err)
 		m.closeListeners(m.cfg)
@@ -572,6 +599,9 @@ func (m *Master) reload() {
 	}
 	if cfg.ErrorLog != m.logPath || cfg.LogFormat != m.logFormat {
 		m.openLog(cfg)
+	}
+	if m.fleet != nil {
+		m.fleet.setSlots(g.used)
 	}
 	ok = true
 	m.log.Info("reloaded", "generation", g.gen, "workers", cfg.Workers, "took", m.sys.now().Sub(start).Round(time.Millisecond))
@@ -623,6 +653,10 @@ func mergeConfigs(c *config.Config, cs ...*config.Config) *config.Config {
 func (m *Master) shutdown(graceful bool) error {
 	m.notifyStopping()
 	m.stopping = true
+	if m.stopFleet != nil {
+		// Leave first: the other hosts take this host's checks over at once, not after its lease.
+		m.stopFleet(true)
+	}
 	wait := 5 * time.Second
 	cmd := handoff.MsgStop
 	if graceful {

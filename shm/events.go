@@ -14,6 +14,10 @@ const (
 	EventAdmin   EventKind = 2 // an operator's admin change: Old and New are Admin values
 	EventOwner   EventKind = 3 // a check changed owner: Pid is the new owner, Extra the old owner's pid (0 if none)
 	EventPassive EventKind = 4 // a passive ejection by the data plane: Old and New are Health values
+	// EventFleet: the master wrote the fleet's verdict into a slot another host checks: Old and
+	// New are Health values, Label names the hosts whose verdicts decided it (comma separated,
+	// cut to fit), Extra packs the vote: checkers | up<<8 | down<<16.
+	EventFleet EventKind = 5
 )
 
 func (k EventKind) String() string {
@@ -26,6 +30,8 @@ func (k EventKind) String() string {
 		return "owner"
 	case EventPassive:
 		return "passive"
+	case EventFleet:
+		return "fleet"
 	}
 	return fmt.Sprintf("kind_%d", uint8(k))
 }

@@ -124,12 +124,14 @@ type Snapshot struct {
 	NowNs         int64 // CLOCK_MONOTONIC (Now) when it was taken: "now" for its monotonic times
 	Workers       []WorkerInfo
 	Slots         []SlotInfo // allocated slots, in index order
+	Fleet         FleetStats // the master's fleet figures (Mode FleetNone without a [fleet])
 }
 
 // Snapshot copies the header, the worker table and every allocated slot.
 func (t *Table) Snapshot() Snapshot {
 	sn := Snapshot{Generation: t.Generation(), MasterPid: t.MasterPid(), Capacity: t.slots, NowNs: Now(), Workers: t.Workers(),
 		MasterRunning: t.MasterRunning(), MasterMs: t.MasterAttachedMs()}
+	sn.Fleet, _ = t.FleetStats()
 	for i := 0; i < t.slots; i++ {
 		if s := t.Slot(i); s.Used() {
 			sn.Slots = append(sn.Slots, s.Info())

@@ -69,7 +69,10 @@ const (
 	hListeners  = hWorkers + WorkerCap*workerEntrySize   // ListenerCap records of listenerSize bytes
 	hListenOpen = hListeners + ListenerCap*listenerSize  // per worker entry: open connections by listener, 32 bits each
 	hRuntime    = hListenOpen + WorkerCap*listenOpenSize // per worker entry: its Go runtime figures, runtimeWords words
-	headerEnd   = hRuntime + WorkerCap*8*runtimeWords    // <= HeaderSize (TestHeaderFits)
+	// The fleet's figures (fleet.go), written by the master, appended the same way: 0 is "no
+	// [fleet]".
+	hFleet    = hRuntime + WorkerCap*8*runtimeWords // fleetWords words
+	headerEnd = hFleet + 8*fleetWords               // <= HeaderSize (TestHeaderFits)
 )
 
 // Listener records: the key (a hash of the address, 0 = free), connections accepted, the address.

@@ -45,6 +45,9 @@ func (s Slot) State() State { return State(s.m.load(s.off + sState)) }
 // Available reports whether new requests may go to the server (see State.Available).
 func (s Slot) Available() bool { return s.State().Available() }
 
+// Checks returns the number of check results recorded in the slot.
+func (s Slot) Checks() uint64 { return s.m.load(s.off + sChecks) }
+
 // Owner returns the owner's token, 0 when the slot is free to claim.
 func (s Slot) Owner() Token { return Token(s.m.load(s.off + sOwner)) }
 

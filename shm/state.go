@@ -67,7 +67,11 @@ func (a Admin) String() string {
 //	bit 5     ejected by passive checks (the data plane saw it fail)
 //	bits 6-7  admin state an agent check asked for (HAProxy's agent-check drain/maint)
 //	bits 8-23 streak (consecutive results equal to the last one, saturating)
+//	bit 24    remote: another host of the fleet checks this server (fleet.go)
 //	bits 32-63 fence (bumped by every claim)
+//
+// Bit 24 was always 0 before the fleet, and 0 means "checked here": it was given its meaning
+// without a Version bump, under the rule of layout.go for appended fields.
 type State uint64
 
 const maxStreak = 0xffff
@@ -132,5 +136,5 @@ func (s State) next(ok bool, rise, fall int) State {
 	case h == Checking && !ok:
 		h = Down
 	}
-	return makeState(h, s.Admin(), ok, streak, s.Fence()) | s&(stateEjected|agentMask)
+	return makeState(h, s.Admin(), ok, streak, s.Fence()) | s&(stateEjected|agentMask|stateRemote)
 }

@@ -43,6 +43,8 @@ func TestLayoutPinned(t *testing.T) {
 		"SlotSize": {SlotSize, 1088}, "sNoServer": {sNoServer, 1024}, "Version": {Version, 2},
 		// Appended after the boot id without a bump: older tables read 0 there, "unknown".
 		"hMasterStart": {hMasterStart, 144},
+		// The fleet's figures, appended after the per-worker runtime figures: 0 is "no [fleet]".
+		"hFleet": {hFleet, 31616},
 	}
 	for name, p := range pins {
 		if p[0] != p[1] {

@@ -46,6 +46,8 @@ type collector struct {
 	responses, reqDuration, headerSum, connectSum, connects *prometheus.Desc
 	bytesIn, bytesOut, retries, own, noServer               *prometheus.Desc
 	reloads, reloadLast, reloadOK, restarts, build, master  *prometheus.Desc
+	// The fleet's (only with a [fleet]).
+	fleetJoined, fleetMembers, fleetClaims, fleetRoundTrips, fleetWrites, fleetFallbacks, fleetSessions, remote *prometheus.Desc
 }
 
 var _ prometheus.Collector = (*collector)(nil)
@@ -97,6 +99,15 @@ func newCollector(t *shm.Table) *collector {
 		restarts:    d("worker_restarts_total", "Workers replaced after an unexpected exit, by cause: exit (by itself) or signal (killed).", "cause"),
 		build:       d("build_info", "The build of the worker that answered: 1, labelled with its version and Go version.", "version", "goversion"),
 		master:      d("master_running", "Whether the master that last attached to the table still runs."),
+
+		fleetJoined:     d("fleet_joined", "Whether this host is in the fleet (1) or in fallback, checking every server itself (0). Only with a [fleet]."),
+		fleetMembers:    d("fleet_members", "Live members of the fleet this host sees (0 in fallback)."),
+		fleetClaims:     d("fleet_claims", "Servers this host holds a claim on, and so checks (0 in fallback)."),
+		fleetRoundTrips: d("fleet_etcd_round_trips_total", "Requests to etcd since the master started."),
+		fleetWrites:     d("fleet_etcd_writes_total", "Write requests to etcd (transactions, grants, revokes) since the master started."),
+		fleetFallbacks:  d("fleet_fallbacks_total", "Times this host left the fleet for fallback (etcd out of reach, its lease lapsed)."),
+		fleetSessions:   d("fleet_sessions_total", "Times this host joined the fleet."),
+		remote:          d("server_fleet_remote", "Whether another host of the fleet checks the server (1: its state is the fleet's vote) or this host does (0).", server...),
 	}
 }
 
@@ -106,7 +117,8 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 		c.checks, c.failures, c.transitions, c.requests, c.errors, c.passive, c.wRequests, c.wOwned, c.wHeartbeat,
 		c.generation, c.slotsUsed, c.capacity, c.events, c.workers,
 		c.responses, c.reqDuration, c.headerSum, c.connectSum, c.connects, c.bytesIn, c.bytesOut, c.retries, c.own,
-		c.noServer, c.reloads, c.reloadLast, c.reloadOK, c.restarts, c.build, c.master} {
+		c.noServer, c.reloads, c.reloadLast, c.reloadOK, c.restarts, c.build, c.master,
+		c.fleetJoined, c.fleetMembers, c.fleetClaims, c.fleetRoundTrips, c.fleetWrites, c.fleetFallbacks, c.fleetSessions, c.remote} {
 		ch <- d
 	}
 }
@@ -144,6 +156,16 @@ func (c *collector) collect(ch chan<- prometheus.Metric, sn shm.Snapshot) {
 	gauge(c.slotsUsed, float64(len(sn.Slots)))
 	gauge(c.capacity, float64(sn.Capacity))
 	counter(c.events, c.t.EventHead())
+	fleet := sn.Fleet.Mode != shm.FleetNone
+	if f := sn.Fleet; fleet {
+		gauge(c.fleetJoined, bool01(f.Mode == shm.FleetJoined))
+		gauge(c.fleetMembers, float64(f.Members))
+		gauge(c.fleetClaims, float64(f.Claims))
+		counter(c.fleetRoundTrips, f.RoundTrips)
+		counter(c.fleetWrites, f.Writes)
+		counter(c.fleetFallbacks, f.Fallbacks)
+		counter(c.fleetSessions, f.Sessions)
+	}
 
 	noServer := map[string]uint64{} // by upstream label: each upstream counts in one of its slots
 	var labels []string
@@ -162,6 +184,9 @@ func (c *collector) collect(ch chan<- prometheus.Metric, sn shm.Snapshot) {
 			gauge(c.admin, bool01(in.State.Admin() == a), in.Label, in.Address, a.String())
 		}
 		gauge(c.consecutive, float64(in.State.Streak()), l...)
+		if fleet {
+			gauge(c.remote, bool01(in.State.Remote()), l...)
+		}
 		gauge(c.weight, float64(in.Weight), l...)
 		gauge(c.eweight, float64(in.EffectiveWeight(sn.NowNs))/shm.WeightScale, l...)
 		gauge(c.active, float64(in.Active), l...)

@@ -241,3 +241,40 @@ func TestMetricsNoServerPerUpstream(t *testing.T) {
 		t.Errorf("app's 5xx responses = %v, want 0", got)
 	}
 }
+
+// The fleet's series: absent without a [fleet]; with one, the master's figures and, per server,
+// whether another host checks it.
+func TestFleetMetrics(t *testing.T) {
+	f := newFixture(t)
+	srv := httptest.NewServer(Handler(f.tab, Options{}))
+	defer srv.Close()
+	for _, name := range []string{"hcproxy_fleet_joined", "hcproxy_fleet_claims", "hcproxy_server_fleet_remote"} {
+		if _, ok := scrape(t, srv.URL)[name]; ok {
+			t.Errorf("%s without a [fleet]", name)
+		}
+	}
+	f.tab.SetFleetStats(shm.FleetStats{Mode: shm.FleetJoined, Members: 3, Claims: 2, RoundTrips: 40, Writes: 9, Fallbacks: 1, Sessions: 2})
+	sn := f.tab.Snapshot()
+	remote := sn.Slots[0]
+	f.tab.Slot(remote.Index).SetRemote(true)
+	mfs := scrape(t, srv.URL)
+	for _, tc := range []struct {
+		name   string
+		labels []string
+		want   float64
+	}{
+		{"hcproxy_fleet_joined", nil, 1},
+		{"hcproxy_fleet_members", nil, 3},
+		{"hcproxy_fleet_claims", nil, 2},
+		{"hcproxy_fleet_etcd_round_trips_total", nil, 40},
+		{"hcproxy_fleet_etcd_writes_total", nil, 9},
+		{"hcproxy_fleet_fallbacks_total", nil, 1},
+		{"hcproxy_fleet_sessions_total", nil, 2},
+		{"hcproxy_server_fleet_remote", []string{"server", remote.Address}, 1},
+		{"hcproxy_server_fleet_remote", []string{"server", sn.Slots[1].Address}, 0},
+	} {
+		if got := value(find(t, mfs, tc.name, tc.labels...)); got != tc.want {
+			t.Errorf("%s%v = %v, want %v", tc.name, tc.labels, got, tc.want)
+		}
+	}
+}

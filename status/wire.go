@@ -24,6 +24,21 @@ type Document struct {
 	Workers           []Worker   `json:"workers"`              // non-free entries of the worker table, by index
 	Upstreams         []Upstream `json:"upstreams"`            // the servers summed up by upstream label, by name
 	Backends          []Backend  `json:"backends"`             // allocated slots, by upstream then address
+	// Fleet is this host's place in the fleet (docs/fleet.md), absent without a [fleet].
+	Fleet *Fleet `json:"fleet,omitempty"`
+}
+
+// Fleet is the fleet's figures the master records in the table.
+type Fleet struct {
+	Mode       string `json:"mode"`        // fleet (joined), fallback (checking every server here)
+	Members    int    `json:"members"`     // live members seen (0 in fallback)
+	Claims     int    `json:"claims"`      // servers this host holds a claim on (0 in fallback)
+	RoundTrips uint64 `json:"round_trips"` // etcd requests since the master started
+	Writes     uint64 `json:"writes"`      // etcd write requests
+	Fallbacks  uint64 `json:"fallbacks"`   // times the host left the fleet for fallback
+	Sessions   uint64 `json:"sessions"`    // times it joined
+	// SinceUnixMs is when the host entered its mode: when it joined, or fell back.
+	SinceUnixMs int64 `json:"since_unix_ms"`
 }
 
 // Worker is one entry of the worker table.
@@ -78,6 +93,9 @@ type Backend struct {
 	EffectiveWeight      float64 `json:"effective_weight"`
 	SlowStartMs          int64   `json:"slow_start_ms"`           // slow-start ramp, 0 none
 	SlowStartRemainingMs int64   `json:"slow_start_remaining_ms"` // time left of the ramp, 0 when none runs
+	// Source is where the state comes from: "local" (this host's checks) or "fleet" (another
+	// host of the fleet checks it; the state is the fleet's vote, its deciders in last_detail).
+	Source string `json:"source"`
 }
 
 // Build turns a snapshot of the table into a Document; now is its generation time (wall clock),
@@ -93,6 +111,10 @@ func Build(sn shm.Snapshot, now time.Time) Document {
 		GeneratedUnixMs:   now.UnixMilli(),
 		Workers:           make([]Worker, 0, len(sn.Workers)),
 		Backends:          make([]Backend, 0, len(sn.Slots)),
+	}
+	if f := sn.Fleet; f.Mode != shm.FleetNone {
+		d.Fleet = &Fleet{Mode: f.Mode.String(), Members: f.Members, Claims: f.Claims, RoundTrips: f.RoundTrips,
+			Writes: f.Writes, Fallbacks: f.Fallbacks, Sessions: f.Sessions, SinceUnixMs: f.SinceMs}
 	}
 	for _, w := range sn.Workers {
 		d.Workers = append(d.Workers, Worker{
@@ -183,6 +205,10 @@ func backend(in shm.SlotInfo, mono int64) Backend {
 	if in.Owner != 0 {
 		b.OwnerPid, b.OwnerSerial = in.Owner.Pid(), in.Owner.Serial()
 	}
+	b.Source = "local"
+	if in.State.Remote() {
+		b.Source = "fleet"
+	}
 	if in.Checks > 0 {
 		b.LastResult = probe.Reason(in.LastReason).String()
 	}
@@ -220,6 +246,9 @@ type Event struct {
 	Reason     string `json:"reason"` // probe reason name of the result behind a health or passive event, else ""
 	Pid        int    `json:"pid"`    // the process that appended it (the new owner, for owner events)
 	Extra      uint64 `json:"extra"`  // kind-specific; the old owner's pid for owner events
+	// Source names who decided a fleet event ("fleet: h1, h2 down"); fleet events have no
+	// upstream (the ring's entry has room for one of the two).
+	Source string `json:"source,omitempty"`
 }
 
 // NewEvent turns an event of the ring into its wire form.
@@ -241,6 +270,10 @@ func NewEvent(ev shm.Event) Event {
 		e.Old, e.New = shm.Admin(ev.Old).String(), shm.Admin(ev.New).String()
 	case shm.EventOwner:
 		e.Old, e.New = strconv.FormatUint(ev.Extra, 10), strconv.Itoa(ev.Pid)
+	case shm.EventFleet:
+		e.Old, e.New = shm.Health(ev.Old).String(), shm.Health(ev.New).String()
+		e.Upstream = ""
+		e.Source = "fleet: " + strings.ReplaceAll(ev.Label, ",", ", ") + " " + e.New
 	default:
 		e.Old, e.New = strconv.Itoa(int(ev.Old)), strconv.Itoa(int(ev.New))
 	}
@@ -265,6 +298,9 @@ func (e Event) Line() string {
 	b.WriteString(" " + e.Kind + " " + up + " " + e.Address + " " + e.Old + "->" + e.New)
 	if e.Reason != "" {
 		b.WriteString(" reason=" + e.Reason)
+	}
+	if e.Source != "" {
+		b.WriteString(" source=\"" + e.Source + "\"")
 	}
 	b.WriteString(" pid=" + strconv.Itoa(e.Pid))
 	return b.String()

@@ -337,7 +337,7 @@ func (c *checker) startDue(now int64) {
 			o.parked = true
 			continue
 		}
-		if newer {
+		if newer || t.slot.Remote() { // a newer generation, or another host of the fleet, checks it
 			c.release(t)
 			continue
 		}

@@ -68,11 +68,12 @@ func (c *checker) handBack() {
 }
 
 // handOff reports whether t, just checked, goes to another worker now: this checker drains, a
-// newer generation is published, or t's preferred worker is another live one (by the view of
-// the last scan: reading the worker table for every result would cost as much as the check).
+// newer generation is published, another host of the fleet checks it now (the master's remote
+// mark), or t's preferred worker is another live one (by the view of the last scan: reading the
+// worker table for every result would cost as much as the check).
 func (c *checker) handOff(t *target) bool {
 	v := c.last
-	if c.draining || v.gen > c.gen {
+	if c.draining || v.gen > c.gen || t.slot.Remote() {
 		return true
 	}
 	pref := v.preferred(t.seed)

@@ -115,11 +115,23 @@ func (c *checker) visitNext(n int, v view, now int64) {
 }
 
 // visit looks at one slot: one it owns in the table but not in memory is taken again (for a
-// fresh fence); one taken from it is forgotten; one it may take is claimed if this worker is its
-// preferred one (or the check is overdue), keeping the slot's schedule.
+// fresh fence); one taken from it is forgotten; one that another host of the fleet checks (the
+// master's remote mark) is handed back, at once or after its probe in flight, and never claimed;
+// one it may take is claimed if this worker is its preferred one (or the check is overdue),
+// keeping the slot's schedule.
 func (c *checker) visit(t *target, v view, now int64) {
 	s := t.slot
 	owner := s.Owner()
+	remote := s.Remote()
+	if owner == c.tok && remote {
+		switch {
+		case t.own == nil:
+			s.Release(c.tok)
+		case !t.own.running:
+			c.release(t)
+		} // else finish hands it back (handOff) once its result is recorded
+		return
+	}
 	if owner == c.tok {
 		if t.own == nil && v.gen > c.gen {
 			s.Release(c.tok) // ours in the table, not in memory, and a newer generation is out
@@ -137,7 +149,7 @@ func (c *checker) visit(t *target, v view, now int64) {
 		c.log.Debug("check taken over", "upstream", t.label, "server", t.server, "by_pid", owner.Pid())
 		c.drop(t)
 	}
-	if v.gen != c.gen || !v.takeable(owner, s.Lease(), now) {
+	if remote || v.gen != c.gen || !v.takeable(owner, s.Lease(), now) {
 		return
 	}
 	due := s.NextDue()

@@ -51,6 +51,7 @@ var commands = []struct {
 	{"dump", "print every server's health, and the workers, from the table", newDump},
 	{"tail", "print the last events of the event ring, then follow it", newTail},
 	{"workers", "print the worker table: pids, generations, states, load", newWorkers},
+	{"fleet", "print the fleet: members, who checks what, votes, disagreements", newFleet},
 	{"set", "set a server's admin state: drain, maint or ready", newSet},
 	{"check", "run one health check of a server now and print the result", newCheck},
 	{"reload", "tell the master to reload its config (SIGHUP)", newSignal("reload")},

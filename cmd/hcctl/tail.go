@@ -220,6 +220,14 @@ func eventLine(e status.Event) string {
 	if e.Reason != "" {
 		b.WriteString("  reason=" + e.Reason)
 	}
+	if e.Source != "" {
+		b.WriteString("  (" + strings.Map(func(r rune) rune {
+			if r < ' ' || r == 0x7f {
+				return '?'
+			}
+			return r
+		}, e.Source) + ")")
+	}
 	fmt.Fprintf(&b, "  pid=%d", e.Pid)
 	return b.String()
 }
