@@ -86,11 +86,12 @@ C
 haproxy -W -db -f "$W/haproxy.cfg" & P=$!
 }
 start_hcproxy() {
-mkdir -p -m 0700 "$W/hctable"
+local tdir="$W/${TABLE_DIR:-hctable}" # base gets its own: the builds' table layouts may differ
+mkdir -p -m 0700 "$tdir"
 cat >"$W/hcproxy.toml" <<C
 workers = $WORKERS
 pid_file = "$W/hcproxy.pid"
-table = "$W/hctable/table"
+table = "$tdir/table"
 shutdown_timeout = "10s"
 [[server]]
 listen = "127.0.0.1:$PORT"
@@ -105,7 +106,7 @@ fall = 2
 C
 "${BIN:-$HCPROXY}" -c "$W/hcproxy.toml" 2>"$W/hcproxy.log" & P=$!
 }
-start_base() { BIN=$HCPROXY_BASE start_hcproxy; }
+start_base() { BIN=$HCPROXY_BASE TABLE_DIR=basetable start_hcproxy; }
 PROXIES="nginx haproxy hcproxy"; [ -n "$HCPROXY_BASE" ] && PROXIES="nginx base haproxy hcproxy"
 REVERSED=$(tr ' ' '\n' <<<"$PROXIES" | tac | tr '\n' ' ')
 
