@@ -116,7 +116,7 @@ func (c *tcpConn) finishConnect(ctx context.Context, deadline time.Time) error {
 			return true
 		}
 		switch info.State {
-		case tcpEstablished:
+		case tcpEstablished, tcpCloseWait: // connected (and, in CLOSE_WAIT, already closed by the peer)
 			return true
 		case tcpSynSent, tcpSynRecv:
 			return false
@@ -148,6 +148,7 @@ const (
 	tcpEstablished = 1
 	tcpSynSent     = 2
 	tcpSynRecv     = 3
+	tcpCloseWait   = 8
 )
 
 // dialError is the error net.Dialer would return.
