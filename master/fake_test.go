@@ -88,16 +88,19 @@ func (c *fakeClock) Waits() []time.Duration {
 	return append([]time.Duration(nil), c.waits...)
 }
 
-// pending reports whether a timer of exactly d is waiting.
-func (c *fakeClock) pending(d time.Duration) bool {
+// asked returns how many waits of exactly d were asked so far. A test that must act once a
+// particular wait is armed counts before and waits for one more: a timer of the same length
+// armed earlier (the first generation's ready timeout, never fired) is still pending.
+func (c *fakeClock) asked(d time.Duration) int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for _, tm := range c.timers {
-		if tm.at.Sub(c.now) == d {
-			return true
+	n := 0
+	for _, w := range c.waits {
+		if w == d {
+			n++
 		}
 	}
-	return false
+	return n
 }
 
 // behaviour is what a fake worker does after it started.
@@ -361,4 +364,16 @@ func (w *fakeWorker) run(b behaviour) {
 		}
 	}
 	w.exit("control closed", nil)
+}
+
+// pending reports whether a timer of exactly d is waiting.
+func (c *fakeClock) pending(d time.Duration) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, tm := range c.timers {
+		if tm.at.Sub(c.now) == d {
+			return true
+		}
+	}
+	return false
 }

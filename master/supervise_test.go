@@ -195,13 +195,14 @@ func TestReloadPublishesNewGenerationWhenReadyThenDrainsOld(t *testing.T) {
 
 	fx.fake.behave(holdReady)
 	fx.writeConfig(3, "127.0.0.1:1", "127.0.0.1:3")
+	armed := fx.fake.clock.asked(readyTimeout)
 	nw := fx.reload(3)
 	for _, w := range nw {
 		if w.payload.Generation != 2 {
 			t.Fatalf("new worker %d has generation %d, want 2", w.pid, w.payload.Generation)
 		}
 	}
-	fx.waitFor("the ready timeout to be armed", func() bool { return fx.fake.clock.pending(readyTimeout) })
+	fx.waitFor("the ready timeout to be armed", func() bool { return fx.fake.clock.asked(readyTimeout) > armed })
 
 	nw[0].releaseReady()
 	nw[1].releaseReady()
@@ -260,10 +261,12 @@ func TestFailedReloadKeepsOldGeneration(t *testing.T) {
 
 			fx.fake.behave(tc.new)
 			fx.writeConfig(2, "127.0.0.1:1", "127.0.0.1:9")
+			armed := fx.fake.clock.asked(readyTimeout)
 			nw := fx.reload(2)
 			added := slot(t, nw[0], "127.0.0.1:9")
 			if tc.timeout {
-				fx.waitFor("the ready timeout to be armed", func() bool { return fx.fake.clock.pending(readyTimeout) })
+				// The new generation's own ready timeout: the first one's is pending too.
+				fx.waitFor("the ready timeout to be armed", func() bool { return fx.fake.clock.asked(readyTimeout) > armed })
 				fx.fake.clock.Advance(readyTimeout)
 			}
 			for _, w := range nw {
