@@ -326,7 +326,9 @@ code{font-size:12px}
  .admin,.since,.checks,.requests,.weight,.owner{display:none}
  .detail{max-width:45vw}
  .strip{width:64px}
- table.sum td,table.sum th{padding:2px 5px}
+ table.sum th{white-space:normal}
+ table.sum{font-size:11px}
+ table.sum td,table.sum th{padding:2px 3px}
  summary .figs{display:block;margin:0}
 }
 </style>
