@@ -33,6 +33,13 @@ type session struct {
 	wakeAt   int64                      // when a waiting key's grace ends, 0 for none
 	seen     int64                      // the last revision the read or the watch delivered
 
+	// Stepping in for a key better-ranked hosts left unclaimed waits until the watch is known
+	// to have caught up since the grace ended: a host behind on its watch (a busy machine)
+	// would otherwise step in for keys whose claims it has not seen yet.
+	asked    int64 // when the oldest unanswered progress request was made (Coordinator.now), 0: none
+	caughtUp int64 // when the last answered one was made: every event before then was delivered
+	behind   bool  // a step wanted to step in and could not: ask etcd for the watch's progress
+
 	dirty    map[string]bool // keys to reconcile
 	viewKeys map[string]bool // keys whose vote to recompute
 	all      bool            // reconcile every key
@@ -137,6 +144,7 @@ func (s *session) run(ctx context.Context) error {
 			if err := s.step(ctx); err != nil {
 				return err
 			}
+			s.askProgress(ctx)
 			if !s.joined {
 				s.joined = true
 				c.log.Info("fleet: joined", "members", len(s.members), "claims", len(s.mine))
@@ -215,11 +223,49 @@ func (s *session) watched(wr clientv3.WatchResponse, ok bool) error {
 	if err := wr.Err(); err != nil {
 		return fmt.Errorf("%w: %w", ErrWatchClosed, err)
 	}
+	if wr.IsProgressNotify() {
+		// Every event up to the revision etcd had when it took the request was delivered
+		// before this: the watch has caught up with everything written before it was asked.
+		if s.asked != 0 {
+			s.caughtUp, s.asked = s.asked, 0
+			for k := range s.waiting {
+				s.dirty[k] = true
+			}
+		}
+		return nil
+	}
 	for _, ev := range wr.Events {
 		s.apply(ev.Type, ev.Kv)
 		s.seen = max(s.seen, ev.Kv.ModRevision)
 	}
 	return nil
+}
+
+// askProgress asks etcd, when a step could not step in for lack of it, to confirm the watch
+// has caught up (a progress notification on the watch channel). An unanswered request (etcd
+// answers only a watch that is in sync) is asked again a quarter grace later; the answer counts
+// from the first ask.
+func (s *session) askProgress(ctx context.Context) {
+	if !s.behind {
+		return
+	}
+	now := s.c.now()
+	if s.asked != 0 && now-s.asked < int64(s.grace()/4) {
+		s.wake(s.asked + int64(s.grace()/4))
+		return
+	}
+	s.behind = false
+	rctx, cancel := context.WithTimeout(clientv3.WithRequireLeader(ctx), opTimeout(s.c.cfg.TTL))
+	defer cancel()
+	if err := s.c.cli.RequestProgress(rctx); err != nil {
+		s.c.log.Debug("fleet: progress request failed", "err", err)
+		s.retry = true
+		return
+	}
+	if s.asked == 0 {
+		s.asked = now
+	}
+	s.wake(now + int64(s.grace()/4))
 }
 
 // resumable reports whether a watch that ended with err can be followed again from the last
@@ -399,6 +445,9 @@ func (s *session) decide(k string) (claim, release bool) {
 		return false, false
 	case now-since < int64(s.grace()):
 		s.wake(since + int64(s.grace()))
+		return false, false
+	case s.caughtUp < since+int64(s.grace()):
+		s.behind = true // not known yet whether a better-ranked host claimed it meanwhile
 		return false, false
 	}
 	delete(s.waiting, k)
