@@ -28,9 +28,10 @@ type Options struct {
 
 // Result is what the clients saw.
 type Result struct {
-	Requests int64            // responses received, any status
-	Non2xx   int64            // responses with a status outside 2xx
-	Errors   map[string]int64 // failed requests by kind: dial, write, read
+	Requests int64             // responses received, any status
+	Non2xx   int64             // responses with a status outside 2xx
+	Errors   map[string]int64  // failed requests by kind: dial, write, read
+	First    map[string]string // the first error of each kind, for the test's log
 	P99      time.Duration
 }
 
@@ -44,7 +45,11 @@ func (r Result) Failed() int64 {
 }
 
 func (r Result) String() string {
-	return fmt.Sprintf("requests=%d non2xx=%d errors=%v p99=%v", r.Requests, r.Non2xx, r.Errors, r.P99)
+	s := fmt.Sprintf("requests=%d non2xx=%d errors=%v p99=%v", r.Requests, r.Non2xx, r.Errors, r.P99)
+	if len(r.First) > 0 {
+		s += fmt.Sprintf(" first=%q", r.First)
+	}
+	return s
 }
 
 // Run drives the load until ctx ends, Duration passes or MaxRequests are done.
@@ -58,7 +63,7 @@ func Run(ctx context.Context, o Options) Result {
 	ctx, cancel := context.WithTimeout(ctx, o.Duration)
 	defer cancel()
 	var mu sync.Mutex
-	res := Result{Errors: map[string]int64{}}
+	res := Result{Errors: map[string]int64{}, First: map[string]string{}}
 	var lat []time.Duration
 	var wg sync.WaitGroup
 	for i := 0; i < o.Conns; i++ {
@@ -75,12 +80,15 @@ func Run(ctx context.Context, o Options) Result {
 				}
 				mu.Unlock()
 				start := time.Now()
-				code, kind := c.do(ctx)
+				code, kind, err := c.do(ctx)
 				d := time.Since(start)
 				mu.Lock()
 				if kind != "" {
 					if ctx.Err() == nil {
 						res.Errors[kind]++
+						if _, ok := res.First[kind]; !ok && err != nil {
+							res.First[kind] = err.Error()
+						}
 					}
 				} else {
 					res.Requests++
@@ -115,36 +123,36 @@ func (c *client) close() {
 }
 
 // do makes one request; kind is "" on success, else the phase that failed.
-func (c *client) do(ctx context.Context) (int, string) {
+func (c *client) do(ctx context.Context) (int, string, error) {
 	if c.conn == nil {
 		d := net.Dialer{Timeout: 2 * time.Second}
 		conn, err := d.DialContext(ctx, "tcp", c.o.Addr)
 		if err != nil {
-			return 0, "dial"
+			return 0, "dial", err
 		}
 		c.conn, c.br = conn, bufio.NewReader(conn)
 	}
 	c.conn.SetDeadline(time.Now().Add(10 * time.Second))
 	if _, err := fmt.Fprintf(c.conn, "GET %s HTTP/1.1\r\nHost: %s\r\n\r\n", c.o.Path, c.o.Addr); err != nil {
 		c.close()
-		return 0, "write"
+		return 0, "write", err
 	}
 	resp, err := http.ReadResponse(c.br, nil)
 	if err != nil {
 		c.close()
 		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-			return 0, "read_eof"
+			return 0, "read_eof", err
 		}
-		return 0, "read"
+		return 0, "read", err
 	}
 	_, err = io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
 	if err != nil {
 		c.close()
-		return 0, "read_body"
+		return 0, "read_body", err
 	}
 	if resp.Close {
 		c.close()
 	}
-	return resp.StatusCode, ""
+	return resp.StatusCode, "", nil
 }
