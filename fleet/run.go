@@ -70,12 +70,14 @@ func (c *Coordinator) endSession() {
 // now is the time since base, the unit of deadline.
 func (c *Coordinator) now() int64 { return int64(time.Since(c.base)) }
 
-// extend moves the deadline to d unless the session ended (0) or it is
-// already later.
+// extend moves the deadline to d unless the session ended (0), the deadline
+// already passed (the host is in fallback: only a new session ends that, so
+// a lapse is always counted and the claims always re-read), or it is already
+// later.
 func (c *Coordinator) extend(d int64) {
 	for {
 		old := c.deadline.Load()
-		if old == 0 || d <= old || c.deadline.CompareAndSwap(old, d) {
+		if old == 0 || old <= c.now() || d <= old || c.deadline.CompareAndSwap(old, d) {
 			return
 		}
 	}
