@@ -15,8 +15,11 @@ import "time"
 
 // successorWait is how long a worker whose master died keeps its checks for a new master's
 // generation to take them over (a master restarted by its supervisor), before it drains them
-// with nobody to hand them to.
-const successorWait = 2 * time.Second
+// with nobody to hand them to. A new master publishes its generation only once all its workers
+// are ready, which took over 2 s (the old value) on a loaded CI machine with race-built
+// binaries: the orphans then dropped their checks before anyone could take them, and each
+// server missed a check. An orphan that nobody succeeds exits this much later.
+const successorWait = 4 * time.Second
 
 // Drain asks the checker to stop claiming and probing: each slot is released at once if no probe
 // of it is in flight, else right after that probe's result is recorded (under the fence it was

@@ -461,6 +461,7 @@ func TestNoCheckLostOrDoubledAcrossHandovers(t *testing.T) {
 	p2.start()
 	t.Cleanup(p2.kill)
 	p2.waitWorkers(3)
+	t.Logf("the new master's workers ready %v after the old master's kill (orphans keep their checks for worker.successorWait)", time.Since(masterKilled).Round(time.Millisecond))
 	time.Sleep(3 * time.Second)
 	end := time.Now()
 	after := p2.dump()
