@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"sync/atomic"
 	"syscall"
 	"time"
 	"unsafe"
@@ -168,9 +169,13 @@ type tcpConn struct {
 	rp, wp         []byte
 	rn, wn         int
 	rerrno, werrno unix.Errno
+	closed         atomic.Bool
 }
 
 func (c *tcpConn) Read(p []byte) (int, error) {
+	if c.closed.Load() {
+		return 0, c.opError("read", net.ErrClosed)
+	}
 	if len(p) == 0 {
 		return 0, nil
 	}
@@ -205,6 +210,9 @@ func (c *tcpConn) doRead(fd uintptr) bool {
 }
 
 func (c *tcpConn) Write(p []byte) (int, error) {
+	if c.closed.Load() {
+		return 0, c.opError("write", net.ErrClosed)
+	}
 	if len(p) == 0 {
 		return 0, nil
 	}
@@ -238,12 +246,23 @@ func (c *tcpConn) doWrite(fd uintptr) bool {
 }
 
 // Close shuts the connection down with a raw call (the FIN, or the RST for unread bytes, and
-// the peer's side of it run inline here) and then closes the descriptor, now a short call.
+// the peer's side of it run inline here), wakes any read or write still waiting (a past
+// deadline), and hands the descriptor to the batch closer (closer.go). A second Close, and
+// any read or write after the first, returns net.ErrClosed.
 func (c *tcpConn) Close() error {
+	if c.closed.Swap(true) {
+		return c.opError("close", net.ErrClosed)
+	}
 	c.rc.Control(func(fd uintptr) {
 		unix.RawSyscall(unix.SYS_SHUTDOWN, fd, unix.SHUT_RDWR, 0)
 	})
-	return c.f.Close()
+	c.f.SetDeadline(aLongTimeAgo)
+	closeLater(c.f)
+	return nil
+}
+
+func (c *tcpConn) opError(op string, err error) error {
+	return &net.OpError{Op: op, Net: "tcp", Addr: c.RemoteAddr(), Err: err}
 }
 
 func (c *tcpConn) LocalAddr() net.Addr {

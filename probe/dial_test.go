@@ -41,6 +41,7 @@ func TestConnectRaw(t *testing.T) {
 				}
 			}()
 			fds := openFDs(t)
+			var c0 net.Conn
 			for i := 0; i < 50; i++ {
 				c, err := connect(context.Background(), ln.Addr().String(), time.Now().Add(5*time.Second))
 				if err != nil {
@@ -63,9 +64,26 @@ func TestConnectRaw(t *testing.T) {
 					t.Fatalf("read %q, %v (want the answer, then io.EOF)", got, err)
 				}
 				c.Close()
+				if c0 == nil {
+					c0 = c
+				}
 			}
-			if n := openFDs(t); n > fds+2 {
-				t.Fatalf("%d descriptors open after 50 connections, %d before", n, fds)
+			// Descriptors are closed in batches a few milliseconds after Close (closer.go).
+			deadline := time.Now().Add(2 * time.Second)
+			for n := openFDs(t); n > fds+2; n = openFDs(t) {
+				if time.Now().After(deadline) {
+					t.Fatalf("%d descriptors open 2s after 50 connections were closed, %d before", n, fds)
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			if _, err := c0.Read(make([]byte, 1)); !errors.Is(err, net.ErrClosed) {
+				t.Errorf("read after Close: %v, want net.ErrClosed", err)
+			}
+			if _, err := c0.Write([]byte("x")); !errors.Is(err, net.ErrClosed) {
+				t.Errorf("write after Close: %v, want net.ErrClosed", err)
+			}
+			if err := c0.Close(); !errors.Is(err, net.ErrClosed) {
+				t.Errorf("second Close: %v, want net.ErrClosed", err)
 			}
 		})
 	}
