@@ -103,11 +103,12 @@ type checkerStats struct {
 const maxConcurrentProbes = 1024
 
 // coalesce is how early a check may start so that checks due close together start in one
-// wake-up of the run loop. 4 ms saved a quarter of the context switches per check with
-// keepalive, but TestNoCheckLostOrDoubledAcrossHandovers then lost a check in the master-restart
-// phase in 3 of 4 CI runs and once of one here (1 ms: it passed); kept at 1 ms until that is
-// understood.
-const coalesce = time.Millisecond
+// wake-up of the run loop: 4 ms saved a quarter of the context switches per check with
+// keepalive. (It was put back to 1 ms for a while, when TestNoCheckLostOrDoubledAcrossHandovers
+// lost a check in its master-restart phase; the cause was the orphans' successor wait, 2 s then,
+// shorter than a loaded machine's race-built master took to get its workers ready: see
+// successorWait.)
+const coalesce = 4 * time.Millisecond
 
 func newChecker(t *shm.Table, tok shm.Token, index int, gen uint64, targets []*target, log *slog.Logger) *checker {
 	c := &checker{
