@@ -250,6 +250,7 @@ func (p *httpProber) ProbeConn(ctx context.Context, addr string, deadline time.T
 		}
 		req = c.req
 	}
+	ownerDeadline, _ := c.owner()
 	conn, epoch := c.take()
 	if !p.opt.KeepAlive && conn != nil { // the option changed under a kept connection
 		conn.Close()
@@ -258,7 +259,7 @@ func (p *httpProber) ProbeConn(ctx context.Context, addr string, deadline time.T
 	for {
 		reused := conn != nil
 		if !reused {
-			nc, r := dialBy(ctx, addr, deadline)
+			nc, r := dialBy(ctx, addr, deadline, !ownerDeadline)
 			if nc == nil {
 				c.done(nil, epoch, false)
 				return finish(r, start)
@@ -268,13 +269,15 @@ func (p *httpProber) ProbeConn(ctx context.Context, addr string, deadline time.T
 				return finish(Result{Reason: Timeout, Detail: "check cut short"}, start)
 			}
 			conn = nc
-		} else if err := conn.SetDeadline(deadline); err != nil {
-			conn.Close()
-			conn = nil
-			continue
+		} else if !ownerDeadline {
+			if err := conn.SetDeadline(deadline); err != nil {
+				conn.Close()
+				conn = nil
+				continue
+			}
 		}
 		res, wrote := p.exchangeKeep(conn, req, c)
-		if reused && res.Reason != OK && res.Bytes == 0 && (!wrote || res.Reason == EarlyClose) && ctx.Err() == nil {
+		if reused && res.Reason != OK && res.Bytes == 0 && (!wrote || res.Reason == EarlyClose) && ctx.Err() == nil && !expired(c) {
 			// The server closed the kept connection before this request: it was not
 			// processed, so it is sent once more on a new one.
 			conn.Close()
@@ -304,11 +307,21 @@ func (p *httpProber) exchangeKeep(conn net.Conn, req []byte, c *Conn) (Result, b
 	return judgeHTTP(&p.opt, res, body, found), true
 }
 
-// dialBy is dial with a deadline as a time and ctx only for cancellation.
-func dialBy(ctx context.Context, addr string, deadline time.Time) (net.Conn, Result) {
+// expired reports whether the probe in flight over c was ended by its owner.
+func expired(c *Conn) bool {
+	_, e := c.owner()
+	return e
+}
+
+// dialBy is dial with a deadline as a time and ctx only for cancellation; the connection keeps
+// the deadline for its I/O if set.
+func dialBy(ctx context.Context, addr string, deadline time.Time, set bool) (net.Conn, Result) {
 	conn, err := connect(ctx, addr, deadline)
 	if err != nil {
 		return nil, Result{Reason: dialReason(ctx, err), Detail: err.Error()}
+	}
+	if !set {
+		return conn, Result{}
 	}
 	if err := conn.SetDeadline(deadline); err != nil {
 		conn.Close()

@@ -24,6 +24,12 @@ type Conn struct {
 	cancel context.CancelFunc
 	dials  int // connections dialled so far (for tests and stats)
 
+	// ownerDeadline: the owner ends each probe at its deadline with Expire, so the http probe
+	// sets no deadline of its own on the connection (SetOwnerDeadline). expired: Expire ran
+	// during the probe in flight.
+	ownerDeadline bool
+	expired       bool
+
 	// Reused by the http probe, touched only by the probe in flight.
 	ks      keepState
 	req     []byte // the built request for reqAddr
@@ -62,12 +68,47 @@ func (c *Conn) Close() {
 	}
 }
 
+// SetOwnerDeadline says whether the owner of c ends every probe over it at its deadline by
+// calling Expire. The http probe then moves no deadline on its connection: a runtime timer
+// moved per check costs more than the check itself once thousands of connections are kept
+// (the runtime walks every moved timer of the process), while the owner's one timer, already
+// armed for the next check, costs nothing more. The connect's own wait, when a connect does
+// not complete at once, is still bounded by the deadline. Set it before the first probe.
+func (c *Conn) SetOwnerDeadline(on bool) {
+	c.mu.Lock()
+	c.ownerDeadline = on
+	c.mu.Unlock()
+}
+
+// Expire ends the probe in flight over c, at its deadline: its I/O fails at once with a timeout
+// (a connection still being dialled fails at its first I/O), and its connection is not kept.
+// With no probe in flight it does nothing.
+func (c *Conn) Expire() {
+	c.mu.Lock()
+	nc, busy := c.nc, c.busy
+	if busy {
+		c.expired = true
+	}
+	c.mu.Unlock()
+	if busy && nc != nil {
+		nc.SetDeadline(aLongTimeAgo)
+	}
+}
+
+// owner reports whether the owner keeps the deadline (SetOwnerDeadline) and whether the probe
+// in flight has expired.
+func (c *Conn) owner() (ownerDeadline, expired bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.ownerDeadline, c.expired
+}
+
 // take starts a probe over c: it returns the kept connection (nil if none) and the epoch the
 // probe runs in.
 func (c *Conn) take() (net.Conn, uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.busy = true
+	c.busy, c.expired = true, false
 	return c.nc, c.epoch
 }
 
@@ -76,6 +117,7 @@ func (c *Conn) take() (net.Conn, uint64) {
 func (c *Conn) use(nc net.Conn, epoch uint64) bool {
 	c.mu.Lock()
 	ok := c.epoch == epoch
+	expired := c.expired
 	if ok {
 		c.nc = nc
 		c.dials++
@@ -83,6 +125,8 @@ func (c *Conn) use(nc net.Conn, epoch uint64) bool {
 	c.mu.Unlock()
 	if !ok {
 		nc.Close()
+	} else if expired { // Expire ran while it was being dialled
+		nc.SetDeadline(aLongTimeAgo)
 	}
 	return ok
 }
@@ -91,7 +135,7 @@ func (c *Conn) use(nc net.Conn, epoch uint64) bool {
 // closed meanwhile, else closed.
 func (c *Conn) done(nc net.Conn, epoch uint64, keep bool) {
 	c.mu.Lock()
-	keep = keep && c.epoch == epoch && nc != nil
+	keep = keep && c.epoch == epoch && nc != nil && !c.expired // an expired one may hold a past deadline
 	c.busy = false
 	if keep {
 		c.nc = nc

@@ -310,3 +310,66 @@ func TestKeepAliveGRPCAndHTTPS(t *testing.T) {
 		t.Errorf("https: 10 probes dialled %d connections, want 1", hc.Dials())
 	}
 }
+
+// With SetOwnerDeadline the http probe sets no deadline of its own: a probe of a server that
+// never answers runs past its deadline until the owner calls Expire, then fails with a timeout
+// and does not keep its connection; the next probe dials again and passes.
+func TestOwnerDeadlineExpire(t *testing.T) {
+	for _, keep := range []bool{true, false} {
+		srv := startKeepServer(t)
+		hang := make(chan struct{})
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				go func() { // reads, never answers
+					defer c.Close()
+					go io.Copy(io.Discard, c)
+					<-hang
+				}()
+			}
+		}()
+		p := NewHTTP(HTTPOptions{URI: "/health", KeepAlive: keep}).(ConnProber)
+		var c Conn
+		c.SetOwnerDeadline(true)
+		res := make(chan Result, 1)
+		start := time.Now()
+		go func() { res <- p.ProbeConn(t.Context(), ln.Addr().String(), time.Now().Add(20*time.Millisecond), &c) }()
+		select {
+		case r := <-res:
+			t.Fatalf("keepalive=%v: the probe ended by itself after %v (%v %s); the owner keeps the deadline", keep, time.Since(start), r.Reason, r.Detail)
+		case <-time.After(300 * time.Millisecond):
+		}
+		c.Expire()
+		select {
+		case r := <-res:
+			if r.Reason != Timeout {
+				t.Errorf("keepalive=%v: expired probe: %v %s, want timeout", keep, r.Reason, r.Detail)
+			}
+		case <-time.After(2 * time.Second):
+			t.Fatalf("keepalive=%v: Expire did not end the probe in flight", keep)
+		}
+		close(hang)
+		// Expire with no probe in flight does nothing; a probe after it passes on a new connection.
+		c.Expire()
+		if r := p.ProbeConn(t.Context(), srv.addr, time.Now().Add(2*time.Second), &c); !r.OK() {
+			t.Errorf("keepalive=%v: the probe after an expired one: %v %s", keep, r.Reason, r.Detail)
+		}
+		if keep {
+			if r := p.ProbeConn(t.Context(), srv.addr, time.Now().Add(2*time.Second), &c); !r.OK() || srv.accepts.Load() != 1 {
+				t.Errorf("keepalive: second probe %v, %d connections to the server, want 1", r.Reason, srv.accepts.Load())
+			}
+		}
+		if d := c.Dials(); d != 2 {
+			t.Errorf("keepalive=%v: %d dials, want 2 (the expired connection not kept)", keep, d)
+		}
+		c.Close()
+	}
+}

@@ -37,6 +37,7 @@ type target struct {
 	conn probe.Conn       // the check's connection between probes (keepalive) and its buffers
 	own  *ownership       // this worker owns the slot; nil if not
 	busy bool             // a probe of it is in flight (perhaps under a lost fence)
+	seq  uint64           // probes of it started, to tell them apart in c.expiries
 }
 
 // ownership is what the checker knows about a slot it owns.
@@ -72,9 +73,10 @@ type checker struct {
 	results      chan outcome
 	jobs         chan job
 	owned        map[*target]*ownership
-	queue        dueHeap // owned checks not in flight, by due time
-	inflight     int     // probes started and not yet finished
-	poolSize     int     // probe goroutines started
+	queue        dueHeap    // owned checks not in flight, by due time
+	expiries     expiryHeap // deadlines of the ConnProber probes in flight
+	inflight     int        // probes started and not yet finished
+	poolSize     int        // probe goroutines started
 	sweep        sweeper
 	last         view      // the worker table as the last sweep step saw it
 	lastLocalLog time.Time // rate limit of the "out of resources" warning
@@ -122,7 +124,9 @@ func newChecker(t *shm.Table, tok shm.Token, index int, gen uint64, targets []*t
 		superseded: make(chan struct{}),
 	}
 	for _, tg := range targets {
-		tg.cp, _ = tg.prober.(probe.ConnProber)
+		if tg.cp, _ = tg.prober.(probe.ConnProber); tg.cp != nil {
+			tg.conn.SetOwnerDeadline(true) // run ends each probe at its deadline (expire)
+		}
 	}
 	c.sweep = newSweeper(targets)
 	return c
@@ -191,13 +195,17 @@ func (c *checker) run(ctx context.Context) {
 		case <-c.wake:
 			c.nudged()
 		}
+		now := shm.Now()
+		c.expire(now)
 		if c.draining {
 			if c.inflight == 0 {
 				return // every probe recorded, every slot handed back
 			}
+			if at, ok := c.expiries.next(); ok { // the probes still in flight end by their deadlines
+				timer.Reset(time.Duration(max(at-now, 0)))
+			}
 			continue
 		}
-		now := shm.Now()
 		if now >= c.sweep.next {
 			c.step(now)
 		}
@@ -214,7 +222,25 @@ func (c *checker) nextWake(now int64) int64 {
 	if o := c.queue.peek(); o != nil && c.inflight < maxConcurrentProbes {
 		next = min(next, o.due)
 	}
+	if at, ok := c.expiries.next(); ok {
+		next = min(next, at)
+	}
 	return max(next, now)
+}
+
+// expire ends every ConnProber probe whose deadline has come (the probe then fails with a
+// timeout and its result comes back as any other).
+func (c *checker) expire(now int64) {
+	for {
+		at, ok := c.expiries.next()
+		if !ok || at > now {
+			return
+		}
+		e := c.expiries.pop()
+		if e.t.busy && e.t.seq == e.seq {
+			e.t.conn.Expire()
+		}
+	}
 }
 
 // view is the worker table as one scan sees it.
@@ -363,8 +389,12 @@ func (c *checker) start(o *ownership, due, now int64) {
 	o.running, t.busy = true, true
 	c.inflight++
 	c.stats.starts.Add(1)
-	limit := time.Duration(probeDeadline(due, now, t.interval, t.timeout) - now)
-	c.submit(job{t: t, fence: o.fence, due: due, started: now, deadline: time.Now().Add(limit)})
+	end := probeDeadline(due, now, t.interval, t.timeout)
+	t.seq++
+	if t.cp != nil {
+		c.expiries.push(expiry{at: end, t: t, seq: t.seq})
+	}
+	c.submit(job{t: t, fence: o.fence, due: due, started: now, deadline: time.Now().Add(time.Duration(end - now))})
 }
 
 // probe runs one check; a panic in a probe is a failed check with reason internal, not a dead

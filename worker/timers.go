@@ -74,3 +74,63 @@ func (h dueHeap) down(i int) {
 		i = j
 	}
 }
+
+// expiry is a probe in flight over a target's probe.Conn, ending at its deadline: the checker
+// ends it then (probe.Conn.Expire), so that no probe moves a runtime timer of its own.
+type expiry struct {
+	at  int64 // the deadline, monotonic ns (shm.Now)
+	t   *target
+	seq uint64 // t.seq when the probe started: a later probe of t is not this one
+}
+
+// expiryHeap holds the deadlines of the probes in flight, earliest first. An entry whose probe
+// has ended stays until its deadline and is then dropped (its target's seq moved on or the
+// target is not busy): cheaper than removing it when the result comes.
+type expiryHeap []expiry
+
+func (h *expiryHeap) push(e expiry) {
+	*h = append(*h, e)
+	s := *h
+	for j := len(s) - 1; j > 0; {
+		i := (j - 1) / 2
+		if s[i].at <= s[j].at {
+			break
+		}
+		s[i], s[j] = s[j], s[i]
+		j = i
+	}
+}
+
+// next returns the earliest deadline, or false.
+func (h expiryHeap) next() (int64, bool) {
+	if len(h) == 0 {
+		return 0, false
+	}
+	return h[0].at, true
+}
+
+// pop removes and returns the earliest entry.
+func (h *expiryHeap) pop() expiry {
+	s := *h
+	e := s[0]
+	n := len(s) - 1
+	s[0] = s[n]
+	s[n] = expiry{}
+	s = s[:n]
+	for i := 0; ; {
+		j := 2*i + 1
+		if j >= n {
+			break
+		}
+		if r := j + 1; r < n && s[r].at < s[j].at {
+			j = r
+		}
+		if s[i].at <= s[j].at {
+			break
+		}
+		s[i], s[j] = s[j], s[i]
+		i = j
+	}
+	*h = s
+	return e
+}
