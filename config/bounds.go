@@ -122,64 +122,77 @@ func jsonLen(s string) int64 {
 	return n
 }
 
-// checkBounds scans src, a TOML document, and refuses it when it passes
-// MaxDepth, MaxKeyParts, MaxKeyLen or MaxItems. It reads strings (basic,
-// literal, multi-line) and comments as TOML does, so nothing inside them is
-// counted, and it is linear in len(src) whatever src holds. On text that is
-// not valid TOML it stays linear and quiet where it can; the decoder then
-// reports the syntax error.
-func checkBounds(src []byte, path string) error {
-	s := &boundScan{src: src, line: 1}
+// scan reads src, a TOML document, in one pass that is linear in len(src)
+// whatever src holds. It refuses src when it passes MaxDepth, MaxKeyParts,
+// MaxKeyLen or MaxItems, and otherwise returns the line of each key (see
+// lineIndex). It reads strings (basic, literal, multi-line) and comments as
+// TOML does, so nothing inside them is counted. On text that is not valid
+// TOML it stays linear and quiet where it can (the decoder then reports the
+// syntax error), and the lineIndex it returns means nothing.
+func scan(src []byte, path string) (lineIndex, error) {
+	s := &scanner{src: src, line: 1, ix: lineIndex{}, explicit: map[string]bool{}, aot: map[string]int{}}
 	s.document()
 	if s.err == nil {
-		return nil
+		return s.ix, nil
 	}
 	s.err.File = path
-	return Errors{s.err}
+	return nil, Errors{s.err}
 }
 
-// boundScan is the state of one checkBounds scan.
-type boundScan struct {
+// scanner is the state of one scan.
+type scanner struct {
 	src   []byte
-	i     int    // next byte
-	line  int    // 1-based line of src[i]
-	items int    // keys and values seen
-	key   [2]int // src[key[0]:key[1]] is the key of the current top-level line, for errors
-	err   *Error // the first bound passed
+	i     int      // next byte
+	line  int      // 1-based line of src[i]
+	items int      // keys and values seen
+	parts [][2]int // src[p[0]:p[1]] is each part p of the current top-level key or header
+	err   *Error   // the first bound passed
+
+	ix       lineIndex
+	explicit map[string]bool // the keys of ix that were defined explicitly
+	aot      map[string]int  // array-of-tables key -> index of its last element
+	valKey   string          // the key of the current top-level value, as keyPath formats it
 }
 
-func (s *boundScan) eof() bool { return s.i >= len(s.src) || s.err != nil }
+func (s *scanner) eof() bool { return s.i >= len(s.src) || s.err != nil }
 
-func (s *boundScan) at(c byte) bool { return s.i < len(s.src) && s.src[s.i] == c }
+func (s *scanner) at(c byte) bool { return s.i < len(s.src) && s.src[s.i] == c }
 
-func (s *boundScan) fail(format string, args ...any) {
+// fail notes the first bound passed, with the line and top-level key.
+func (s *scanner) fail(format string, args ...any) {
 	if s.err == nil {
-		s.err = &Error{Line: s.line, Key: shortKey(s.src[s.key[0]:s.key[1]]), Msg: fmt.Sprintf(format, args...)}
+		var key []byte
+		if n := len(s.parts); n > 0 {
+			key = s.src[s.parts[0][0]:s.parts[n-1][1]]
+		}
+		s.err = &Error{Line: s.line, Key: shortKey(key), Msg: fmt.Sprintf(format, args...)}
 	}
 }
 
 // add counts n items.
-func (s *boundScan) add(n int) {
+func (s *scanner) add(n int) {
 	if s.items += n; s.items > MaxItems {
 		s.fail("more than %d keys and values in the file (the limit; see MaxItems)", MaxItems)
 	}
 }
 
 // document scans the top level: table headers and key = value lines.
-func (s *boundScan) document() {
-	table := 0 // length of the current table's name
+func (s *scanner) document() {
+	table, prefix := 0, "" // the current table's name: its length as written, and as keyPath formats it
 	for {
 		s.blank(true)
 		if s.eof() {
 			return
 		}
-		start := s.i
+		start, line := s.i, s.line
 		if s.at('[') {
 			s.i++
-			if s.at('[') {
+			aot := s.at('[')
+			if aot {
 				s.i++
 			}
 			table = s.keyName(0, 0, true)
+			prefix = s.header(aot, line)
 			s.blank(false)
 			for n := 0; n < 2 && s.at(']'); n++ {
 				s.i++
@@ -190,6 +203,7 @@ func (s *boundScan) document() {
 			if s.at('=') {
 				s.i++
 				s.blank(false)
+				s.valKey = s.keyLines(prefix, line)
 				s.value(n, 0, 0)
 			}
 		}
@@ -202,7 +216,7 @@ func (s *boundScan) document() {
 
 // restOfLine skips blanks and a comment up to the end of the line, and
 // anything else there (which the decoder refuses) with them.
-func (s *boundScan) restOfLine() {
+func (s *scanner) restOfLine() {
 	s.blank(false)
 	for !s.eof() && !s.at('\n') {
 		s.i++
@@ -211,7 +225,7 @@ func (s *boundScan) restOfLine() {
 
 // blank skips spaces, tabs, carriage returns and comments, and newlines
 // when nl is set.
-func (s *boundScan) blank(nl bool) {
+func (s *scanner) blank(nl bool) {
 	for !s.eof() {
 		switch c := s.src[s.i]; {
 		case c == ' ' || c == '\t' || c == '\r':
@@ -233,11 +247,11 @@ func (s *boundScan) blank(nl bool) {
 // of its full name: prefix (the name of the table or inline table that
 // holds it; 0 at the top) plus its own parts. Part j of the key counts
 // j+extra items (see MaxItems). top marks the key of a top-level line or
-// header, which errors on this line name.
-func (s *boundScan) keyName(prefix, extra int, top bool) int {
+// header, whose parts go to s.parts.
+func (s *scanner) keyName(prefix, extra int, top bool) int {
 	n, parts := prefix, 0
 	if top {
-		s.key = [2]int{s.i, s.i}
+		s.parts = s.parts[:0]
 	}
 	for !s.eof() {
 		s.blank(false)
@@ -262,7 +276,7 @@ func (s *boundScan) keyName(prefix, extra int, top bool) int {
 		}
 		n += s.i - p
 		if top {
-			s.key[1] = s.i
+			s.parts = append(s.parts, [2]int{p, s.i})
 		}
 		s.add(parts + extra)
 		switch {
@@ -292,7 +306,7 @@ func shortKey(b []byte) string {
 
 // value scans one value whose key's full name is n bytes long, inside depth
 // arrays and inline tables, inl of them inline tables.
-func (s *boundScan) value(n, depth, inl int) {
+func (s *scanner) value(n, depth, inl int) {
 	if s.eof() {
 		return
 	}
@@ -325,9 +339,10 @@ func (s *boundScan) value(n, depth, inl int) {
 	}
 }
 
-// array scans the elements of an array up to its ']'.
-func (s *boundScan) array(n, depth, inl int) {
-	for {
+// array scans the elements of an array up to its ']'. The line of each
+// element of a top-level value's array goes to the lineIndex.
+func (s *scanner) array(n, depth, inl int) {
+	for item := 0; ; {
 		s.blank(true)
 		if s.eof() {
 			return
@@ -339,6 +354,10 @@ func (s *boundScan) array(n, depth, inl int) {
 		case s.at(','):
 			s.i++
 		default:
+			if depth == 1 {
+				s.record(keyIndex(s.valKey, item), s.line, true)
+				item++
+			}
 			s.value(n, depth, inl)
 			if s.i == p { // not TOML; make progress
 				s.i++
@@ -349,7 +368,7 @@ func (s *boundScan) array(n, depth, inl int) {
 
 // inlineTable scans the key = value pairs of an inline table up to its '}'
 // (across lines, as TOML 1.1 allows).
-func (s *boundScan) inlineTable(n, depth, inl int) {
+func (s *scanner) inlineTable(n, depth, inl int) {
 	for {
 		s.blank(true)
 		if s.eof() {
@@ -378,7 +397,7 @@ func (s *boundScan) inlineTable(n, depth, inl int) {
 
 // str skips a string value of any of TOML's four kinds, starting at its
 // quote q.
-func (s *boundScan) str(q byte) {
+func (s *scanner) str(q byte) {
 	if s.i+2 < len(s.src) && s.src[s.i+1] == q && s.src[s.i+2] == q {
 		s.multiLineString(q)
 		return
@@ -388,7 +407,7 @@ func (s *boundScan) str(q byte) {
 
 // lineString skips a one-line basic ("...") or literal ('...') string. It
 // stops at the end of the line when the string does not end there.
-func (s *boundScan) lineString(q byte) {
+func (s *scanner) lineString(q byte) {
 	s.i++
 	for s.i < len(s.src) {
 		switch c := s.src[s.i]; {
@@ -408,7 +427,7 @@ func (s *boundScan) lineString(q byte) {
 // multiLineString skips a multi-line string, basic or literal (between
 // three double or three single quotes), and counts its lines. Up to two
 // quotes may end its content just before the closing three.
-func (s *boundScan) multiLineString(q byte) {
+func (s *scanner) multiLineString(q byte) {
 	s.i += 3
 	for s.i < len(s.src) {
 		switch c := s.src[s.i]; {

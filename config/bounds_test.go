@@ -71,7 +71,7 @@ func TestBoundsAtTheirLimitsPass(t *testing.T) {
 		"parts":     strings.Repeat("a.", MaxKeyParts-1) + "a = 1\n",
 		"key bytes": "[\"" + strings.Repeat("h", MaxKeyLen-4) + "\"]\nk = 1\n", // "hh…h".k
 	} {
-		if err := checkBounds([]byte(base+in), "t.toml"); err != nil {
+		if _, err := scan([]byte(base+in), "t.toml"); err != nil {
 			t.Errorf("%s at its limit: %v", name, err)
 		}
 	}
@@ -104,7 +104,7 @@ func TestTooManyKeysAndValuesRefusedBeforeDecoding(t *testing.T) {
 	for i := 0; i < n; i++ {
 		b.WriteString(nested("x"+strconv.Itoa(i), 31))
 	}
-	if err := checkBounds([]byte(b.String()), "t.toml"); err == nil || !strings.Contains(err.Error(), "keys and values") {
+	if _, err := scan([]byte(b.String()), "t.toml"); err == nil || !strings.Contains(err.Error(), "keys and values") {
 		t.Errorf("%d lines of 31 nested inline tables: %v, want the MaxItems error", n, err)
 	}
 }
@@ -149,7 +149,7 @@ expect_status = [ # ` + deep + `
 			if err := toml.Unmarshal([]byte(in), &v); err != nil {
 				t.Fatalf("%s: %v", in, err)
 			}
-			if err := checkBounds([]byte(in), "t.toml"); err != nil {
+			if _, err := scan([]byte(in), "t.toml"); err != nil {
 				t.Errorf("%s: %v", in, err)
 			}
 		}
@@ -165,7 +165,7 @@ func TestBoundsLeaveSyntaxErrorsToTheDecoder(t *testing.T) {
 		"x = \"\"\"\n{{{{", "x = '''", "x = \"abc\n", "[a.b\n", "x = [1,\n", "x = {a = 1,,}", "= 1", "]]]]",
 		"x = 1 \"\"\"\n" + nested("y", 3), "x = \"\\", "a.\"b\n", "\xff\xfe = 1",
 	} {
-		err := checkBounds([]byte(in), "t.toml")
+		_, err := scan([]byte(in), "t.toml")
 		if err != nil {
 			t.Errorf("%q: %v", in, err)
 		}
@@ -233,7 +233,7 @@ func TestMaxServersConfigAccepted(t *testing.T) {
 	if len(cfg) > MaxFileSize/2 {
 		t.Fatalf("%d bytes: the largest real config should be far below MaxFileSize", len(cfg))
 	}
-	s := &boundScan{src: []byte(cfg), line: 1}
+	s := &scanner{src: []byte(cfg), line: 1, ix: lineIndex{}, explicit: map[string]bool{}, aot: map[string]int{}}
 	s.document()
 	if s.err != nil || s.items > MaxItems*3/4 {
 		t.Fatalf("bounds: %v, %d items (limit %d)", s.err, s.items, MaxItems)

@@ -374,14 +374,14 @@ func Parse(data []byte, path string) (*Config, error) {
 	if len(data) > MaxFileSize {
 		return nil, sizeError(path, int64(len(data)))
 	}
-	if err := checkBounds(data, path); err != nil {
+	lines, err := scan(data, path)
+	if err != nil {
 		return nil, err
 	}
 	var raw map[string]any
 	if _, err := toml.NewDecoder(bytes.NewReader(data)).Decode(&raw); err != nil {
 		return nil, syntaxError(path, err)
 	}
-	lines := indexLines(string(data))
 	r := &reporter{file: path, loc: lines.line}
 	c, set := decode(raw, r)
 	if err := r.err(); err != nil {

@@ -27,7 +27,10 @@ m = '''
 '''
 n = 1 # 20
 `
-	ix := indexLines(src)
+	ix, err := scan([]byte(src), "t.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
 	for key, want := range map[string]int{
 		"a": 2, "t": 5, `t."q.k"`: 6, "t.x": 7, "t.x.y": 7, "t.arr": 8,
 		"t.arr[0]": 9, "t.arr[1]": 11, "t.arr[2]": 11, "t.arr[1].k": 11,
