@@ -130,13 +130,13 @@ func jsonLen(s string) int64 {
 // TOML it stays linear and quiet where it can (the decoder then reports the
 // syntax error), and the lineIndex it returns means nothing.
 func scan(src []byte, path string) (lineIndex, error) {
-	s := &scanner{src: src, line: 1, ix: lineIndex{}, explicit: map[string]bool{}, aot: map[string]int{}}
+	s := &scanner{src: src, line: 1, ix: newLineIndex(), explicit: map[string]bool{}, aot: map[string]int{}}
 	s.document()
 	if s.err == nil {
 		return s.ix, nil
 	}
 	s.err.File = path
-	return nil, Errors{s.err}
+	return lineIndex{}, Errors{s.err}
 }
 
 // scanner is the state of one scan.
@@ -342,7 +342,7 @@ func (s *scanner) value(n, depth, inl int) {
 // array scans the elements of an array up to its ']'. The line of each
 // element of a top-level value's array goes to the lineIndex.
 func (s *scanner) array(n, depth, inl int) {
-	for item := 0; ; {
+	for {
 		s.blank(true)
 		if s.eof() {
 			return
@@ -355,8 +355,7 @@ func (s *scanner) array(n, depth, inl int) {
 			s.i++
 		default:
 			if depth == 1 {
-				s.record(keyIndex(s.valKey, item), s.line, true)
-				item++
+				s.ix.items[s.valKey] = append(s.ix.items[s.valKey], int32(s.line))
 			}
 			s.value(n, depth, inl)
 			if s.i == p { // not TOML; make progress

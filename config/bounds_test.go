@@ -233,7 +233,7 @@ func TestMaxServersConfigAccepted(t *testing.T) {
 	if len(cfg) > MaxFileSize/2 {
 		t.Fatalf("%d bytes: the largest real config should be far below MaxFileSize", len(cfg))
 	}
-	s := &scanner{src: []byte(cfg), line: 1, ix: lineIndex{}, explicit: map[string]bool{}, aot: map[string]int{}}
+	s := &scanner{src: []byte(cfg), line: 1, ix: newLineIndex(), explicit: map[string]bool{}, aot: map[string]int{}}
 	s.document()
 	if s.err != nil || s.items > MaxItems*3/4 {
 		t.Fatalf("bounds: %v, %d items (limit %d)", s.err, s.items, MaxItems)

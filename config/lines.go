@@ -14,14 +14,28 @@ import (
 // lineIndex maps a key, formatted as keyPath formats it (arrays of tables
 // and array items carry an index: "server[1].listen",
 // "upstream.app.servers[0]"), to the 1-based line where it is defined.
-type lineIndex map[string]int
+// The items of a top-level value's array are kept apart, as one slice of
+// lines per array: a map entry per item would repeat the array's key for
+// each of them, and a 2 MB file with a long key and a million short items
+// then took about 1 GiB.
+type lineIndex struct {
+	keys  map[string]int
+	items map[string][]int32 // key of an array value -> line of each item
+}
+
+func newLineIndex() lineIndex {
+	return lineIndex{keys: map[string]int{}, items: map[string][]int32{}}
+}
 
 // line returns the line of key, or of its nearest enclosing key or table
 // that has one (a key inside an inline table gets the line of the table),
 // or 0.
 func (ix lineIndex) line(key string) int {
 	for key != "" {
-		if l, ok := ix[key]; ok {
+		if l, ok := ix.item(key); ok {
+			return l
+		}
+		if l, ok := ix.keys[key]; ok {
 			return l
 		}
 		i := strings.LastIndexAny(key, ".[")
@@ -31,6 +45,27 @@ func (ix lineIndex) line(key string) int {
 		key = key[:i]
 	}
 	return 0
+}
+
+// item returns the line of key if it names an item of an indexed array
+// ("upstream.app.servers[0]").
+func (ix lineIndex) item(key string) (int, bool) {
+	if !strings.HasSuffix(key, "]") {
+		return 0, false
+	}
+	i := strings.LastIndexByte(key, '[')
+	if i < 0 {
+		return 0, false
+	}
+	lines, ok := ix.items[key[:i]]
+	if !ok {
+		return 0, false
+	}
+	n, err := strconv.Atoi(key[i+1 : len(key)-1])
+	if err != nil || n < 0 || n >= len(lines) {
+		return 0, false
+	}
+	return int(lines[n]), true
 }
 
 // keyPart formats one component of a dotted key: bare when TOML allows it
@@ -118,9 +153,9 @@ func (s *scanner) partName(p [2]int) string {
 // prefix of a dotted key or header) never replaces an earlier one; an
 // explicit one replaces an implicit one.
 func (s *scanner) record(key string, line int, explicit bool) {
-	if _, ok := s.ix[key]; ok && (!explicit || s.explicit[key]) {
+	if _, ok := s.ix.keys[key]; ok && (!explicit || s.explicit[key]) {
 		return
 	}
-	s.ix[key] = line
+	s.ix.keys[key] = line
 	s.explicit[key] = explicit
 }

@@ -1,6 +1,10 @@
 package config
 
-import "testing"
+import (
+	"runtime"
+	"strings"
+	"testing"
+)
 
 // TestIndexLines checks that keys are placed on the right line through the
 // constructs that span lines or hide key-like text: multi-line strings and
@@ -40,5 +44,34 @@ n = 1 # 20
 		if got := ix.line(key); got != want {
 			t.Errorf("line(%s) = %d, want %d", key, got, want)
 		}
+	}
+}
+
+// The line index grows with the file, not with the file times a key: the
+// items of an array share their key (a 2 MB file with a 127-character key
+// and a million items took about 1 GiB when each item had its own entry).
+func TestLineIndexMemoryBoundedBySize(t *testing.T) {
+	var b strings.Builder
+	b.WriteString(`"` + strings.Repeat("\u00a0", 127) + `" = [`)
+	const items = 1_000_000
+	for range items {
+		b.WriteString("1,")
+	}
+	b.WriteString("]\n")
+	src := []byte(b.String())
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	ix, err := scan(src, "t.toml")
+	runtime.ReadMemStats(&after)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := after.TotalAlloc - before.TotalAlloc; got > 32*uint64(len(src)) {
+		t.Errorf("scanning %d bytes allocated %d MiB", len(src), got>>20)
+	}
+	key := keyPart(strings.Repeat("\u00a0", 127))
+	if l := ix.line(keyIndex(key, items-1)); l != 1 {
+		t.Errorf("line of the last item: %d, want 1", l)
 	}
 }
