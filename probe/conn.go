@@ -9,6 +9,7 @@ import (
 	"net"
 	"sync/atomic"
 	"syscall"
+	"time"
 )
 
 // session is one connection of a line- or record-oriented check (tcp
@@ -106,6 +107,22 @@ func startSession(ctx context.Context, addr string, max int64) (*session, func()
 	// Cancelling ctx aborts the exchange; AfterFunc runs only if ctx ends first.
 	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(aLongTimeAgo) })
 	return newSession(conn, max), func() { stop(); conn.Close() }, Result{}
+}
+
+// sessionProbe is the Probe of every session-based check: it dials addr,
+// runs exchange on a session whose reads are bounded by max (<= 0 means
+// DefaultMaxResponse), closes the connection and returns the verdict through
+// finish, the RTT counted from before the dial. A panic in exchange is
+// recovered into an Internal result.
+func sessionProbe(ctx context.Context, addr string, max int64, exchange func(*session) Result) (res Result) {
+	start := time.Now()
+	defer recoverInto(&res, start)
+	s, done, res := startSession(ctx, addr, max)
+	if s == nil {
+		return finish(res, start)
+	}
+	defer done()
+	return finish(exchange(s), start)
 }
 
 // sendFailure classifies a write error.

@@ -9,7 +9,6 @@ import (
 	"io"
 	"strconv"
 	"strings"
-	"time"
 )
 
 // RedisOptions configures a redis check.
@@ -61,17 +60,12 @@ func respCommand(b []byte, args ...string) []byte {
 }
 
 // Probe implements Prober.
-func (p *redisProber) Probe(ctx context.Context, addr string) (res Result) {
-	start := time.Now()
-	defer recoverInto(&res, start)
-	s, done, res := startSession(ctx, addr, p.opt.MaxResponse)
-	if s == nil {
-		return finish(res, start)
-	}
-	defer done()
-	res = p.exchange(s)
-	res.Detail = scrub(res.Detail, p.opt.Password)
-	return finish(res, start)
+func (p *redisProber) Probe(ctx context.Context, addr string) Result {
+	return sessionProbe(ctx, addr, p.opt.MaxResponse, func(s *session) Result {
+		res := p.exchange(s)
+		res.Detail = scrub(res.Detail, p.opt.Password)
+		return res
+	})
 }
 
 func (p *redisProber) exchange(s *session) Result {
