@@ -51,22 +51,32 @@ func (s *session) full(p []byte) error {
 // line reads one line ending in "\n" and returns it without "\r\n" or "\n".
 // On an error it returns what it read of the line, too.
 func (s *session) line() ([]byte, error) {
-	var out []byte
-	for {
-		frag, err := s.r.ReadSlice('\n')
-		out = append(out, frag...)
-		if err == nil {
-			break
-		}
-		if !errors.Is(err, bufio.ErrBufferFull) {
-			return out, err
-		}
+	out, err := readLine(s.r)
+	if err != nil {
+		return out, err
 	}
 	out = out[:len(out)-1]
 	if n := len(out); n > 0 && out[n-1] == '\r' {
 		out = out[:n-1]
 	}
 	return out, nil
+}
+
+// readLine reads through the next "\n", however long the line, and returns
+// the line with its "\n"; the reader under r must bound it (a session's
+// budget does). On an error it returns what it read of the line, too.
+func readLine(r *bufio.Reader) ([]byte, error) {
+	var out []byte
+	for {
+		frag, err := r.ReadSlice('\n')
+		out = append(out, frag...)
+		if err == nil {
+			return out, nil
+		}
+		if !errors.Is(err, bufio.ErrBufferFull) {
+			return out, err
+		}
+	}
 }
 
 // budgetReader reads from r until left bytes have been read; after that a

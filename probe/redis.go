@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"strconv"
@@ -212,16 +211,9 @@ func readRESP(r *bufio.Reader, depth int) (respValue, error) {
 
 // readCRLF reads a line that must end in "\r\n" and returns it without.
 func readCRLF(r *bufio.Reader) ([]byte, error) {
-	var line []byte
-	for {
-		frag, err := r.ReadSlice('\n')
-		line = append(line, frag...)
-		if err == nil {
-			break
-		}
-		if !errors.Is(err, bufio.ErrBufferFull) {
-			return nil, err
-		}
+	line, err := readLine(r)
+	if err != nil {
+		return nil, err
 	}
 	if len(line) < 2 || line[len(line)-2] != '\r' {
 		return nil, protoError("RESP line not ended by CRLF")
