@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"strconv"
-	"time"
 )
 
 // AgentReply is what one line of HAProxy's agent-check protocol asks for.
@@ -46,31 +45,29 @@ var _ Prober = (*agentProber)(nil)
 func NewAgent(o AgentOptions) Prober { return &agentProber{opt: o} }
 
 // Probe implements Prober.
-func (p *agentProber) Probe(ctx context.Context, addr string) (res Result) {
-	start := time.Now()
-	defer recoverInto(&res, start)
-	s, done, res := startSession(ctx, addr, p.opt.MaxResponse)
-	if s == nil {
-		return finish(res, start)
-	}
-	defer done()
+func (p *agentProber) Probe(ctx context.Context, addr string) Result {
+	return sessionProbe(ctx, addr, p.opt.MaxResponse, p.exchange)
+}
+
+// exchange sends the agent request, if any, and judges the agent's line.
+func (p *agentProber) exchange(s *session) Result {
 	if p.opt.Send != "" {
 		if err := s.write([]byte(p.opt.Send)); err != nil {
-			return finish(sendFailure(err, "the agent request"), start)
+			return sendFailure(err, "the agent request")
 		}
 	}
 	line, err := s.line()
 	if err != nil {
 		// The agent may close right after its line without a newline.
 		if !errors.Is(err, io.EOF) || len(line) == 0 {
-			return finish(readFailure(err, "the agent line", s.read(), s.max), start)
+			return readFailure(err, "the agent line", s.read(), s.max)
 		}
 	}
-	res = Result{Bytes: s.read()}
+	res := Result{Bytes: s.read()}
 	reply, err := ParseAgentLine(line)
 	if err != nil {
 		res.Reason, res.Detail = BadResponse, err.Error()
-		return finish(res, start)
+		return res
 	}
 	res.Agent = &reply
 	switch reply.State {
@@ -80,7 +77,7 @@ func (p *agentProber) Probe(ctx context.Context, addr string) (res Result) {
 			res.Detail += ": " + reply.Why
 		}
 	}
-	return finish(res, start)
+	return res
 }
 
 // ParseAgentLine parses one agent line (without its newline): words

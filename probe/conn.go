@@ -9,6 +9,7 @@ import (
 	"net"
 	"sync/atomic"
 	"syscall"
+	"time"
 )
 
 // session is one connection of a line- or record-oriented check (tcp
@@ -50,22 +51,32 @@ func (s *session) full(p []byte) error {
 // line reads one line ending in "\n" and returns it without "\r\n" or "\n".
 // On an error it returns what it read of the line, too.
 func (s *session) line() ([]byte, error) {
-	var out []byte
-	for {
-		frag, err := s.r.ReadSlice('\n')
-		out = append(out, frag...)
-		if err == nil {
-			break
-		}
-		if !errors.Is(err, bufio.ErrBufferFull) {
-			return out, err
-		}
+	out, err := readLine(s.r)
+	if err != nil {
+		return out, err
 	}
 	out = out[:len(out)-1]
 	if n := len(out); n > 0 && out[n-1] == '\r' {
 		out = out[:n-1]
 	}
 	return out, nil
+}
+
+// readLine reads through the next "\n", however long the line, and returns
+// the line with its "\n"; the reader under r must bound it (a session's
+// budget does). On an error it returns what it read of the line, too.
+func readLine(r *bufio.Reader) ([]byte, error) {
+	var out []byte
+	for {
+		frag, err := r.ReadSlice('\n')
+		out = append(out, frag...)
+		if err == nil {
+			return out, nil
+		}
+		if !errors.Is(err, bufio.ErrBufferFull) {
+			return out, err
+		}
+	}
 }
 
 // budgetReader reads from r until left bytes have been read; after that a
@@ -106,6 +117,22 @@ func startSession(ctx context.Context, addr string, max int64) (*session, func()
 	// Cancelling ctx aborts the exchange; AfterFunc runs only if ctx ends first.
 	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(aLongTimeAgo) })
 	return newSession(conn, max), func() { stop(); conn.Close() }, Result{}
+}
+
+// sessionProbe is the Probe of every session-based check: it dials addr,
+// runs exchange on a session whose reads are bounded by max (<= 0 means
+// DefaultMaxResponse), closes the connection and returns the verdict through
+// finish, the RTT counted from before the dial. A panic in exchange is
+// recovered into an Internal result.
+func sessionProbe(ctx context.Context, addr string, max int64, exchange func(*session) Result) (res Result) {
+	start := time.Now()
+	defer recoverInto(&res, start)
+	s, done, res := startSession(ctx, addr, max)
+	if s == nil {
+		return finish(res, start)
+	}
+	defer done()
+	return finish(exchange(s), start)
 }
 
 // sendFailure classifies a write error.

@@ -6,7 +6,6 @@ import (
 	"encoding/binary"
 	"regexp"
 	"strconv"
-	"time"
 
 	"hcproxy/internal/h1"
 )
@@ -103,15 +102,8 @@ func fcgiPair(b []byte, name, value string) []byte {
 }
 
 // Probe implements Prober.
-func (p *fastcgiProber) Probe(ctx context.Context, addr string) (res Result) {
-	start := time.Now()
-	defer recoverInto(&res, start)
-	s, done, res := startSession(ctx, addr, p.max)
-	if s == nil {
-		return finish(res, start)
-	}
-	defer done()
-	return finish(p.exchange(s), start)
+func (p *fastcgiProber) Probe(ctx context.Context, addr string) Result {
+	return sessionProbe(ctx, addr, p.max, p.exchange)
 }
 
 func (p *fastcgiProber) exchange(s *session) Result {

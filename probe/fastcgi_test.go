@@ -2,6 +2,8 @@ package probe
 
 import (
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -122,4 +124,28 @@ func TestFastCGIFakes(t *testing.T) {
 		got := probeCtx(t, NewFastCGI(FastCGIOptions{}), serveConns(t, stall), 300*time.Millisecond)
 		checkResult(t, got, Timeout, 0, "FastCGI response")
 	})
+}
+
+// TestSessionProbePanicRecovered pins that a panicking hook in a
+// session-based check (here the FastCGI status hook) becomes an Internal
+// result and that the check's connection is still closed.
+func TestSessionProbePanicRecovered(t *testing.T) {
+	closed := make(chan error, 1)
+	addr := serveConns(t, func(c net.Conn, done <-chan struct{}) {
+		c.Write([]byte(fcgiReply([2]string{string(rune(fcgiStdout)), "Status: 200\r\n\r\npong"},
+			[2]string{string(rune(fcgiEndRequest)), "\x00\x00\x00\x00\x00\x00\x00\x00"})))
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		_, err := io.Copy(io.Discard, c) // nil once the prober closes its end
+		closed <- err
+	})
+	p := NewFastCGI(FastCGIOptions{StatusOK: func(int) bool { panic("boom") }})
+	checkResult(t, probeCtx(t, p, addr, 2*time.Second), Internal, 0, "panic: boom")
+	select {
+	case err := <-closed:
+		if err != nil {
+			t.Fatalf("the prober did not close its connection: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the server never finished reading")
+	}
 }

@@ -4,7 +4,6 @@ import (
 	"io"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
@@ -21,37 +20,17 @@ type rawServer struct {
 // goroutine it started. handle must return once done is closed.
 func newRawServer(t *testing.T, handle func(c net.Conn, done <-chan struct{})) *rawServer {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := &rawServer{addr: ln.Addr().String(), reqs: make(chan string, 64)}
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Go(func() {
-				defer c.Close()
-				head, err := readHead(c)
-				if err != nil {
-					return
-				}
-				select {
-				case s.reqs <- head:
-				default:
-				}
-				handle(c, done)
-			})
+	s := &rawServer{reqs: make(chan string, 64)}
+	s.addr = acceptLoop(t, func(c net.Conn, done <-chan struct{}) {
+		head, err := readHead(c)
+		if err != nil {
+			return
 		}
-	})
-	t.Cleanup(func() {
-		close(done)
-		ln.Close()
-		wg.Wait()
+		select {
+		case s.reqs <- head:
+		default:
+		}
+		handle(c, done)
 	})
 	return s
 }

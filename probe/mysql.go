@@ -6,7 +6,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"time"
 )
 
 // MySQLOptions configures a mysql check.
@@ -46,15 +45,8 @@ func (e *MySQLError) Error() string {
 }
 
 // Probe implements Prober.
-func (p *mysqlProber) Probe(ctx context.Context, addr string) (res Result) {
-	start := time.Now()
-	defer recoverInto(&res, start)
-	s, done, res := startSession(ctx, addr, p.opt.MaxResponse)
-	if s == nil {
-		return finish(res, start)
-	}
-	defer done()
-	return finish(p.exchange(s), start)
+func (p *mysqlProber) Probe(ctx context.Context, addr string) Result {
+	return sessionProbe(ctx, addr, p.opt.MaxResponse, p.exchange)
 }
 
 func (p *mysqlProber) exchange(s *session) Result {

@@ -102,9 +102,21 @@ func writeKeyPair(t *testing.T, c tls.Certificate) (certFile, keyFile string) {
 }
 
 // serveConns accepts connections on a loopback listener and runs handle on
-// each until the test ends; it returns the address. Unlike rawServer it
-// reads nothing first.
+// each, with a 10 s deadline on the connection, until the test ends; it
+// returns the address. Unlike rawServer it reads nothing first.
 func serveConns(t *testing.T, handle func(c net.Conn, done <-chan struct{})) string {
+	t.Helper()
+	return acceptLoop(t, func(c net.Conn, done <-chan struct{}) {
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		handle(c, done)
+	})
+}
+
+// acceptLoop accepts connections on a loopback listener and runs serve on
+// each in its own goroutine, closing the connection when serve returns; it
+// returns the address. t.Cleanup closes done and the listener and waits for
+// every goroutine it started, so serve must return once done is closed.
+func acceptLoop(t *testing.T, serve func(c net.Conn, done <-chan struct{})) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -120,8 +132,7 @@ func serveConns(t *testing.T, handle func(c net.Conn, done <-chan struct{})) str
 			}
 			wg.Go(func() {
 				defer c.Close()
-				c.SetDeadline(time.Now().Add(10 * time.Second))
-				handle(c, done)
+				serve(c, done)
 			})
 		}
 	})

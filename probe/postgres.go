@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
-	"time"
 )
 
 // PostgresOptions configures a postgres check.
@@ -51,17 +50,12 @@ func NewPostgres(o PostgresOptions) Prober {
 }
 
 // Probe implements Prober.
-func (p *postgresProber) Probe(ctx context.Context, addr string) (res Result) {
-	start := time.Now()
-	defer recoverInto(&res, start)
-	s, done, res := startSession(ctx, addr, p.opt.MaxResponse)
-	if s == nil {
-		return finish(res, start)
-	}
-	defer done()
-	res = p.exchange(s)
-	res.Detail = scrub(res.Detail, p.opt.Password)
-	return finish(res, start)
+func (p *postgresProber) Probe(ctx context.Context, addr string) Result {
+	return sessionProbe(ctx, addr, p.opt.MaxResponse, func(s *session) Result {
+		res := p.exchange(s)
+		res.Detail = scrub(res.Detail, p.opt.Password)
+		return res
+	})
 }
 
 // pgMaxIterations bounds the SCRAM iteration count a server may ask for, so a

@@ -4,12 +4,10 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"strconv"
 	"strings"
-	"time"
 )
 
 // RedisOptions configures a redis check.
@@ -61,17 +59,12 @@ func respCommand(b []byte, args ...string) []byte {
 }
 
 // Probe implements Prober.
-func (p *redisProber) Probe(ctx context.Context, addr string) (res Result) {
-	start := time.Now()
-	defer recoverInto(&res, start)
-	s, done, res := startSession(ctx, addr, p.opt.MaxResponse)
-	if s == nil {
-		return finish(res, start)
-	}
-	defer done()
-	res = p.exchange(s)
-	res.Detail = scrub(res.Detail, p.opt.Password)
-	return finish(res, start)
+func (p *redisProber) Probe(ctx context.Context, addr string) Result {
+	return sessionProbe(ctx, addr, p.opt.MaxResponse, func(s *session) Result {
+		res := p.exchange(s)
+		res.Detail = scrub(res.Detail, p.opt.Password)
+		return res
+	})
 }
 
 func (p *redisProber) exchange(s *session) Result {
@@ -218,16 +211,9 @@ func readRESP(r *bufio.Reader, depth int) (respValue, error) {
 
 // readCRLF reads a line that must end in "\r\n" and returns it without.
 func readCRLF(r *bufio.Reader) ([]byte, error) {
-	var line []byte
-	for {
-		frag, err := r.ReadSlice('\n')
-		line = append(line, frag...)
-		if err == nil {
-			break
-		}
-		if !errors.Is(err, bufio.ErrBufferFull) {
-			return nil, err
-		}
+	line, err := readLine(r)
+	if err != nil {
+		return nil, err
 	}
 	if len(line) < 2 || line[len(line)-2] != '\r' {
 		return nil, protoError("RESP line not ended by CRLF")

@@ -3,7 +3,6 @@ package probe
 import (
 	"context"
 	"fmt"
-	"time"
 )
 
 // SMTPOptions configures an smtp check.
@@ -26,15 +25,8 @@ var _ Prober = (*smtpProber)(nil)
 func NewSMTP(o SMTPOptions) Prober { return &smtpProber{opt: o} }
 
 // Probe implements Prober.
-func (p *smtpProber) Probe(ctx context.Context, addr string) (res Result) {
-	start := time.Now()
-	defer recoverInto(&res, start)
-	s, done, res := startSession(ctx, addr, p.opt.MaxResponse)
-	if s == nil {
-		return finish(res, start)
-	}
-	defer done()
-	return finish(p.exchange(s), start)
+func (p *smtpProber) Probe(ctx context.Context, addr string) Result {
+	return sessionProbe(ctx, addr, p.opt.MaxResponse, p.exchange)
 }
 
 func (p *smtpProber) exchange(s *session) Result {

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"regexp"
-	"time"
 )
 
 // Match is how an expect step of a tcp sequence compares what it read.
@@ -56,15 +55,8 @@ func NewTCP() Prober { return &tcpProber{} }
 func NewTCPSequence(o TCPOptions) Prober { return &tcpProber{opt: o} }
 
 // Probe implements Prober.
-func (p *tcpProber) Probe(ctx context.Context, addr string) (res Result) {
-	start := time.Now()
-	defer recoverInto(&res, start)
-	s, done, res := startSession(ctx, addr, p.opt.MaxResponse)
-	if s == nil {
-		return finish(res, start)
-	}
-	defer done()
-	return finish(p.run(s), start)
+func (p *tcpProber) Probe(ctx context.Context, addr string) Result {
+	return sessionProbe(ctx, addr, p.opt.MaxResponse, p.run)
 }
 
 // run executes the sequence on s.
