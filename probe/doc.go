@@ -18,7 +18,11 @@
 // exception is keep-alive (keep.go): http, https and grpc are also
 // ConnProbers, whose ProbeConn runs by a deadline over a Conn that the
 // caller owns, and which keeps the connection (and the probe's buffers)
-// from one check to the next when the check asks for it.
+// from one check to the next when the check asks for it. An owner that
+// keeps the deadlines itself (Conn.SetOwnerDeadline; the worker's checker
+// does) ends each probe with Conn.Expire, so the http probe moves no
+// runtime timer. The descriptors of closed check connections are closed in
+// batches a few milliseconds later (closer.go).
 //
 // Scheduling, hysteresis (rise/fall) and writing state to the shared table
 // live once, in worker/. probe/ only knows how to do one check.

@@ -398,8 +398,9 @@ func (c *checker) start(o *ownership, due, now int64) {
 }
 
 // probe runs one check; a panic in a probe is a failed check with reason internal, not a dead
-// worker. A ConnProber runs by the deadline over the target's Conn (no context or timer per
-// probe); Stop cuts it short by cancelling c.ctx and closing the Conn.
+// worker. A ConnProber runs over the target's Conn with no context or timer of its own: the
+// run loop ends it at its deadline (expire); Stop cuts it short by cancelling c.ctx and closing
+// the Conn.
 func (c *checker) probe(t *target, deadline time.Time) (res probe.Result) {
 	defer func() {
 		if p := recover(); p != nil {
