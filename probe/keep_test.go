@@ -318,30 +318,19 @@ func TestOwnerDeadlineExpire(t *testing.T) {
 	for _, keep := range []bool{true, false} {
 		srv := startKeepServer(t)
 		hang := make(chan struct{})
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer ln.Close()
-		go func() {
-			for {
-				c, err := ln.Accept()
-				if err != nil {
-					return
-				}
-				go func() { // reads, never answers
-					defer c.Close()
-					go io.Copy(io.Discard, c)
-					<-hang
-				}()
+		silent := acceptLoop(t, func(c net.Conn, done <-chan struct{}) { // reads, never answers
+			go io.Copy(io.Discard, c)
+			select {
+			case <-hang:
+			case <-done:
 			}
-		}()
+		})
 		p := NewHTTP(HTTPOptions{URI: "/health", KeepAlive: keep}).(ConnProber)
 		var c Conn
 		c.SetOwnerDeadline(true)
 		res := make(chan Result, 1)
 		start := time.Now()
-		go func() { res <- p.ProbeConn(t.Context(), ln.Addr().String(), time.Now().Add(20*time.Millisecond), &c) }()
+		go func() { res <- p.ProbeConn(t.Context(), silent, time.Now().Add(20*time.Millisecond), &c) }()
 		select {
 		case r := <-res:
 			t.Fatalf("keepalive=%v: the probe ended by itself after %v (%v %s); the owner keeps the deadline", keep, time.Since(start), r.Reason, r.Detail)
