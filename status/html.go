@@ -51,6 +51,7 @@ type row struct {
 	Backend
 	Class      string // CSS classes: the state, the admin state when not ready, "ejected"
 	Owner      string
+	Fleet      bool // checked by other hosts of the fleet: the state is their vote
 	Stale      bool // owner is not a ready worker of the current generation
 	Result     string
 	Detail     string // shown below the result: the failure's detail
@@ -183,6 +184,8 @@ func newRow(b Backend, now time.Time, live map[[2]uint64]bool) row {
 	if b.OwnerPid != 0 {
 		r.Owner = strconv.Itoa(b.OwnerPid)
 		r.Stale = !live[[2]uint64{uint64(b.OwnerPid), uint64(b.OwnerSerial)}]
+	} else if b.Source == "fleet" {
+		r.Owner, r.Fleet = "fleet", true
 	}
 	if b.Checks > 0 {
 		r.Result = b.LastResult
@@ -362,7 +365,7 @@ refresh <input name="refresh" size="3" value="{{if .Refresh}}{{.Refresh}}{{end}}
 <td class="checks">{{.Checks}} · {{.Failures}} failed{{if .Interval}} · {{.Interval}}{{end}}</td>
 <td class="requests">{{.Requests}}{{if or .Errors .PassiveFailures .ActiveRequests}} ({{.Errors}} err, {{.PassiveFailures}} passive, {{.ActiveRequests}} active){{end}}</td>
 <td class="weight" title="{{.WeightCell}}">{{.WeightCell}}</td>
-<td class="owner">{{if .Stale}}<span class="stale" title="not a ready worker of the current generation">{{.Owner}} (gone)</span>{{else}}{{.Owner}}{{end}}</td>
+<td class="owner">{{if .Fleet}}<span title="checked by other hosts of the fleet; the state is their vote (hcctl fleet)">fleet</span>{{else if .Stale}}<span class="stale" title="not a ready worker of the current generation">{{.Owner}} (gone)</span>{{else}}{{.Owner}}{{end}}</td>
 <td class="history" title="{{.History}}"><i class="strip" style="{{.Strip}}"></i></td>
 </tr>
 {{end}}</table></div>

@@ -254,3 +254,24 @@ func TestUpstreamSummary(t *testing.T) {
 		t.Errorf("p99 beyond the last bound = %v, want +Inf", q)
 	}
 }
+
+// A server that other hosts of the fleet check (its remote bit set, no local owner) shows
+// "fleet" as its owner, not "-": the page says where its state comes from.
+func TestStatusHTMLFleetOwner(t *testing.T) {
+	f := newFixture(t)
+	s := f.tab.Slot(0) // api's 10.0.0.9:81, owned by nobody here
+	s.SetRemote(true)
+	if !s.Remote() {
+		t.Fatal("the remote bit did not stick")
+	}
+	srv := httptest.NewServer(Handler(f.tab, Options{}))
+	defer srv.Close()
+	_, body := get(t, srv.URL+"/status")
+	rows := parseRows(t, body)
+	if got := rows["10.0.0.9:81"].cells["owner"]; got != "fleet" {
+		t.Errorf("owner of a server the fleet checks = %q, want fleet", got)
+	}
+	if got := rows["10.0.0.1:80"].cells["owner"]; got != "4242" {
+		t.Errorf("owner of a locally checked server = %q, want 4242", got)
+	}
+}
