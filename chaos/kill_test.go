@@ -162,8 +162,8 @@ func TestMasterKillRestart(t *testing.T) {
 	if err := syscall.Kill(old, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
+	killed := time.Now() // the master's Wait ends only once its workers closed its output too
 	<-p.Done
-	killed := time.Now()
 	for time.Since(killed) < 10*time.Second {
 		alive := 0
 		for _, w := range ws {
