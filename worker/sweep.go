@@ -16,7 +16,9 @@ import (
 //     slots: the checker's start, a nudge from the master (a worker died: the first walk is
 //     done at once), a new generation published (the old one hands its slots back), and a
 //     change in the live workers (one came, went or stopped beating: slots move to their
-//     preferred worker, or a hung owner's leases lapse).
+//     preferred worker, or a hung owner's leases lapse), or this worker resuming after a
+//     stop longer than staleBeat (its checks were taken; the ones it is preferred for come
+//     back to it).
 //   - Slow otherwise, as a safety net for what nobody signals: at most slowBudget slots a
 //     second, and a whole walk at most every slowPeriod. Its cost does not grow with the number
 //     of slots past slowBudget x slowPeriod; a lapse nobody signalled is noticed within
@@ -37,6 +39,7 @@ const (
 type sweeper struct {
 	pos    int   // next target to visit
 	next   int64 // when the next step is due (monotonic ns)
+	last   int64 // when the last step ran
 	fast   int64 // fast until then
 	window time.Duration
 }
@@ -72,9 +75,14 @@ func ceilDiv(a, b int) int { return (a + b - 1) / b }
 func (c *checker) step(now int64) {
 	v := c.view()
 	c.table.Heartbeat(c.index, len(c.owned))
-	if v.gen != c.last.gen || !slices.Equal(v.live, c.last.live) {
+	// A change in the workers; or this worker was itself stopped or hung for longer than the
+	// others wait for a heartbeat (SIGSTOP, a stalled machine): its own view did not change, but
+	// the others took its checks by lease and, seeing it beat again, now hand back the ones it
+	// is preferred for, which a slow sweep would find only up to slowPeriod later.
+	if v.gen != c.last.gen || !slices.Equal(v.live, c.last.live) || (c.sweep.last != 0 && now-c.sweep.last > int64(staleBeat)) {
 		c.sweep.fast = now + int64(c.sweep.window)
 	}
+	c.sweep.last = now
 	c.last = v
 	if v.gen > c.gen {
 		c.handBack() // a newer generation is published: hand it every slot not being probed
