@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -28,16 +29,19 @@ import (
 // measured at 2,000 servers checked each second, the monitor was 13% of a worker's CPU, with a
 // context switch per check. tcpConn makes 4-6 system calls to connect and none of them
 // enters the scheduler.
-func connect(ctx context.Context, addr string, deadline time.Time) (net.Conn, error) {
+//
+// With a gate (not nil), reads of the answer wait for it (see tcpConn).
+func connect(ctx context.Context, addr string, deadline time.Time, gate *Gate) (net.Conn, error) {
 	ap, err := netip.ParseAddrPort(addr)
 	if err != nil {
 		return (&net.Dialer{Deadline: deadline, KeepAlive: -1}).DialContext(ctx, "tcp", addr)
 	}
-	return dialTCP(ctx, ap, deadline)
+	return dialTCP(ctx, ap, deadline, gate)
 }
 
-// dialTCP is connect's raw path.
-func dialTCP(ctx context.Context, ap netip.AddrPort, deadline time.Time) (net.Conn, error) {
+// dialTCP is connect's raw path. The connection it returns is not registered with the
+// runtime's poller while its calls need no waiting (see tcpConn).
+func dialTCP(ctx context.Context, ap netip.AddrPort, deadline time.Time, gate *Gate) (net.Conn, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, dialError(ap, err)
 	}
@@ -66,6 +70,12 @@ func dialTCP(ctx context.Context, ap netip.AddrPort, deadline time.Time) (net.Co
 		sa6.Addr = ip.As16()
 		sa, salen = unsafe.Pointer(&sa6), unsafe.Sizeof(sa6)
 	}
+	if gate != nil {
+		// The kernel stamps the data it receives: a read held back by the gate still knows
+		// when its answer came (tcpConn.held).
+		one := int32(1)
+		unix.RawSyscall6(unix.SYS_SETSOCKOPT, uintptr(fd), unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, uintptr(unsafe.Pointer(&one)), 4, 0)
+	}
 	var e unix.Errno
 	for {
 		_, _, e = unix.RawSyscall(unix.SYS_CONNECT, uintptr(fd), uintptr(sa), salen)
@@ -77,18 +87,13 @@ func dialTCP(ctx context.Context, ap netip.AddrPort, deadline time.Time) (net.Co
 		unix.Close(fd)
 		return nil, dialError(ap, os.NewSyscallError("connect", e))
 	}
-	// A non-blocking descriptor: NewFile registers it with the poller.
-	c := &tcpConn{f: os.NewFile(uintptr(fd), "tcp"), raddr: ap}
-	rc, err := c.f.SyscallConn()
-	if err != nil {
-		c.f.Close()
-		return nil, dialError(ap, err)
+	c := &tcpConn{fd: fd, raddr: ap, gate: gate}
+	if gate != nil {
+		c.stop = ctx.Done()
 	}
-	c.rc = rc
-	c.rd, c.wr = c.doRead, c.doWrite
 	if e == unix.EINPROGRESS {
 		if err := c.finishConnect(ctx, deadline); err != nil {
-			c.f.Close()
+			c.Close()
 			return nil, dialError(ap, err)
 		}
 	}
@@ -96,7 +101,23 @@ func dialTCP(ctx context.Context, ap netip.AddrPort, deadline time.Time) (net.Co
 }
 
 // finishConnect waits, until deadline or ctx ends, for a connect in progress to complete.
+//
+// The connection's TCP state says in one call whether the handshake is done (on loopback it
+// usually is by now: connect ran it inline), still going (wait until writable and look again),
+// or failed (SO_ERROR says why). Only a handshake still going registers the descriptor with
+// the poller.
 func (c *tcpConn) finishConnect(ctx context.Context, deadline time.Time) error {
+	switch st, err := c.tcpState(uintptr(c.fd)); {
+	case err != nil:
+		return err
+	case st == connDone:
+		return nil
+	case st == connFailed:
+		return c.soError()
+	}
+	if err := c.register(); err != nil {
+		return err
+	}
 	if err := c.f.SetWriteDeadline(deadline); err != nil {
 		return err
 	}
@@ -104,26 +125,11 @@ func (c *tcpConn) finishConnect(ctx context.Context, deadline time.Time) error {
 		stop := context.AfterFunc(ctx, func() { c.f.SetWriteDeadline(aLongTimeAgo) })
 		defer stop()
 	}
-	// The connection's TCP state says in one call whether the handshake is done (on loopback
-	// it usually is by now: connect ran it inline), still going (wait until writable and look
-	// again), or failed (SO_ERROR says why).
-	var info unix.TCPInfo
+	var st int
 	var gerr error
-	failed := false
 	err := c.rc.Write(func(fd uintptr) bool {
-		n := uint32(unsafe.Sizeof(info))
-		if _, _, e := unix.RawSyscall6(unix.SYS_GETSOCKOPT, fd, unix.IPPROTO_TCP, unix.TCP_INFO, uintptr(unsafe.Pointer(&info)), uintptr(unsafe.Pointer(&n)), 0); e != 0 {
-			gerr = os.NewSyscallError("getsockopt", e)
-			return true
-		}
-		switch info.State {
-		case tcpEstablished, tcpCloseWait: // connected (and, in CLOSE_WAIT, already closed by the peer)
-			return true
-		case tcpSynSent, tcpSynRecv:
-			return false
-		}
-		failed = true
-		return true
+		st, gerr = c.tcpState(fd)
+		return gerr != nil || st != connPending
 	})
 	switch {
 	case err != nil:
@@ -133,15 +139,47 @@ func (c *tcpConn) finishConnect(ctx context.Context, deadline time.Time) error {
 		return err
 	case gerr != nil:
 		return gerr
-	case failed:
-		var soErr int
-		c.rc.Control(func(fd uintptr) { soErr, gerr = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_ERROR) })
-		if soErr == 0 {
-			soErr = int(unix.ECONNABORTED)
-		}
-		return os.NewSyscallError("connect", unix.Errno(soErr))
+	case st == connFailed:
+		return c.soError()
 	}
+	c.wdl = time.Time{}
 	return c.f.SetWriteDeadline(time.Time{})
+}
+
+// Connection states as tcpState reports them.
+const (
+	connDone = iota
+	connPending
+	connFailed
+)
+
+// tcpState reads fd's TCP state (TCP_INFO): connected (ESTABLISHED, or CLOSE_WAIT if the
+// peer has already closed), still connecting, or failed.
+func (c *tcpConn) tcpState(fd uintptr) (int, error) {
+	var info unix.TCPInfo
+	n := uint32(unsafe.Sizeof(info))
+	if _, _, e := unix.RawSyscall6(unix.SYS_GETSOCKOPT, fd, unix.IPPROTO_TCP, unix.TCP_INFO, uintptr(unsafe.Pointer(&info)), uintptr(unsafe.Pointer(&n)), 0); e != 0 {
+		return connFailed, os.NewSyscallError("getsockopt", e)
+	}
+	switch info.State {
+	case tcpEstablished, tcpCloseWait:
+		return connDone, nil
+	case tcpSynSent, tcpSynRecv:
+		return connPending, nil
+	}
+	return connFailed, nil
+}
+
+// soError is the error of a failed connect (SO_ERROR).
+func (c *tcpConn) soError() error {
+	soErr, err := unix.GetsockoptInt(c.fd, unix.SOL_SOCKET, unix.SO_ERROR)
+	if err != nil {
+		return os.NewSyscallError("getsockopt", err)
+	}
+	if soErr == 0 {
+		soErr = int(unix.ECONNABORTED)
+	}
+	return os.NewSyscallError("connect", unix.Errno(soErr))
 }
 
 // TCP states (include/net/tcp_states.h).
@@ -158,24 +196,216 @@ func dialError(ap netip.AddrPort, err error) error {
 }
 
 // tcpConn is a check's TCP connection made by dialTCP: a net.Conn whose reads and writes are
-// single raw system calls inside the poller's callbacks (waiting, deadlines and Close waking
-// a blocked call work as for net.Conn), like the fast engine's sockIO.
+// single raw system calls.
+//
+// It starts unregistered: its descriptor is not in the runtime's poller, so it costs no
+// epoll_ctl, and data arriving on it wakes nothing. A call that has to wait (connect still in
+// progress, a full send buffer, a read with nothing to read) registers it (os.NewFile) and
+// from then on waits, with deadlines and Close waking a blocked call, as a net.Conn does.
+//
+// With a Gate in the dial's context (the checker's), a read that finds nothing right after a
+// write first waits for the gate to open and tries once more before registering. The checker
+// opens its gate once per wake-up, so the answers to the requests sent in one wake-up are read
+// in the next, all in one go. Why: on loopback an answer arrives a few tens of microseconds
+// after its request, and a worker that waits for each in the poller sleeps and wakes once per
+// check; measured at 2,000 servers, 1.45 context switches and 2 epoll_pwait per check, where
+// HAProxy, which reads its answers in its next loop, had 0.4 and 0.5.
 type tcpConn struct {
-	f      *os.File
-	rc     syscall.RawConn
-	raddr  netip.AddrPort
-	rd, wr func(fd uintptr) bool
-	// A read and a write may run at once (HTTP/2's read loop beside a write): each has its own.
+	fd    int
+	raddr netip.AddrPort
+	gate  *Gate
+	stop  <-chan struct{} // the dial context's end: a gate wait ends with it
+	sent  atomic.Bool     // a write since the last gate wait
+
+	mu       sync.Mutex
+	f        *os.File // set by register
+	rc       syscall.RawConn
+	users    int  // raw calls on fd in progress
+	closed   bool // Close was called
+	fdClosed bool
+	rdl, wdl time.Time             // deadlines, kept for register
+	rd, wr   func(fd uintptr) bool // doRead and doWrite, bound once by register
+	held     time.Duration         // how long answers waited at the gate after they came, in all
+
+	// Registered I/O, in the poller's callbacks. A read and a write may run at once (HTTP/2's
+	// read loop beside a write): each has its own.
 	rp, wp         []byte
 	rn, wn         int
 	rerrno, werrno unix.Errno
-	closed         atomic.Bool
 }
 
-func (c *tcpConn) Read(p []byte) (int, error) {
-	if c.closed.Load() {
-		return 0, c.opError("read", net.ErrClosed)
+// acquire makes a raw call on fd safe from a concurrent Close: it returns the registered file
+// instead if there is one, or ok false once the connection is closed.
+func (c *tcpConn) acquire() (f *os.File, ok bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return nil, false
 	}
+	if c.f != nil {
+		return c.f, true
+	}
+	c.users++
+	return nil, true
+}
+
+// release ends a raw call; the last one after a Close closes the descriptor.
+func (c *tcpConn) release() {
+	c.mu.Lock()
+	c.users--
+	last := c.closed && c.users == 0 && c.f == nil && !c.fdClosed
+	if last {
+		c.fdClosed = true
+	}
+	c.mu.Unlock()
+	if last {
+		unix.RawSyscall(unix.SYS_CLOSE, uintptr(c.fd), 0, 0)
+	}
+}
+
+// register hands the descriptor to the poller, with the deadlines set so far.
+func (c *tcpConn) register() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return net.ErrClosed
+	}
+	if c.f != nil {
+		return nil
+	}
+	f := os.NewFile(uintptr(c.fd), "tcp") // non-blocking: NewFile registers it with the poller
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return err // cannot happen for a file from NewFile; f is dropped unclosed, fd stays ours
+	}
+	if !c.rdl.IsZero() {
+		f.SetReadDeadline(c.rdl)
+	}
+	if !c.wdl.IsZero() {
+		f.SetWriteDeadline(c.wdl)
+	}
+	c.f, c.rc = f, rc
+	c.rd, c.wr = c.doRead, c.doWrite
+	return nil
+}
+
+// past reports whether deadline d (zero: none) has passed.
+func past(d time.Time) bool { return !d.IsZero() && !time.Now().Before(d) }
+
+func (c *tcpConn) Read(p []byte) (int, error) {
+	for {
+		f, ok := c.acquire()
+		switch {
+		case !ok:
+			return 0, c.opError("read", net.ErrClosed)
+		case f != nil:
+			return c.readRegistered(p)
+		case len(p) == 0:
+			c.release()
+			return 0, nil
+		}
+		c.mu.Lock()
+		late := past(c.rdl)
+		c.mu.Unlock()
+		if late {
+			c.release()
+			return 0, c.opError("read", os.ErrDeadlineExceeded)
+		}
+		if c.gate != nil && c.sent.Swap(false) {
+			// The answer to a request just sent is rarely in yet: wait for the gate first, then
+			// read with the time the data came.
+			c.release()
+			c.gate.wait(c.stop)
+			if f, ok := c.acquire(); !ok {
+				return 0, c.opError("read", net.ErrClosed)
+			} else if f == nil {
+				n, at, e := rawRecvStamped(c.fd, p)
+				c.release()
+				if e == 0 && n > 0 && !at.IsZero() {
+					if d := time.Since(at); d > 0 {
+						c.mu.Lock()
+						c.held += d
+						c.mu.Unlock()
+					}
+				}
+				if e == 0 {
+					if n == 0 {
+						return 0, io.EOF
+					}
+					return n, nil
+				}
+				if e != unix.EAGAIN && e != unix.EINTR {
+					return 0, &net.OpError{Op: "read", Net: "tcp", Addr: c.RemoteAddr(), Err: os.NewSyscallError("read", e)}
+				}
+			}
+			continue
+		}
+		n, e := rawRecv(c.fd, p)
+		c.release()
+		switch e {
+		case 0:
+			if n == 0 {
+				return 0, io.EOF
+			}
+			return n, nil
+		case unix.EINTR:
+			continue
+		case unix.EAGAIN:
+			if err := c.register(); err != nil {
+				return 0, c.opError("read", err)
+			}
+			continue
+		}
+		return 0, &net.OpError{Op: "read", Net: "tcp", Addr: c.RemoteAddr(), Err: os.NewSyscallError("read", e)}
+	}
+}
+
+func rawRecv(fd int, p []byte) (int, unix.Errno) {
+	n, _, e := unix.RawSyscall6(unix.SYS_RECVFROM, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)), 0, 0, 0)
+	return int(n), e
+}
+
+// rawRecvStamped is rawRecv that also returns when the kernel received the data read
+// (SO_TIMESTAMPNS, set by dialTCP), or the zero time if it did not say.
+func rawRecvStamped(fd int, p []byte) (int, time.Time, unix.Errno) {
+	var oob [64]byte
+	iov := unix.Iovec{Base: &p[0]}
+	iov.SetLen(len(p))
+	msg := unix.Msghdr{Iov: &iov, Iovlen: 1, Control: &oob[0]}
+	msg.SetControllen(len(oob))
+	n, _, e := unix.RawSyscall(unix.SYS_RECVMSG, uintptr(fd), uintptr(unsafe.Pointer(&msg)), 0)
+	if e != 0 {
+		return 0, time.Time{}, e
+	}
+	var at time.Time
+	for b := oob[:min(int(msg.Controllen), len(oob))]; len(b) >= unix.SizeofCmsghdr; {
+		h := (*unix.Cmsghdr)(unsafe.Pointer(&b[0]))
+		l := int(h.Len)
+		if l < unix.SizeofCmsghdr || l > len(b) {
+			break
+		}
+		if h.Level == unix.SOL_SOCKET && h.Type == unix.SCM_TIMESTAMPNS && l >= unix.SizeofCmsghdr+int(unsafe.Sizeof(unix.Timespec{})) {
+			ts := (*unix.Timespec)(unsafe.Pointer(&b[unix.SizeofCmsghdr]))
+			at = time.Unix(ts.Sec, ts.Nsec)
+		}
+		b = b[min(unix.CmsgSpace(l-unix.SizeofCmsghdr), len(b)):]
+	}
+	return int(n), at, 0
+}
+
+// heldBack returns how long, in all, the answers read on nc waited at the gate after they
+// came; 0 for a connection that is not a gated tcpConn.
+func heldBack(nc net.Conn) time.Duration {
+	c, ok := nc.(*tcpConn)
+	if !ok {
+		return 0
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.held
+}
+
+func (c *tcpConn) readRegistered(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
@@ -194,10 +424,10 @@ func (c *tcpConn) Read(p []byte) (int, error) {
 
 func (c *tcpConn) doRead(fd uintptr) bool {
 	for {
-		n, _, e := unix.RawSyscall6(unix.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&c.rp[0])), uintptr(len(c.rp)), 0, 0, 0)
+		n, e := rawRecv(int(fd), c.rp)
 		switch e {
 		case 0:
-			c.rn = int(n)
+			c.rn = n
 			return true
 		case unix.EINTR:
 			continue
@@ -210,9 +440,50 @@ func (c *tcpConn) doRead(fd uintptr) bool {
 }
 
 func (c *tcpConn) Write(p []byte) (int, error) {
-	if c.closed.Load() {
-		return 0, c.opError("write", net.ErrClosed)
+	c.sent.Store(true)
+	done := 0
+	for {
+		f, ok := c.acquire()
+		switch {
+		case !ok:
+			return done, c.opError("write", net.ErrClosed)
+		case f != nil:
+			n, err := c.writeRegistered(p[done:])
+			return done + n, err
+		case done == len(p):
+			c.release()
+			return done, nil
+		}
+		c.mu.Lock()
+		late := past(c.wdl)
+		c.mu.Unlock()
+		if late {
+			c.release()
+			return done, c.opError("write", os.ErrDeadlineExceeded)
+		}
+		n, e := rawSend(c.fd, p[done:])
+		c.release()
+		switch e {
+		case 0:
+			done += n
+		case unix.EINTR:
+		case unix.EAGAIN:
+			if err := c.register(); err != nil {
+				return done, c.opError("write", err)
+			}
+		default:
+			return done, &net.OpError{Op: "write", Net: "tcp", Addr: c.RemoteAddr(), Err: os.NewSyscallError("write", e)}
+		}
 	}
+}
+
+// rawSend sends with MSG_NOSIGNAL: a closed peer is EPIPE, not a signal.
+func rawSend(fd int, p []byte) (int, unix.Errno) {
+	n, _, e := unix.RawSyscall6(unix.SYS_SENDTO, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)), unix.MSG_NOSIGNAL, 0, 0)
+	return int(n), e
+}
+
+func (c *tcpConn) writeRegistered(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
@@ -226,14 +497,13 @@ func (c *tcpConn) Write(p []byte) (int, error) {
 	return n, err
 }
 
-// doWrite writes until p is all sent (MSG_NOSIGNAL: a closed peer is EPIPE, not a signal).
+// doWrite writes until p is all sent.
 func (c *tcpConn) doWrite(fd uintptr) bool {
 	for c.wn < len(c.wp) {
-		rest := c.wp[c.wn:]
-		n, _, e := unix.RawSyscall6(unix.SYS_SENDTO, fd, uintptr(unsafe.Pointer(&rest[0])), uintptr(len(rest)), unix.MSG_NOSIGNAL, 0, 0)
+		n, e := rawSend(int(fd), c.wp[c.wn:])
 		switch e {
 		case 0:
-			c.wn += int(n)
+			c.wn += n
 		case unix.EINTR:
 		case unix.EAGAIN:
 			return false
@@ -245,19 +515,35 @@ func (c *tcpConn) doWrite(fd uintptr) bool {
 	return true
 }
 
-// Close shuts the connection down with a raw call (the FIN, or the RST for unread bytes, and
-// the peer's side of it run inline here), wakes any read or write still waiting (a past
-// deadline), and hands the descriptor to the batch closer (closer.go). A second Close, and
-// any read or write after the first, returns net.ErrClosed.
+// Close closes the connection (the FIN, or the RST for unread bytes, and the peer's side of it
+// run inline here). Unregistered, the descriptor is closed at once with a raw call, or by the
+// raw call still in progress when it ends. Registered, it is shut down with a raw call, any
+// read or write still waiting is woken (a past deadline), and the descriptor goes to the batch
+// closer (closer.go). A second Close, and any read or write after the first, returns
+// net.ErrClosed.
 func (c *tcpConn) Close() error {
-	if c.closed.Swap(true) {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
 		return c.opError("close", net.ErrClosed)
 	}
-	c.rc.Control(func(fd uintptr) {
-		unix.RawSyscall(unix.SYS_SHUTDOWN, fd, unix.SHUT_RDWR, 0)
-	})
-	c.f.SetDeadline(aLongTimeAgo)
-	closeLater(c.f)
+	c.closed = true
+	f := c.f
+	now := f == nil && c.users == 0
+	if now {
+		c.fdClosed = true
+	}
+	c.mu.Unlock()
+	switch {
+	case f != nil:
+		c.rc.Control(func(fd uintptr) {
+			unix.RawSyscall(unix.SYS_SHUTDOWN, fd, unix.SHUT_RDWR, 0)
+		})
+		f.SetDeadline(aLongTimeAgo)
+		closeLater(f)
+	case now:
+		unix.RawSyscall(unix.SYS_CLOSE, uintptr(c.fd), 0, 0)
+	}
 	return nil
 }
 
@@ -274,9 +560,13 @@ func (c *tcpConn) LocalAddr() net.Addr {
 }
 
 func (c *tcpConn) getsockname() (net.Addr, error) {
+	f, ok := c.acquire()
+	if !ok {
+		return nil, net.ErrClosed
+	}
 	var addr net.Addr
 	var serr error
-	err := c.rc.Control(func(fd uintptr) {
+	read := func(fd uintptr) {
 		sa, e := unix.Getsockname(int(fd))
 		switch a := sa.(type) {
 		case *unix.SockaddrInet4:
@@ -286,14 +576,47 @@ func (c *tcpConn) getsockname() (net.Addr, error) {
 		default:
 			serr = e
 		}
-	})
+	}
+	var err error
+	if f != nil {
+		err = c.rc.Control(read)
+	} else {
+		read(uintptr(c.fd))
+		c.release()
+	}
 	if err == nil {
 		err = serr
 	}
 	return addr, err
 }
 
-func (c *tcpConn) RemoteAddr() net.Addr               { return net.TCPAddrFromAddrPort(c.raddr) }
-func (c *tcpConn) SetDeadline(t time.Time) error      { return c.f.SetDeadline(t) }
-func (c *tcpConn) SetReadDeadline(t time.Time) error  { return c.f.SetReadDeadline(t) }
-func (c *tcpConn) SetWriteDeadline(t time.Time) error { return c.f.SetWriteDeadline(t) }
+func (c *tcpConn) RemoteAddr() net.Addr { return net.TCPAddrFromAddrPort(c.raddr) }
+
+func (c *tcpConn) SetDeadline(t time.Time) error {
+	if err := c.SetReadDeadline(t); err != nil {
+		return err
+	}
+	return c.SetWriteDeadline(t)
+}
+
+func (c *tcpConn) SetReadDeadline(t time.Time) error {
+	c.mu.Lock()
+	f := c.f
+	c.rdl = t
+	c.mu.Unlock()
+	if f != nil {
+		return f.SetReadDeadline(t)
+	}
+	return nil
+}
+
+func (c *tcpConn) SetWriteDeadline(t time.Time) error {
+	c.mu.Lock()
+	f := c.f
+	c.wdl = t
+	c.mu.Unlock()
+	if f != nil {
+		return f.SetWriteDeadline(t)
+	}
+	return nil
+}

@@ -43,7 +43,7 @@ func TestConnectRaw(t *testing.T) {
 			fds := openFDs(t)
 			var c0 net.Conn
 			for i := 0; i < 50; i++ {
-				c, err := connect(context.Background(), ln.Addr().String(), time.Now().Add(5*time.Second))
+				c, err := connect(context.Background(), ln.Addr().String(), time.Now().Add(5*time.Second), nil)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -104,7 +104,7 @@ func TestConnectRawDeadlineAndClose(t *testing.T) {
 			defer c.Close()
 		}
 	}()
-	c, err := connect(context.Background(), ln.Addr().String(), time.Now().Add(5*time.Second))
+	c, err := connect(context.Background(), ln.Addr().String(), time.Now().Add(5*time.Second), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -140,13 +140,13 @@ func TestConnectErrors(t *testing.T) {
 	addr := ln.Addr().String()
 	ln.Close()
 	ctx := context.Background()
-	_, err = connect(ctx, addr, time.Now().Add(time.Second))
+	_, err = connect(ctx, addr, time.Now().Add(time.Second), nil)
 	if err == nil || dialReason(ctx, err) != ConnectRefused {
 		t.Fatalf("connect to a closed port: %v, want refused", err)
 	}
 	cctx, cancel := context.WithCancel(ctx)
 	cancel()
-	if _, err := connect(cctx, addr, time.Now().Add(time.Second)); err == nil || dialReason(cctx, err) != ConnectTimeout {
+	if _, err := connect(cctx, addr, time.Now().Add(time.Second), nil); err == nil || dialReason(cctx, err) != ConnectTimeout {
 		t.Fatalf("connect with a cancelled context: %v, want a timeout", err)
 	}
 	ln2, err := net.Listen("tcp", "127.0.0.1:0")
@@ -155,7 +155,7 @@ func TestConnectErrors(t *testing.T) {
 	}
 	defer ln2.Close()
 	_, port, _ := net.SplitHostPort(ln2.Addr().String())
-	c, err := connect(ctx, "localhost:"+port, time.Now().Add(time.Second))
+	c, err := connect(ctx, "localhost:"+port, time.Now().Add(time.Second), nil)
 	if err != nil {
 		var ne *net.OpError
 		if errors.As(err, &ne) {

@@ -252,6 +252,7 @@ func (p *httpProber) ProbeConn(ctx context.Context, addr string, deadline time.T
 	}
 	ownerDeadline, _ := c.owner()
 	conn, epoch := c.take()
+	var held time.Duration
 	if !p.opt.KeepAlive && conn != nil { // the option changed under a kept connection
 		conn.Close()
 		conn = nil
@@ -276,7 +277,9 @@ func (p *httpProber) ProbeConn(ctx context.Context, addr string, deadline time.T
 				continue
 			}
 		}
+		h0 := heldBack(conn)
 		res, wrote := p.exchangeKeep(conn, req, c)
+		held += heldBack(conn) - h0
 		if reused && res.Reason != OK && res.Bytes == 0 && (!wrote || res.Reason == EarlyClose) && ctx.Err() == nil && !expired(c) {
 			// The server closed the kept connection before this request: it was not
 			// processed, so it is sent once more on a new one.
@@ -285,7 +288,9 @@ func (p *httpProber) ProbeConn(ctx context.Context, addr string, deadline time.T
 			continue
 		}
 		c.done(conn, epoch, p.opt.KeepAlive && res.OK() && c.ks.reusable)
-		return finish(res, start)
+		res = finish(res, start)
+		res.RTT -= held // the answers' wait at the gate (tcpConn) is not the server's
+		return res
 	}
 }
 
@@ -316,7 +321,7 @@ func expired(c *Conn) bool {
 // dialBy is dial with a deadline as a time and ctx only for cancellation; the connection keeps
 // the deadline for its I/O if set.
 func dialBy(ctx context.Context, addr string, deadline time.Time, set bool) (net.Conn, Result) {
-	conn, err := connect(ctx, addr, deadline)
+	conn, err := connect(ctx, addr, deadline, gateFrom(ctx))
 	if err != nil {
 		return nil, Result{Reason: dialReason(ctx, err), Detail: err.Error()}
 	}

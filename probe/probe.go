@@ -46,7 +46,7 @@ type Prober interface {
 // reason filled in.
 func dial(ctx context.Context, addr string) (net.Conn, Result) {
 	dl, _ := ctx.Deadline()
-	conn, err := connect(ctx, addr, dl)
+	conn, err := connect(ctx, addr, dl, nil)
 	if err != nil {
 		return nil, Result{Reason: dialReason(ctx, err), Detail: err.Error()}
 	}

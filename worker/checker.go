@@ -76,6 +76,8 @@ type checker struct {
 	queue        dueHeap    // owned checks not in flight, by due time
 	expiries     expiryHeap // deadlines of the ConnProber probes in flight
 	inflight     int        // probes started and not yet finished
+	gate         probe.Gate // holds the answers' reads until the next wake-up (openGate)
+	gateSince    int64      // when the first probe behind the shut gate started; 0: none
 	poolSize     int        // probe goroutines started
 	sweep        sweeper
 	last         view      // the worker table as the last sweep step saw it
@@ -134,7 +136,8 @@ func newChecker(t *shm.Table, tok shm.Token, index int, gen uint64, targets []*t
 
 // Start runs the checker until Stop.
 func (c *checker) Start(ctx context.Context) {
-	c.ctx, c.cancel = context.WithCancel(ctx)
+	ctx, c.cancel = context.WithCancel(ctx)
+	c.ctx = probe.WithGate(ctx, &c.gate)
 	go c.run(c.ctx)
 }
 
@@ -176,6 +179,7 @@ func (c *checker) Stop() {
 
 func (c *checker) run(ctx context.Context) {
 	defer close(c.done)
+	defer c.gate.Open()
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	drain := c.drainReq
@@ -197,13 +201,17 @@ func (c *checker) run(ctx context.Context) {
 		}
 		now := shm.Now()
 		c.expire(now)
+		c.openGate(now)
 		if c.draining {
 			if c.inflight == 0 {
 				return // every probe recorded, every slot handed back
 			}
-			if at, ok := c.expiries.next(); ok { // the probes still in flight end by their deadlines
-				timer.Reset(time.Duration(max(at-now, 0)))
+			// The probes still in flight end by their deadlines; the gate opens meanwhile.
+			at := now + int64(coalesce)
+			if e, ok := c.expiries.next(); ok {
+				at = min(at, e)
 			}
+			timer.Reset(time.Duration(max(at-now, 0)))
 			continue
 		}
 		if now >= c.sweep.next {
@@ -225,7 +233,26 @@ func (c *checker) nextWake(now int64) int64 {
 	if at, ok := c.expiries.next(); ok {
 		next = min(next, at)
 	}
+	if c.gateSince != 0 {
+		next = min(next, c.gateSince+int64(coalesce))
+	}
 	return max(next, now)
+}
+
+// gateHold is the least time the gate stays shut after the first probe started behind it: the
+// answers of loopback or LAN servers are in by then, and a wake-up sooner than that (a result,
+// a nudge) leaves them for the next one.
+const gateHold = time.Millisecond
+
+// openGate opens the gate (probe.Gate) when the probes started behind it have waited gateHold,
+// and at every wake-up while draining: the waiting probes read their answers, all in this
+// wake-up. Probes started later wait for the next; nextWake comes at most coalesce after the
+// first of them.
+func (c *checker) openGate(now int64) {
+	if c.draining || (c.gateSince != 0 && now-c.gateSince >= int64(gateHold)) {
+		c.gate.Open()
+		c.gateSince = 0
+	}
 }
 
 // expire ends every ConnProber probe whose deadline has come (the probe then fails with a
@@ -388,6 +415,9 @@ func (c *checker) start(o *ownership, due, now int64) {
 	t := o.t
 	o.running, t.busy = true, true
 	c.inflight++
+	if c.gateSince == 0 {
+		c.gateSince = now
+	}
 	c.stats.starts.Add(1)
 	end := probeDeadline(due, now, t.interval, t.timeout)
 	t.seq++

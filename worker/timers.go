@@ -84,8 +84,9 @@ type expiry struct {
 }
 
 // expiryHeap holds the deadlines of the probes in flight, earliest first. An entry whose probe
-// has ended stays until its deadline and is then dropped (its target's seq moved on or the
-// target is not busy): cheaper than removing it when the result comes.
+// has ended (its target's seq moved on or the target is not busy) stays until it reaches the
+// top, and next drops it there: cheaper than removing it when the result comes, and it never
+// wakes the run loop (it did, once per check, before next dropped it).
 type expiryHeap []expiry
 
 func (h *expiryHeap) push(e expiry) {
@@ -101,12 +102,16 @@ func (h *expiryHeap) push(e expiry) {
 	}
 }
 
-// next returns the earliest deadline, or false.
-func (h expiryHeap) next() (int64, bool) {
-	if len(h) == 0 {
-		return 0, false
+// next returns the earliest deadline of a probe still in flight, or false, dropping the
+// entries of ended probes before it.
+func (h *expiryHeap) next() (int64, bool) {
+	for len(*h) > 0 {
+		if e := (*h)[0]; e.t.busy && e.t.seq == e.seq {
+			return e.at, true
+		}
+		h.pop()
 	}
-	return h[0].at, true
+	return 0, false
 }
 
 // pop removes and returns the earliest entry.

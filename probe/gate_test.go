@@ -1,0 +1,142 @@
+package probe
+
+import (
+	"context"
+	"net"
+	"testing"
+	"time"
+)
+
+// waitersAt polls g until n probes wait at it.
+func waitersAt(t *testing.T, g *Gate, n int) {
+	t.Helper()
+	for end := time.Now().Add(10 * time.Second); time.Now().Before(end); time.Sleep(time.Millisecond) {
+		g.mu.Lock()
+		w := g.waiting
+		g.mu.Unlock()
+		if w >= n {
+			return
+		}
+	}
+	t.Fatalf("fewer than %d probes waited at the gate", n)
+}
+
+// answerAfter is a raw HTTP server that answers each request after delay (negative: never).
+func answerAfter(t *testing.T, delay time.Duration) string {
+	t.Helper()
+	s := newRawServer(t, func(c net.Conn, done <-chan struct{}) { // the request head is read
+		if delay < 0 {
+			<-done
+			return
+		}
+		time.Sleep(delay)
+		c.Write([]byte("HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\nok\n"))
+	})
+	return s.addr
+}
+
+// probeAsync runs one http probe over c with ctx and returns its result's channel.
+func probeAsync(ctx context.Context, addr string, c *Conn) <-chan Result {
+	p := NewHTTP(HTTPOptions{URI: "/health"}).(ConnProber)
+	ch := make(chan Result, 1)
+	go func() { ch <- p.ProbeConn(ctx, addr, time.Now().Add(10*time.Second), c) }()
+	return ch
+}
+
+// A probe dialled under a gate reads its answer only when the gate opens, and its RTT is the
+// server's, not the time the answer waited at the gate.
+func TestGateHoldsTheReadNotTheRTT(t *testing.T) {
+	addr := answerAfter(t, 0)
+	var g Gate
+	var c Conn
+	defer c.Close()
+	c.SetOwnerDeadline(true)
+	ch := probeAsync(WithGate(context.Background(), &g), addr, &c)
+	waitersAt(t, &g, 1)
+	const hold = 300 * time.Millisecond
+	time.Sleep(hold) // the answer comes meanwhile
+	select {
+	case r := <-ch:
+		t.Fatalf("the probe ended before the gate opened: %+v", r)
+	default:
+	}
+	if n := g.Open(); n != 1 {
+		t.Fatalf("Open released %d probes, want 1", n)
+	}
+	r := <-ch
+	if !r.OK() {
+		t.Fatalf("probe failed: %v %s", r.Reason, r.Detail)
+	}
+	if r.RTT >= hold/2 {
+		t.Errorf("RTT %v counts the %v the answer waited at the gate", r.RTT, hold)
+	}
+}
+
+// An answer not in when the gate opens is waited for in the poller, and counted in full.
+func TestGateLateAnswer(t *testing.T) {
+	const delay = 200 * time.Millisecond
+	addr := answerAfter(t, delay)
+	var g Gate
+	var c Conn
+	defer c.Close()
+	c.SetOwnerDeadline(true)
+	ch := probeAsync(WithGate(context.Background(), &g), addr, &c)
+	waitersAt(t, &g, 1)
+	g.Open()
+	r := <-ch
+	if !r.OK() {
+		t.Fatalf("probe failed: %v %s", r.Reason, r.Detail)
+	}
+	if r.RTT < delay {
+		t.Errorf("RTT %v, want at least the server's %v", r.RTT, delay)
+	}
+}
+
+// A probe expired by its owner while it waits at the gate fails with a timeout once the gate
+// opens; a probe whose context ends leaves the gate without it.
+func TestGateExpireAndCancel(t *testing.T) {
+	addr := answerAfter(t, -1)
+	var g Gate
+	var c Conn
+	defer c.Close()
+	c.SetOwnerDeadline(true)
+	ch := probeAsync(WithGate(context.Background(), &g), addr, &c)
+	waitersAt(t, &g, 1)
+	c.Expire()
+	g.Open()
+	if r := <-ch; r.Reason != Timeout {
+		t.Fatalf("expired probe: %v %s, want timeout", r.Reason, r.Detail)
+	}
+
+	ctx, cancel := context.WithCancel(WithGate(context.Background(), &g))
+	var c2 Conn
+	defer c2.Close()
+	ch = probeAsync(ctx, addr, &c2)
+	waitersAt(t, &g, 1)
+	cancel()
+	c2.Close() // what the owner does when it stops
+	select {
+	case r := <-ch:
+		if r.OK() {
+			t.Fatalf("cancelled probe passed")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a cancelled probe still waits at the gate")
+	}
+}
+
+// Probes without a gate in their context never wait for one.
+func TestNoGateNoWait(t *testing.T) {
+	addr := answerAfter(t, 0)
+	var c Conn
+	defer c.Close()
+	c.SetOwnerDeadline(true)
+	select {
+	case r := <-probeAsync(context.Background(), addr, &c):
+		if !r.OK() {
+			t.Fatalf("probe failed: %v %s", r.Reason, r.Detail)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a probe without a gate did not end")
+	}
+}
