@@ -3,6 +3,9 @@ package probe
 import (
 	"context"
 	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Gate holds back the reads of check answers until its owner opens it, so that the answers to
@@ -20,7 +23,48 @@ type gateKey struct{}
 
 // WithGate returns ctx carrying g for the probes dialled with it.
 func WithGate(ctx context.Context, g *Gate) context.Context {
+	stampsOnce.Do(keepStamps)
 	return context.WithValue(ctx, gateKey{}, g)
+}
+
+var stampsOnce sync.Once
+
+// keepStamps keeps the kernel stamping the packets it receives for as long as the process
+// lives, with a socket of its own that asks for stamps (SO_TIMESTAMPNS) and is never closed.
+// Why: the kernel stamps packets only while some socket asks, and it turns stamping on and off
+// in deferred work, so a check connection alone, the only one asking at a few checks a second,
+// could get its answer unstamped, and its RTT would then count the wait at the gate. It waits
+// (at most 100 ms) until a datagram sent to itself comes back stamped.
+func keepStamps() {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return
+	}
+	if unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1) != nil ||
+		unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}) != nil {
+		unix.Close(fd)
+		return
+	}
+	self, err := unix.Getsockname(fd)
+	if err != nil {
+		return // the socket stays open: it asks for stamps all the same
+	}
+	buf := make([]byte, 1)
+	for range 100 {
+		if unix.Sendto(fd, buf, 0, self) != nil {
+			return
+		}
+		time.Sleep(time.Millisecond)
+		for {
+			n, at, e := rawRecvStamped(fd, buf)
+			if e != 0 || n == 0 {
+				break
+			}
+			if !at.IsZero() {
+				return
+			}
+		}
+	}
 }
 
 func gateFrom(ctx context.Context) *Gate {
