@@ -261,10 +261,11 @@ func (m *Master) prepare(cfg *config.Config, gen uint64) (*generation, error) {
 	}
 	idx := map[key]int{}
 	g := &generation{gen: gen, cfg: cfg, used: map[int]bool{}}
+	have := m.table.Index()
 	for _, k := range order {
 		label := strings.Join(labels[k], ",")
 		c := checks[k]
-		i, ok := m.table.Find(k.check, k.addr)
+		i, ok := have[shm.SlotKey{Check: k.check, Addr: k.addr}]
 		if ok {
 			m.table.UpdateSlot(i, label, c.Interval, weights[k])
 		} else {

@@ -21,8 +21,17 @@
 // from one check to the next when the check asks for it. An owner that
 // keeps the deadlines itself (Conn.SetOwnerDeadline; the worker's checker
 // does) ends each probe with Conn.Expire, so the http probe moves no
-// runtime timer. The descriptors of closed check connections are closed in
-// batches a few milliseconds later (closer.go).
+// runtime timer. The descriptors of closed check connections that had to
+// wait in the runtime's poller are closed in batches a few milliseconds later
+// (closer.go); the others are closed at once.
+//
+// Connections to IP literals are made with raw system calls (dial.go) and
+// enter the runtime's poller only when a call must wait. An owner may also
+// hand its probes a Gate (WithGate; the checker does, for http): the answer
+// to a request is then read at the owner's next wake-up, with the answers of
+// the other probes started meanwhile, instead of waking the process once per
+// answer. Result.RTT stays the server's: the kernel stamps the answer's
+// arrival (SO_TIMESTAMPNS), and the time it waited at the gate is not counted.
 //
 // Scheduling, hysteresis (rise/fall) and writing state to the shared table
 // live once, in worker/. probe/ only knows how to do one check.

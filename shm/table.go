@@ -17,6 +17,9 @@ type Table struct {
 	f        *os.File
 	readOnly bool
 	slots    int
+	// allocFrom is where Alloc looks for a free slot first (the master's own allocations and
+	// frees keep it at or below the lowest free slot it knows; Alloc wraps around all the same).
+	allocFrom int
 	// Replaced is the layout version of an older build's table that OpenMaster replaced with
 	// this fresh one (0: none); the master logs it.
 	Replaced uint64
