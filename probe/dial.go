@@ -266,7 +266,7 @@ func (c *tcpConn) release() {
 	}
 	c.mu.Unlock()
 	if last {
-		unix.RawSyscall(unix.SYS_CLOSE, uintptr(c.fd), 0, 0)
+		c.closeFd()
 	}
 }
 
@@ -549,9 +549,29 @@ func (c *tcpConn) Close() error {
 		f.SetDeadline(aLongTimeAgo)
 		closeLater(f)
 	case now:
-		unix.RawSyscall(unix.SYS_CLOSE, uintptr(c.fd), 0, 0)
+		c.closeFd()
 	}
 	return nil
+}
+
+// closeFd closes the unregistered descriptor. An http check's connection that the server has
+// already closed (CLOSE_WAIT: the server answered with Connection: close and closed) is reset
+// rather than closed with a FIN: the server's side is gone already, so it sees no error, and it
+// keeps no TIME_WAIT socket per check (at 10,000 checks a second a server fills the kernel's
+// 131,072 TIME_WAIT buckets in 13 s), and the checker saves the FIN exchange (about 6 us per
+// check at 10,000 servers). A server that has not closed gets a FIN, never an RST: applications
+// log a reset as an error (haproxy/haproxy#560: HAProxy's checks reset them). A server that
+// half-closed (shut its writing side down and still reads) is taken as closed and gets the RST.
+func (c *tcpConn) closeFd() {
+	if c.gate != nil {
+		var info unix.TCPInfo
+		n := uint32(unsafe.Sizeof(info))
+		if _, _, e := unix.RawSyscall6(unix.SYS_GETSOCKOPT, uintptr(c.fd), unix.IPPROTO_TCP, unix.TCP_INFO, uintptr(unsafe.Pointer(&info)), uintptr(unsafe.Pointer(&n)), 0); e == 0 && info.State == tcpCloseWait {
+			l := unix.Linger{Onoff: 1, Linger: 0}
+			unix.RawSyscall6(unix.SYS_SETSOCKOPT, uintptr(c.fd), unix.SOL_SOCKET, unix.SO_LINGER, uintptr(unsafe.Pointer(&l)), unsafe.Sizeof(l), 0)
+		}
+	}
+	unix.RawSyscall(unix.SYS_CLOSE, uintptr(c.fd), 0, 0)
 }
 
 func (c *tcpConn) opError(op string, err error) error {

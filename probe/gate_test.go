@@ -2,6 +2,7 @@ package probe
 
 import (
 	"context"
+	"io"
 	"net"
 	"testing"
 	"time"
@@ -144,5 +145,31 @@ func TestNoGateNoWait(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("a probe without a gate did not end")
+	}
+}
+
+// A server that has not closed its side when the check ends sees a FIN (EOF), never a reset:
+// applications log resets as errors. (One that has closed gets the reset: it sees nothing.)
+func TestGatedCheckEndsWithFINToAnOpenServer(t *testing.T) {
+	readErr := make(chan error, 1)
+	s := newRawServer(t, func(c net.Conn, done <-chan struct{}) { // the request head is read
+		c.Write([]byte("HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n"))
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		_, err := c.Read(make([]byte, 1))
+		readErr <- err
+	})
+	var g Gate
+	var c Conn
+	defer c.Close()
+	c.SetOwnerDeadline(true)
+	ch := probeAsync(WithGate(context.Background(), &g), s.addr, &c)
+	waitersAt(t, &g, 1)
+	time.Sleep(50 * time.Millisecond)
+	g.Open()
+	if r := <-ch; !r.OK() {
+		t.Fatalf("probe failed: %v %s", r.Reason, r.Detail)
+	}
+	if err := <-readErr; err != io.EOF {
+		t.Fatalf("the server read %v after the check, want EOF (a FIN)", err)
 	}
 }
