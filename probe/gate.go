@@ -11,12 +11,14 @@ import (
 // Gate holds back the reads of check answers until its owner opens it, so that the answers to
 // the requests sent in one wake-up of the owner are read in its next one, together (see
 // tcpConn). A probe dialled with a context from WithGate uses it; any other probe never waits.
-// The owner must open the gate within a bounded time of every probe it starts (the checker:
-// at its next wake-up, at most a few milliseconds later) and once more when it stops.
+// The owner must open the gate within a bounded time of every probe's arrival at it (the
+// checker: at most a few milliseconds after a probe started or one arrived, see Arrived) and
+// once more when it stops.
 type Gate struct {
 	mu      sync.Mutex
 	ch      chan struct{}
 	waiting int
+	arrived chan struct{} // Arrived
 }
 
 type gateKey struct{}
@@ -72,6 +74,18 @@ func gateFrom(ctx context.Context) *Gate {
 	return g
 }
 
+// Arrived returns a channel that receives when a probe comes to the shut gate with none
+// waiting before it: the owner then knows to open the gate soon, even when that probe started
+// before the gate's last opening (it was still connecting, or not yet scheduled).
+func (g *Gate) Arrived() <-chan struct{} {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.arrived == nil {
+		g.arrived = make(chan struct{}, 1)
+	}
+	return g.arrived
+}
+
 // wait blocks until the gate opens or stop is closed.
 func (g *Gate) wait(stop <-chan struct{}) {
 	g.mu.Lock()
@@ -79,6 +93,12 @@ func (g *Gate) wait(stop <-chan struct{}) {
 		g.ch = make(chan struct{})
 	}
 	ch := g.ch
+	if g.waiting == 0 && g.arrived != nil {
+		select {
+		case g.arrived <- struct{}{}:
+		default:
+		}
+	}
 	g.waiting++
 	g.mu.Unlock()
 	select {

@@ -173,3 +173,25 @@ func TestGatedCheckEndsWithFINToAnOpenServer(t *testing.T) {
 		t.Fatalf("the server read %v after the check, want EOF (a FIN)", err)
 	}
 }
+
+// Arrived tells the owner of the first probe to come to the shut gate, also one that comes after
+// the gate's last opening, so that a gate is never left shut on a probe with nothing to open it.
+func TestGateArrivedAfterAnOpening(t *testing.T) {
+	addr := answerAfter(t, 0)
+	var g Gate
+	arrived := g.Arrived()
+	g.Open() // an opening before the probe comes
+	var c Conn
+	defer c.Close()
+	c.SetOwnerDeadline(true)
+	ch := probeAsync(WithGate(context.Background(), &g), addr, &c)
+	select {
+	case <-arrived:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no word of the probe waiting at the gate")
+	}
+	g.Open()
+	if r := <-ch; !r.OK() {
+		t.Fatalf("probe failed: %v %s", r.Reason, r.Detail)
+	}
+}

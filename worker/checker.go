@@ -77,7 +77,7 @@ type checker struct {
 	expiries     expiryHeap // deadlines of the ConnProber probes in flight
 	inflight     int        // probes started and not yet finished
 	gate         probe.Gate // holds the answers' reads until the next wake-up (openGate)
-	gateSince    int64      // when the first probe behind the shut gate started; 0: none
+	gateSince    int64      // when the first probe behind the shut gate started or arrived; 0: none
 	poolSize     int        // probe goroutines started
 	sweep        sweeper
 	last         view      // the worker table as the last sweep step saw it
@@ -183,10 +183,14 @@ func (c *checker) run(ctx context.Context) {
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	drain := c.drainReq
+	arrived := c.gate.Arrived()
 	c.sweep.start(shm.Now())
 	for {
 		c.stats.loops.Add(1)
+		waiter := false
 		select {
+		case <-arrived:
+			waiter = true
 		case <-ctx.Done():
 			return
 		case <-drain:
@@ -201,6 +205,9 @@ func (c *checker) run(ctx context.Context) {
 			c.nudged()
 		}
 		now := shm.Now()
+		if waiter && c.gateSince == 0 {
+			c.gateSince = now // a probe came to the gate after its last opening
+		}
 		c.expire(now)
 		c.openGate(now)
 		if c.draining {
