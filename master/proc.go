@@ -8,6 +8,7 @@ import (
 	"os"
 	"runtime"
 	"strconv"
+	"strings"
 	"time"
 
 	"hcproxy/config"
@@ -93,11 +94,10 @@ func (m *Master) spawn(g *generation) (*proc, error) {
 		names = append(names, handoff.FdStatus)
 		files = append(files, m.listeners[g.cfg.Status.Listen])
 	}
-	procs := runtime.NumCPU() / max(1, g.cfg.Workers)
 	spec := procSpec{
 		Path:   "/proc/self/exe",
 		Args:   []string{"hcproxy: worker process"},
-		Env:    append(withoutNotifySocket(os.Environ()), handoff.EnvRole+"=worker", handoff.EnvFds+"="+handoff.EncodeFds(names), "GOMAXPROCS="+strconv.Itoa(max(1, procs))),
+		Env:    workerEnv(os.Environ(), names, runtime.NumCPU(), g.cfg.Workers),
 		Files:  files,
 		Stdout: os.Stdout,
 		Stderr: os.Stderr,
@@ -132,4 +132,23 @@ func (m *Master) spawn(g *generation) (*proc, error) {
 		m.events <- event{kind: evExit, p: p, err: err}
 	}()
 	return p, nil
+}
+
+// workerEnv is a worker's environment: the master's (without NOTIFY_SOCKET), its role, its
+// descriptors' names, and GOMAXPROCS: the cores shared out among the workers (at least 1), unless
+// the master was started with GOMAXPROCS set, which the workers then keep. Why one may set it: a
+// worker with more than one P serves more requests on a machine it has to itself, but on one it
+// shares (the load, the backends) its goroutines move between threads that the kernel runs
+// against the others, which widens the tail (docs/performance.md, issue 15: one worker on 2
+// cores, p99.9 5.7-6.3 ms with 2 Ps, 4.8-5.0 ms with GOMAXPROCS=1, at 10-15% less throughput).
+func workerEnv(environ, fdNames []string, cpus, workers int) []string {
+	env := append(withoutNotifySocket(environ), handoff.EnvRole+"=worker", handoff.EnvFds+"="+handoff.EncodeFds(fdNames))
+	for _, kv := range environ {
+		if v, ok := strings.CutPrefix(kv, "GOMAXPROCS="); ok {
+			if n, err := strconv.Atoi(v); err == nil && n > 0 {
+				return env // the master's GOMAXPROCS, kept
+			}
+		}
+	}
+	return append(env, "GOMAXPROCS="+strconv.Itoa(max(1, cpus/max(1, workers))))
 }
