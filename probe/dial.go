@@ -627,23 +627,21 @@ func (c *tcpConn) SetDeadline(t time.Time) error {
 }
 
 func (c *tcpConn) SetReadDeadline(t time.Time) error {
-	c.mu.Lock()
-	f := c.f
-	c.rdl = t
-	c.mu.Unlock()
-	if f != nil {
-		return f.SetReadDeadline(t)
-	}
-	return nil
+	return c.setDeadline(&c.rdl, t, (*os.File).SetReadDeadline)
 }
 
 func (c *tcpConn) SetWriteDeadline(t time.Time) error {
+	return c.setDeadline(&c.wdl, t, (*os.File).SetWriteDeadline)
+}
+
+// setDeadline keeps t in *d for register and, once registered, sets it on the file.
+func (c *tcpConn) setDeadline(d *time.Time, t time.Time, set func(*os.File, time.Time) error) error {
 	c.mu.Lock()
 	f := c.f
-	c.wdl = t
+	*d = t
 	c.mu.Unlock()
 	if f != nil {
-		return f.SetWriteDeadline(t)
+		return set(f, t)
 	}
 	return nil
 }

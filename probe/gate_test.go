@@ -36,6 +36,18 @@ func answerAfter(t *testing.T, delay time.Duration) string {
 	return s.addr
 }
 
+// gatedProbe starts one http probe of addr behind a new gate, over a Conn whose owner keeps the
+// deadline, and waits until it waits at the gate.
+func gatedProbe(t *testing.T, addr string) (*Gate, *Conn, <-chan Result) {
+	t.Helper()
+	g, c := new(Gate), new(Conn)
+	t.Cleanup(c.Close)
+	c.SetOwnerDeadline(true)
+	ch := probeAsync(WithGate(context.Background(), g), addr, c)
+	waitersAt(t, g, 1)
+	return g, c, ch
+}
+
 // probeAsync runs one http probe over c with ctx and returns its result's channel.
 func probeAsync(ctx context.Context, addr string, c *Conn) <-chan Result {
 	p := NewHTTP(HTTPOptions{URI: "/health"}).(ConnProber)
@@ -83,12 +95,7 @@ func TestGateHoldsTheReadNotTheRTT(t *testing.T) {
 func TestGateLateAnswer(t *testing.T) {
 	const delay = 200 * time.Millisecond
 	addr := answerAfter(t, delay)
-	var g Gate
-	var c Conn
-	defer c.Close()
-	c.SetOwnerDeadline(true)
-	ch := probeAsync(WithGate(context.Background(), &g), addr, &c)
-	waitersAt(t, &g, 1)
+	g, _, ch := gatedProbe(t, addr)
 	g.Open()
 	r := <-ch
 	if !r.OK() {
@@ -103,23 +110,18 @@ func TestGateLateAnswer(t *testing.T) {
 // opens; a probe whose context ends leaves the gate without it.
 func TestGateExpireAndCancel(t *testing.T) {
 	addr := answerAfter(t, -1)
-	var g Gate
-	var c Conn
-	defer c.Close()
-	c.SetOwnerDeadline(true)
-	ch := probeAsync(WithGate(context.Background(), &g), addr, &c)
-	waitersAt(t, &g, 1)
+	g, c, ch := gatedProbe(t, addr)
 	c.Expire()
 	g.Open()
 	if r := <-ch; r.Reason != Timeout {
 		t.Fatalf("expired probe: %v %s, want timeout", r.Reason, r.Detail)
 	}
 
-	ctx, cancel := context.WithCancel(WithGate(context.Background(), &g))
+	ctx, cancel := context.WithCancel(WithGate(context.Background(), g))
 	var c2 Conn
 	defer c2.Close()
 	ch = probeAsync(ctx, addr, &c2)
-	waitersAt(t, &g, 1)
+	waitersAt(t, g, 1)
 	cancel()
 	c2.Close() // what the owner does when it stops
 	select {
