@@ -149,7 +149,6 @@ func (c *tcpConn) finishConnect(ctx context.Context, deadline time.Time) error {
 	case st == connFailed:
 		return c.soError()
 	}
-	c.wdl = time.Time{}
 	return c.f.SetWriteDeadline(time.Time{})
 }
 
@@ -163,18 +162,25 @@ const (
 // tcpState reads fd's TCP state (TCP_INFO): connected (ESTABLISHED, or CLOSE_WAIT if the
 // peer has already closed), still connecting, or failed.
 func (c *tcpConn) tcpState(fd uintptr) (int, error) {
-	var info unix.TCPInfo
-	n := uint32(unsafe.Sizeof(info))
-	if _, _, e := unix.RawSyscall6(unix.SYS_GETSOCKOPT, fd, unix.IPPROTO_TCP, unix.TCP_INFO, uintptr(unsafe.Pointer(&info)), uintptr(unsafe.Pointer(&n)), 0); e != 0 {
+	st, e := rawTCPState(fd)
+	if e != 0 {
 		return connFailed, os.NewSyscallError("getsockopt", e)
 	}
-	switch info.State {
+	switch st {
 	case tcpEstablished, tcpCloseWait:
 		return connDone, nil
 	case tcpSynSent, tcpSynRecv:
 		return connPending, nil
 	}
 	return connFailed, nil
+}
+
+// rawTCPState reads fd's TCP state (TCP_INFO) with a raw call.
+func rawTCPState(fd uintptr) (uint8, unix.Errno) {
+	var info unix.TCPInfo
+	n := uint32(unsafe.Sizeof(info))
+	_, _, e := unix.RawSyscall6(unix.SYS_GETSOCKOPT, fd, unix.IPPROTO_TCP, unix.TCP_INFO, uintptr(unsafe.Pointer(&info)), uintptr(unsafe.Pointer(&n)), 0)
+	return info.State, e
 }
 
 // soError is the error of a failed connect (SO_ERROR).
@@ -300,6 +306,7 @@ func (c *tcpConn) register() error {
 func past(d time.Time) bool { return !d.IsZero() && !time.Now().Before(d) }
 
 func (c *tcpConn) Read(p []byte) (int, error) {
+	gated := false // the gate was waited for: this read takes the answer's arrival time
 	for {
 		f, ok := c.acquire()
 		switch {
@@ -319,35 +326,28 @@ func (c *tcpConn) Read(p []byte) (int, error) {
 			return 0, c.opError("read", os.ErrDeadlineExceeded)
 		}
 		if c.gate != nil && c.sent.Swap(false) {
-			// The answer to a request just sent is rarely in yet: wait for the gate first, then
-			// read with the time the data came.
+			// The answer to a request just sent is rarely in yet: wait for the gate first.
 			c.release()
 			c.gate.wait(c.stop)
-			if f, ok := c.acquire(); !ok {
-				return 0, c.opError("read", net.ErrClosed)
-			} else if f == nil {
-				n, at, e := rawRecvStamped(c.fd, p)
-				c.release()
-				if e == 0 && n > 0 && !at.IsZero() {
-					if d := time.Since(at); d > 0 {
-						c.mu.Lock()
-						c.held += d
-						c.mu.Unlock()
-					}
-				}
-				if e == 0 {
-					if n == 0 {
-						return 0, io.EOF
-					}
-					return n, nil
-				}
-				if e != unix.EAGAIN && e != unix.EINTR {
-					return 0, &net.OpError{Op: "read", Net: "tcp", Addr: c.RemoteAddr(), Err: os.NewSyscallError("read", e)}
-				}
-			}
+			gated = true
 			continue
 		}
-		n, e := rawRecv(c.fd, p)
+		var n int
+		var e unix.Errno
+		if gated {
+			var at time.Time
+			n, at, e = rawRecvStamped(c.fd, p)
+			if e == 0 && n > 0 && !at.IsZero() {
+				if d := time.Since(at); d > 0 {
+					c.mu.Lock()
+					c.held += d
+					c.mu.Unlock()
+				}
+			}
+			gated = false
+		} else {
+			n, e = rawRecv(c.fd, p)
+		}
 		c.release()
 		switch e {
 		case 0:
@@ -564,9 +564,7 @@ func (c *tcpConn) Close() error {
 // half-closed (shut its writing side down and still reads) is taken as closed and gets the RST.
 func (c *tcpConn) closeFd() {
 	if c.gate != nil {
-		var info unix.TCPInfo
-		n := uint32(unsafe.Sizeof(info))
-		if _, _, e := unix.RawSyscall6(unix.SYS_GETSOCKOPT, uintptr(c.fd), unix.IPPROTO_TCP, unix.TCP_INFO, uintptr(unsafe.Pointer(&info)), uintptr(unsafe.Pointer(&n)), 0); e == 0 && info.State == tcpCloseWait {
+		if st, e := rawTCPState(uintptr(c.fd)); e == 0 && st == tcpCloseWait {
 			l := unix.Linger{Onoff: 1, Linger: 0}
 			unix.RawSyscall6(unix.SYS_SETSOCKOPT, uintptr(c.fd), unix.SOL_SOCKET, unix.SO_LINGER, uintptr(unsafe.Pointer(&l)), unsafe.Sizeof(l), 0)
 		}
