@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -97,7 +96,7 @@ func (m *Master) spawn(g *generation) (*proc, error) {
 	spec := procSpec{
 		Path:   "/proc/self/exe",
 		Args:   []string{"hcproxy: worker process"},
-		Env:    workerEnv(os.Environ(), names, runtime.NumCPU(), g.cfg.Workers),
+		Env:    workerEnv(os.Environ(), names),
 		Files:  files,
 		Stdout: os.Stdout,
 		Stderr: os.Stderr,
@@ -135,13 +134,14 @@ func (m *Master) spawn(g *generation) (*proc, error) {
 }
 
 // workerEnv is a worker's environment: the master's (without NOTIFY_SOCKET), its role, its
-// descriptors' names, and GOMAXPROCS: the cores shared out among the workers (at least 1), unless
-// the master was started with GOMAXPROCS set, which the workers then keep. Why one may set it: a
-// worker with more than one P serves more requests on a machine it has to itself, but on one it
-// shares (the load, the backends) its goroutines move between threads that the kernel runs
-// against the others, which widens the tail (docs/performance.md, issue 15: one worker on 2
-// cores, p99.9 5.7-6.3 ms with 2 Ps, 4.8-5.0 ms with GOMAXPROCS=1, at 10-15% less throughput).
-func workerEnv(environ, fdNames []string, cpus, workers int) []string {
+// descriptors' names, and GOMAXPROCS=1 unless the master was started with GOMAXPROCS set, which
+// the workers then keep. One P per worker is nginx's model (a worker is one thread; an operator
+// who wants more cores adds workers, and workers = "auto" is one per CPU). A worker with more Ps
+// serves more requests on a machine it has to itself, but on one it shares (the load, the
+// backends) its goroutines move between threads that the kernel runs against the others, which
+// widens the tail (docs/performance.md, issue 15: one worker on 2 cores, p99.9 5.7-6.3 ms with
+// 2 Ps, 4.8-5.0 ms with one, at 10-15% less throughput).
+func workerEnv(environ, fdNames []string) []string {
 	env := append(withoutNotifySocket(environ), handoff.EnvRole+"=worker", handoff.EnvFds+"="+handoff.EncodeFds(fdNames))
 	for _, kv := range environ {
 		if v, ok := strings.CutPrefix(kv, "GOMAXPROCS="); ok {
@@ -150,5 +150,5 @@ func workerEnv(environ, fdNames []string, cpus, workers int) []string {
 			}
 		}
 	}
-	return append(env, "GOMAXPROCS="+strconv.Itoa(max(1, cpus/max(1, workers))))
+	return append(env, "GOMAXPROCS=1")
 }
