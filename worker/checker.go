@@ -179,6 +179,7 @@ func (c *checker) Stop() {
 
 func (c *checker) run(ctx context.Context) {
 	defer close(c.done)
+	defer close(c.jobs) // the probers end once they have taken what is left (pool.go)
 	defer c.gate.Open()
 	timer := time.NewTimer(0)
 	defer timer.Stop()
@@ -233,13 +234,8 @@ func (c *checker) run(ctx context.Context) {
 // finishReady finishes every result already sent, so that the answers read at one opening of
 // the gate cost one pass of the run loop (its expiries, sweep step and timer), not one each.
 func (c *checker) finishReady() {
-	for {
-		select {
-		case o := <-c.results:
-			c.finish(o)
-		default:
-			return
-		}
+	for len(c.results) > 0 { // run is the only receiver: what len counts is there to take
+		c.finish(<-c.results)
 	}
 }
 

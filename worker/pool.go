@@ -1,6 +1,10 @@
 package worker
 
-import "time"
+import (
+	"time"
+
+	"hcproxy/probe"
+)
 
 // job is one probe for the pool: the check of t due at due, started at started under fence,
 // ending by deadline.
@@ -14,7 +18,12 @@ type job struct {
 
 // submit hands j to the probe pool: long-lived goroutines fed by c.jobs, started as needed up to
 // maxConcurrentProbes (never more than the probes in flight), so a probe costs no goroutine of
-// its own. c.jobs never blocks: it holds maxConcurrentProbes and no more probes are in flight.
+// its own. Only run submits, and it closes c.jobs when it returns (the probers then end).
+//
+// Neither channel ever blocks, so plain sends and receives do (a select per probe was a tenth of
+// the checker's CPU with keepalive): c.jobs and c.results each hold maxConcurrentProbes, and a
+// job in c.jobs, a probe running and a result in c.results are each a probe in flight (counted
+// by c.inflight until run takes its result), of which there are never more.
 func (c *checker) submit(j job) {
 	if c.poolSize < c.inflight {
 		c.poolSize++
@@ -24,20 +33,18 @@ func (c *checker) submit(j job) {
 	c.jobs <- j
 }
 
-// prober runs probes from c.jobs until the checker stops, sending each outcome back to run.
+// prober runs probes from c.jobs until run closes it, sending each outcome back to run. A job
+// taken after Stop is not probed: its outcome (dropped by finish, were run still there) only
+// keeps the count.
 func (c *checker) prober() {
 	defer c.probes.Done()
-	for {
-		select {
-		case j := <-c.jobs:
-			res := c.probe(j.t, j.deadline)
-			select {
-			case c.results <- outcome{t: j.t, fence: j.fence, due: j.due, started: j.started, res: res}:
-			case <-c.done:
-				return
-			}
-		case <-c.done:
-			return
+	for j := range c.jobs {
+		var res probe.Result
+		if c.ctx.Err() == nil {
+			res = c.probe(j.t, j.deadline)
+		} else {
+			res = probe.Result{Reason: probe.Timeout, Detail: "check cut short"}
 		}
+		c.results <- outcome{t: j.t, fence: j.fence, due: j.due, started: j.started, res: res}
 	}
 }
