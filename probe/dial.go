@@ -216,10 +216,13 @@ func dialError(ap netip.AddrPort, err error) error {
 // progress, a full send buffer, a read with nothing to read) registers it (os.NewFile) and
 // from then on waits, with deadlines and Close waking a blocked call, as a net.Conn does.
 //
-// With a Gate in the dial's context (the checker's), a read that finds nothing right after a
-// write first waits for the gate to open and tries once more before registering. The checker
-// opens its gate once per wake-up, so the answers to the requests sent in one wake-up are read
-// in the next, all in one go. Why: on loopback an answer arrives a few tens of microseconds
+// With a Gate in the dial's context (the checker's), a read right after a write first waits for
+// the gate to open. The checker opens its gate once per wake-up, so the answers to the requests
+// sent in one wake-up are read in the next, all in one go. A read at the gate that finds
+// nothing waits for the next opening (1-4 ms later), up to gateWaits openings in all, and only
+// then registers: registration lasts as long as the connection, and a registered connection's
+// every answer wakes the worker from its sleep in the poller, so a kept connection (keepalive)
+// registered for one slow answer would cost a wake-up per check for the rest of its life. Why: on loopback an answer arrives a few tens of microseconds
 // after its request, and a worker that waits for each in the poller sleeps and wakes once per
 // check; measured at 2,000 servers, 1.45 context switches and 2 epoll_pwait per check, where
 // HAProxy, which reads its answers in its next loop, had 0.4 and 0.5.
@@ -305,8 +308,15 @@ func (c *tcpConn) register() error {
 // past reports whether deadline d (zero: none) has passed.
 func past(d time.Time) bool { return !d.IsZero() && !time.Now().Before(d) }
 
+// gateWaits is how many openings of the gate a read waits for before it waits in the poller:
+// answers from servers on loopback or a LAN are in by the second or third (1-12 ms); a server
+// that takes longer costs a registration, as before, and a probe of a black-holed server two
+// reads that find nothing.
+const gateWaits = 3
+
 func (c *tcpConn) Read(p []byte) (int, error) {
 	gated := false // the gate was waited for: this read takes the answer's arrival time
+	waits := 0     // openings of the gate waited for by this read
 	for {
 		f, ok := c.acquire()
 		switch {
@@ -330,6 +340,7 @@ func (c *tcpConn) Read(p []byte) (int, error) {
 			c.release()
 			c.gate.wait(c.stop)
 			gated = true
+			waits++
 			continue
 		}
 		var n int
@@ -358,6 +369,10 @@ func (c *tcpConn) Read(p []byte) (int, error) {
 		case unix.EINTR:
 			continue
 		case unix.EAGAIN:
+			if waits > 0 && waits < gateWaits {
+				c.sent.Store(true) // not in yet: the next opening of the gate
+				continue
+			}
 			if err := c.register(); err != nil {
 				return 0, c.opError("read", err)
 			}

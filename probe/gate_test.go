@@ -91,18 +91,68 @@ func TestGateHoldsTheReadNotTheRTT(t *testing.T) {
 	}
 }
 
-// An answer not in when the gate opens is waited for in the poller, and counted in full.
+// An answer not in when the gate opens is read at a later opening, up to gateWaits openings,
+// and then waited for in the poller; its RTT is counted in full.
 func TestGateLateAnswer(t *testing.T) {
 	const delay = 200 * time.Millisecond
 	addr := answerAfter(t, delay)
 	g, _, ch := gatedProbe(t, addr)
-	g.Open()
+	for i := 1; i < gateWaits; i++ {
+		g.Open()
+		waitersAt(t, g, 1) // not in yet: back at the gate, not in the poller
+	}
+	g.Open() // the last opening: from here the poller
 	r := <-ch
 	if !r.OK() {
 		t.Fatalf("probe failed: %v %s", r.Reason, r.Detail)
 	}
 	if r.RTT < delay {
 		t.Errorf("RTT %v, want at least the server's %v", r.RTT, delay)
+	}
+}
+
+// A kept connection whose answer came after the gate's first opening but by a later one is
+// read there and stays out of the poller (registered, each of its later answers would wake the
+// worker), and the RTT is still the server's.
+func TestGateKeptConnectionStaysOutOfThePoller(t *testing.T) {
+	const delay = 50 * time.Millisecond
+	s := newRawServer(t, func(c net.Conn, done <-chan struct{}) {
+		time.Sleep(delay)
+		c.Write([]byte("HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n"))
+		<-done // the connection stays open: kept by the probe
+	})
+	g, c := new(Gate), new(Conn)
+	defer c.Close()
+	c.SetOwnerDeadline(true)
+	p := NewHTTP(HTTPOptions{URI: "/health", KeepAlive: true}).(ConnProber)
+	ch := make(chan Result, 1)
+	go func() {
+		ch <- p.ProbeConn(WithGate(context.Background(), g), s.addr, time.Now().Add(10*time.Second), c)
+	}()
+	waitersAt(t, g, 1)
+	g.Open() // too soon: the server answers delay after the request
+	waitersAt(t, g, 1)
+	time.Sleep(2 * delay)
+	g.Open()
+	r := <-ch
+	if !r.OK() {
+		t.Fatalf("probe failed: %v %s", r.Reason, r.Detail)
+	}
+	if r.RTT < delay || r.RTT > delay+delay/2 {
+		t.Errorf("RTT %v, want the server's %v (not the %v the answer waited at the gate)", r.RTT, delay, delay)
+	}
+	c.mu.Lock()
+	nc := c.nc
+	c.mu.Unlock()
+	tc, ok := nc.(*tcpConn)
+	if !ok {
+		t.Fatalf("kept connection %T, want *tcpConn", nc)
+	}
+	tc.mu.Lock()
+	registered := tc.f != nil
+	tc.mu.Unlock()
+	if registered {
+		t.Error("the kept connection was registered with the poller for an answer read at the gate")
 	}
 }
 
@@ -192,8 +242,19 @@ func TestGateArrivedAfterAnOpening(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("no word of the probe waiting at the gate")
 	}
-	g.Open()
-	if r := <-ch; !r.OK() {
-		t.Fatalf("probe failed: %v %s", r.Reason, r.Detail)
+	// Opened on each word, as the checker does: an answer not in at one opening is read at the
+	// next, and the probe's return to the gate is told again.
+	for g.Open(); ; {
+		select {
+		case r := <-ch:
+			if !r.OK() {
+				t.Fatalf("probe failed: %v %s", r.Reason, r.Detail)
+			}
+			return
+		case <-arrived:
+			g.Open()
+		case <-time.After(10 * time.Second):
+			t.Fatal("the probe did not end")
+		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -102,6 +103,7 @@ type checkerStats struct {
 	visits atomic.Int64 // slots looked at by claim sweeps
 	loops  atomic.Int64 // iterations of the run loop
 	starts atomic.Int64 // probes started
+	wokeBy atomic.Int64 // iterations of the run loop that a probe's result woke
 }
 
 const maxConcurrentProbes = 1024
@@ -199,6 +201,8 @@ func (c *checker) run(ctx context.Context) {
 			c.draining = true
 			c.handBack()
 		case o := <-c.results:
+			c.stats.wokeBy.Add(1)
+			runtime.Gosched() // the other probes released with it send theirs first (finishReady)
 			c.finish(o)
 			c.finishReady()
 		case <-timer.C:
@@ -233,6 +237,10 @@ func (c *checker) run(ctx context.Context) {
 
 // finishReady finishes every result already sent, so that the answers read at one opening of
 // the gate cost one pass of the run loop (its expiries, sweep step and timer), not one each.
+// For that the run loop, woken by the first result, yields once (runtime.Gosched) before it
+// finishes it: with one P the goroutine a channel send wakes runs next, so without the yield
+// every released probe's result woke a pass of its own (1.1 passes per check at 10,000 checks;
+// 0.16 with it, TestOneRunLoopPassFinishesAnOpening).
 func (c *checker) finishReady() {
 	for len(c.results) > 0 { // run is the only receiver: what len counts is there to take
 		c.finish(<-c.results)

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"testing"
 	"time"
 
@@ -146,5 +147,36 @@ func TestClaimsWithinOneIntervalAfterAWorkerIsKilled(t *testing.T) {
 	})
 	if late := time.Since(killed); late > iv+iv/2 {
 		t.Errorf("the last check was made %v after the kill, want within one interval and a half", late)
+	}
+}
+
+// The probes released by one opening of the gate are finished in one pass of the run loop, not
+// one pass each: with one P (a worker's default) a probe's result used to wake the run loop
+// straight away (the woken goroutine runs next), so each released probe cost a whole pass (its
+// expiries, sweep step, due heap, timer reset and select): 1.1 passes per probe at 10,000
+// checks, 0.16 after.
+func TestOneRunLoopPassFinishesAnOpening(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	const n = 400
+	const iv = 200 * time.Millisecond
+	srv := startSlowHealth(t, 0)
+	st := newSchedTable(t, n, srv.addr, iv)
+	i, tok := st.worker(t)
+	c := newChecker(st.tb, tok, i, 1, st.targets(0, n, srv.addr, iv, iv), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	c.sweep.window = 500 * time.Millisecond
+	c.Start(context.Background())
+	defer c.Stop()
+	waitFor(t, "every slot claimed", 10*time.Second, func() bool { return st.ownedBy(tok, 0, n) == n })
+	time.Sleep(c.sweep.window) // a measurement window after the start's fast sweep
+
+	w0, s0 := c.stats.wokeBy.Load(), c.stats.starts.Load()
+	time.Sleep(2 * time.Second)
+	woke, starts := c.stats.wokeBy.Load()-w0, c.stats.starts.Load()-s0
+	t.Logf("%d passes of the run loop woken by a result, for %d probes", woke, starts)
+	if starts < n { // 2 s of checks every 200 ms: about 10 per slot
+		t.Fatalf("only %d probes started in 2 s for %d slots checked every %v", starts, n, iv)
+	}
+	if float64(woke) > 0.5*float64(starts) {
+		t.Errorf("%d passes of the run loop woken by a result for %d probes: the results of one opening are not finished together", woke, starts)
 	}
 }
