@@ -1,9 +1,6 @@
 package worker
 
 import (
-	"context"
-	"io"
-	"log/slog"
 	"testing"
 	"time"
 )
@@ -14,13 +11,7 @@ import (
 func TestRemoteSlotsHandedBackAndNotClaimed(t *testing.T) {
 	const n = 20
 	const iv = 200 * time.Millisecond
-	srv := startSlowHealth(t, 0)
-	st := newSchedTable(t, n, srv.addr, iv)
-	i, tok := st.worker(t)
-	c := newChecker(st.tb, tok, i, 1, st.targets(0, n, srv.addr, iv, iv), slog.New(slog.NewTextHandler(io.Discard, nil)))
-	c.Start(context.Background())
-	defer c.Stop()
-	waitFor(t, "every slot claimed", 5*time.Second, func() bool { return st.ownedBy(tok, 0, n) == n })
+	st, c, tok := runChecker(t, n, iv, 0)
 
 	for _, s := range st.slots[:n/2] {
 		s.SetRemote(true)

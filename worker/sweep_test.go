@@ -61,6 +61,24 @@ func (st *schedTable) targets(from, to int, addr string, iv, timeout time.Durati
 	return ts
 }
 
+// runChecker runs a checker over n slots checked every iv at a health server of its own, as a
+// ready worker of generation 1, stopped at the test's end; a window above 0 shortens the claim
+// sweep's fast window after the start. It returns once every slot is claimed.
+func runChecker(t *testing.T, n int, iv, window time.Duration) (*schedTable, *checker, shm.Token) {
+	t.Helper()
+	srv := startSlowHealth(t, 0)
+	st := newSchedTable(t, n, srv.addr, iv)
+	i, tok := st.worker(t)
+	c := newChecker(st.tb, tok, i, 1, st.targets(0, n, srv.addr, iv, iv), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if window > 0 {
+		c.sweep.window = window
+	}
+	c.Start(context.Background())
+	t.Cleanup(c.Stop)
+	waitFor(t, "every slot claimed", 10*time.Second, func() bool { return st.ownedBy(tok, 0, n) == n })
+	return st, c, tok
+}
+
 func (st *schedTable) ownedBy(tok shm.Token, from, to int) int {
 	n := 0
 	for _, s := range st.slots[from:to] {
@@ -159,14 +177,7 @@ func TestOneRunLoopPassFinishesAnOpening(t *testing.T) {
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
 	const n = 400
 	const iv = 200 * time.Millisecond
-	srv := startSlowHealth(t, 0)
-	st := newSchedTable(t, n, srv.addr, iv)
-	i, tok := st.worker(t)
-	c := newChecker(st.tb, tok, i, 1, st.targets(0, n, srv.addr, iv, iv), slog.New(slog.NewTextHandler(io.Discard, nil)))
-	c.sweep.window = 500 * time.Millisecond
-	c.Start(context.Background())
-	defer c.Stop()
-	waitFor(t, "every slot claimed", 10*time.Second, func() bool { return st.ownedBy(tok, 0, n) == n })
+	_, c, _ := runChecker(t, n, iv, 500*time.Millisecond)
 	time.Sleep(c.sweep.window) // a measurement window after the start's fast sweep
 
 	w0, s0 := c.stats.wokeBy.Load(), c.stats.starts.Load()
