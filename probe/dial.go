@@ -218,14 +218,17 @@ func dialError(ap netip.AddrPort, err error) error {
 //
 // With a Gate in the dial's context (the checker's), a read right after a write first waits for
 // the gate to open. The checker opens its gate once per wake-up, so the answers to the requests
-// sent in one wake-up are read in the next, all in one go. A read at the gate that finds
-// nothing waits for the next opening (1-4 ms later), up to gateWaits openings in all, and only
-// then registers: registration lasts as long as the connection, and a registered connection's
-// every answer wakes the worker from its sleep in the poller, so a kept connection (keepalive)
-// registered for one slow answer would cost a wake-up per check for the rest of its life. Why: on loopback an answer arrives a few tens of microseconds
-// after its request, and a worker that waits for each in the poller sleeps and wakes once per
-// check; measured at 2,000 servers, 1.45 context switches and 2 epoll_pwait per check, where
-// HAProxy, which reads its answers in its next loop, had 0.4 and 0.5.
+// sent in one wake-up are read in the next, all in one go. Why: on loopback an answer arrives a
+// few tens of microseconds after its request, and a worker that waits for each in the poller
+// sleeps and wakes once per check; measured at 2,000 servers, 1.45 context switches and 2
+// epoll_pwait per check, where HAProxy, which reads its answers in its next loop, had 0.4 and
+// 0.5.
+//
+// A read at the gate that finds nothing waits for the next opening (1-4 ms later), up to
+// gateWaits openings in all, and only then registers. Registration lasts as long as the
+// connection, and each answer on a registered connection wakes the worker from its sleep in the
+// poller, so a kept connection (keepalive) registered for one slow answer would cost a wake-up
+// per check for the rest of its life.
 type tcpConn struct {
 	fd    int
 	raddr netip.AddrPort

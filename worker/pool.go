@@ -20,10 +20,11 @@ type job struct {
 // maxConcurrentProbes (never more than the probes in flight), so a probe costs no goroutine of
 // its own. Only run submits, and it closes c.jobs when it returns (the probers then end).
 //
-// Neither channel ever blocks, so plain sends and receives do (a select per probe was a tenth of
-// the checker's CPU with keepalive): c.jobs and c.results each hold maxConcurrentProbes, and a
-// job in c.jobs, a probe running and a result in c.results are each a probe in flight (counted
-// by c.inflight until run takes its result), of which there are never more.
+// Neither channel ever blocks, so plain sends and receives do (the selects and their locks were
+// about 4% of a worker's CPU with keepalive at 10,000 checks): c.jobs and c.results each hold
+// maxConcurrentProbes, and a job in c.jobs, a probe running and a result in c.results are each
+// a probe in flight (counted by c.inflight until run takes its result), of which there are
+// never more.
 func (c *checker) submit(j job) {
 	if c.poolSize < c.inflight {
 		c.poolSize++
